@@ -1,0 +1,108 @@
+"""Candidates: anything that answers the task's prompts. Each one's predictions land in
+`predictions/<name>.jsonl`, one row per test example, scored by the task's own parser and metric.
+
+Every candidate sees the same task prompt; a baseline may add few-shot turns. The LLM tier
+(an OpenAI-compatible endpoint, a predictions file) plugs in as one more `Candidate`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from slmtier.data import Example
+from slmtier.inference import Generation, generate_batched
+
+
+class Candidate(Protocol):
+    name: str
+    model: str  # what the report calls it: a model name and how it was prompted or tuned
+
+    def predict(self, task, examples: list[Example]) -> list[Generation]: ...
+
+
+@dataclass
+class LocalCandidate:
+    """A local transformers model (optionally a PEFT model with its adapter switched off)."""
+
+    name: str
+    model: str
+    hf_model: Any
+    tokenizer: Any
+    few_shot: list[tuple[str, Any]] = field(default_factory=list)
+    adapter_enabled: bool = True
+    batch_size: int = 16
+    max_new_tokens: int = 16
+
+    def predict(self, task, examples: list[Example]) -> list[Generation]:
+        conversations = [task.build_messages(example.input, few_shot=self.few_shot) for example in examples]
+        # The untuned baseline reuses the fine-tuned model's weights with the adapter off: one model in memory.
+        switch = contextlib.nullcontext() if self.adapter_enabled else self.hf_model.disable_adapter()
+        with switch:
+            return generate_batched(
+                self.hf_model,
+                self.tokenizer,
+                conversations,
+                batch_size=self.batch_size,
+                max_new_tokens=self.max_new_tokens,
+                desc=self.name,
+            )
+
+
+def select_few_shot(examples: list[Example], k: int, *, seed: int) -> list[tuple[str, Any]]:
+    """k training examples, fixed by seed; for label-like targets, round-robin over labels so all show up."""
+    rng = random.Random(seed)
+    shuffled = examples[:]
+    rng.shuffle(shuffled)
+    by_target: dict[str, list[Example]] = {}
+    for example in shuffled:
+        by_target.setdefault(json.dumps(example.target, sort_keys=True), []).append(example)
+    if len(by_target) > len(shuffled) // 2:  # free-form targets: a plain random sample
+        chosen = shuffled[:k]
+    else:
+        queues = list(by_target.values())
+        chosen = []
+        while len(chosen) < min(k, len(shuffled)):
+            for queue in queues:
+                if queue and len(chosen) < k:
+                    chosen.append(queue.pop())
+        rng.shuffle(chosen)
+    return [(example.input, example.target) for example in chosen]
+
+
+def run_candidate(candidate: Candidate, task, examples: list[Example], predictions_dir: Path) -> list[dict]:
+    """Predict, parse and score every example; write predictions/<name>.jsonl; return its rows."""
+    generations = candidate.predict(task, examples)
+    rows = []
+    for example, generation in zip(examples, generations, strict=True):
+        parsed = task.parse(generation.raw_output)
+        rows.append(
+            {
+                "id": example.id,
+                "input": example.input,
+                "raw_output": generation.raw_output,
+                "parsed": parsed,
+                "gold": example.target,
+                "correct": task.score_example(parsed, example.target),
+                "latency_ms": round(generation.latency_ms, 3),
+                "input_tokens": generation.input_tokens,
+                "output_tokens": generation.output_tokens,
+                "batch_size": generation.batch_size,
+            }
+        )
+    write_jsonl(predictions_dir / f"{candidate.name}.jsonl", rows)
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Write to a temporary name and rename, so a killed run never leaves a half file that looks whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    partial.replace(path)

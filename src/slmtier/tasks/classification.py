@@ -1,0 +1,112 @@
+"""Classification: text in, one label out of a fixed set.
+
+One row of data/tickets/train.jsonl:
+    {"id": "train-0007", "text": "hi, the app keeps saying 'device offline' since the update ...",
+     "label": "technical_issue"}
+The system message carries the instruction with the label list, the user message the text, and the
+model answers with the label alone (`technical_issue`). Parsing never raises: an answer that names
+no label, or several, is unparseable (`None`), counted as wrong and reported as invalid output.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+INVALID_COLUMN = "<invalid>"  # confusion-matrix column for unparseable outputs
+
+
+def _normalise(text: str) -> str:
+    """Lower-case, `_`/`-` as spaces, punctuation and repeated spaces gone: 'Account-Access.' -> 'account access'."""
+    text = re.sub(r"[_\-]+", " ", text.lower())
+    text = re.sub(r"[^\w\s]", " ", text)
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class Classification:
+    instruction: str
+    labels: tuple[str, ...]
+    metric: str = "accuracy"
+    kind: str = "classification"
+
+    def system_prompt(self) -> str:
+        return self.instruction.replace("{labels}", ", ".join(self.labels))
+
+    def build_messages(self, text: str, *, few_shot: list[tuple[str, Any]] = ()) -> list[dict]:
+        """Chat messages up to (not including) the answer; few-shot pairs become earlier turns."""
+        messages = [{"role": "system", "content": self.system_prompt()}]
+        for shot_text, shot_label in few_shot:
+            messages.append({"role": "user", "content": shot_text})
+            messages.append({"role": "assistant", "content": self.format_target(shot_label)})
+        messages.append({"role": "user", "content": text})
+        return messages
+
+    def format_target(self, target: Any) -> str:
+        return str(target)
+
+    def check_target(self, value: Any) -> str | None:
+        """Why a gold value is unusable, or None if it is fine."""
+        if not isinstance(value, str) or value not in self.labels:
+            return f"label {value!r} is not one of the recipe's labels {list(self.labels)}"
+        return None
+
+    def parse(self, raw_output: str) -> str | None:
+        """The label the output names: the whole first line, else the one label mentioned. None if unclear."""
+        by_key = {_normalise(label): label for label in self.labels}
+        lines = [line for line in raw_output.strip().splitlines() if line.strip()]
+        if not lines:
+            return None
+        first = _normalise(lines[0])
+        if first in by_key:
+            return by_key[first]
+        for text in (first, _normalise(raw_output)):
+            found = {label for key, label in by_key.items() if re.search(rf"\b{re.escape(key)}\b", text)}
+            if len(found) == 1:
+                return found.pop()
+            if found:  # several labels named: the model did not choose
+                return None
+        return None
+
+    def score_example(self, parsed: str | None, gold: str) -> float:
+        return float(parsed is not None and parsed == gold)
+
+    def score(self, parsed: list[str | None], gold: list[str]) -> dict:
+        return score_classification(parsed, gold, self.labels)
+
+
+def score_classification(parsed: list[str | None], gold: list[str], labels: tuple[str, ...]) -> dict:
+    """Accuracy, macro-F1, per-label precision/recall/F1, confusion matrix and invalid-output rate.
+
+    Unparseable outputs count as wrong and as a prediction of no label. Macro-F1 averages over the
+    labels that occur in gold or predictions (a label absent from both says nothing about the model).
+    """
+    n = len(gold)
+    columns = [*labels, INVALID_COLUMN]
+    index = {label: i for i, label in enumerate(columns)}
+    matrix = [[0] * len(columns) for _ in labels]
+    for p, g in zip(parsed, gold, strict=True):
+        matrix[index[g]][index[p if p is not None else INVALID_COLUMN]] += 1
+    per_label, f1s = {}, []
+    for i, label in enumerate(labels):
+        tp = matrix[i][i]
+        predicted = sum(row[i] for row in matrix)
+        support = sum(matrix[i])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_label[label] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+        if support or predicted:
+            f1s.append(f1)
+    correct = sum(matrix[i][i] for i in range(len(labels)))
+    invalid = sum(row[-1] for row in matrix)
+    return {
+        "n": n,
+        "accuracy": correct / n if n else 0.0,
+        "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
+        "invalid_count": invalid,
+        "invalid_rate": invalid / n if n else 0.0,
+        "per_label": per_label,
+        "confusion": {"labels": list(labels), "columns": columns, "matrix": matrix},
+    }

@@ -1,0 +1,125 @@
+"""LoRA fine-tuning with trl.SFTTrainer on the task's own chat prompt, loss on the answer only.
+
+The training rows are conversational prompt-completion pairs built by the task, so the model is
+trained on exactly the prompt it is benchmarked with. TRL applies the chat template and masks the
+prompt out of the loss (`completion_only_loss`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset
+
+from slmtier.config import LoraConfig, TrainerConfig
+from slmtier.data import Example
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    train_loss: float
+    runtime_s: float
+    steps: int
+    examples: int
+    tokens: int  # non-padding tokens processed (prompt and answer)
+    tokens_per_s: float
+
+
+def build_sft_dataset(task, examples: list[Example]) -> Dataset:
+    """Conversational prompt-completion rows: the task's messages, then the gold answer as assistant turn."""
+    return Dataset.from_list(
+        [
+            {
+                "prompt": task.build_messages(example.input),
+                "completion": [{"role": "assistant", "content": task.format_target(example.target)}],
+            }
+            for example in examples
+        ]
+    )
+
+
+def build_peft_config(cfg: LoraConfig):
+    from peft import LoraConfig as PeftLoraConfig
+
+    # "all-linear" is peft's own shorthand (every linear layer except the output head); it must be a string.
+    targets = cfg.target_modules[0] if cfg.target_modules == ["all-linear"] else list(cfg.target_modules)
+    return PeftLoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        use_dora=cfg.use_dora,
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_sft_config(cfg: TrainerConfig, *, output_dir: Path, report_to: list[str]):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length,
+        bf16=cfg.bf16,
+        logging_steps=cfg.logging_steps,
+        seed=cfg.seed,
+        completion_only_loss=True,
+        include_num_input_tokens_seen="non_padding",
+        save_strategy="no",
+        report_to=report_to or "none",
+    )
+
+
+def train_adapter(
+    model,
+    tokenizer,
+    train_dataset: Dataset,
+    *,
+    trainer_cfg: TrainerConfig,
+    lora_cfg: LoraConfig,
+    work_dir: Path,
+    report_to: list[str] = (),
+):
+    """Attach LoRA, train, and return (the PEFT model, TrainResult). The base weights stay frozen."""
+    from trl import SFTTrainer
+
+    if trainer_cfg.max_train_examples is not None:
+        train_dataset = train_dataset.select(range(min(trainer_cfg.max_train_examples, len(train_dataset))))
+    trainer = SFTTrainer(
+        model=model,
+        args=build_sft_config(trainer_cfg, output_dir=work_dir, report_to=list(report_to)),
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=build_peft_config(lora_cfg),
+    )
+    output = trainer.train()
+    tokens = int(trainer.state.num_input_tokens_seen)
+    runtime = float(output.metrics["train_runtime"])
+    result = TrainResult(
+        train_loss=float(output.training_loss),
+        runtime_s=runtime,
+        steps=int(trainer.state.global_step),
+        examples=len(train_dataset),
+        tokens=tokens,
+        tokens_per_s=tokens / runtime if runtime else 0.0,
+    )
+    log.info("trained %d steps in %.0f s: loss %.3f, %.0f tokens/s", result.steps, runtime, result.train_loss,
+             result.tokens_per_s)
+    return trainer.model, result
+
+
+def save_adapter(peft_model, tokenizer, adapter_dir: Path) -> None:
+    """The adapter alone (safetensors) plus the tokenizer, loadable with peft's AutoPeftModelForCausalLM."""
+    peft_model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
