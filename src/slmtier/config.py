@@ -37,7 +37,7 @@ class LoraConfig:
 
     r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     use_dora: bool = False
 
@@ -55,7 +55,10 @@ class TrainerConfig:
     warmup_steps: float = 0.0  # < 1 = a fraction of all steps, >= 1 = a number of steps
     weight_decay: float = 0.0
     max_length: int = 512  # tokens per training example; longer ones are cut (and counted)
-    bf16: bool = False
+    bf16: bool | None = None  # null = on where the hardware computes bf16 natively (CUDA, AVX512-BF16/AMX CPUs)
+    # random | group_by_length (batches of similar length: little padding) | sequential
+    train_sampling_strategy: str = "group_by_length"
+    gradient_checkpointing: bool = False  # trades ~30% speed for activation memory; off for small models
     logging_steps: int = 10
     seed: int = 42
     max_train_examples: int | None = None  # null = the whole train split
@@ -65,6 +68,7 @@ class TrainerConfig:
 class InferenceConfig:
     batch_size: int = 16
     max_new_tokens: int = 16
+    bf16: bool | None = None  # autocast to bf16; null = on where the hardware computes bf16 natively
 
 
 @dataclass

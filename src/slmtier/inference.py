@@ -30,6 +30,7 @@ def generate_batched(
     *,
     batch_size: int = 16,
     max_new_tokens: int = 16,
+    bf16: bool = False,
     desc: str = "predict",
 ) -> list[Generation]:
     """One Generation per conversation (in input order), answering its last user turn."""
@@ -53,7 +54,10 @@ def generate_batched(
             batch = tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=False)
             batch = batch.to(model.device)
             began = time.perf_counter()
-            with torch.inference_mode():
+            with (
+                torch.inference_mode(),
+                torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16),
+            ):
                 output = model.generate(**batch, generation_config=generation_config)
             latency_ms = (time.perf_counter() - began) * 1000
             new_tokens = output[:, batch["input_ids"].shape[1] :]

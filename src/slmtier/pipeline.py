@@ -14,7 +14,7 @@ from slmtier.benchmark.summary import summarise_candidate
 from slmtier.config import ModelConfig, RunConfig
 from slmtier.data import Splits, resolve_data_path
 from slmtier.errors import SlmtierError
-from slmtier.models import load_model, load_tokenizer, resolve_model_path
+from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
 from slmtier.training import TrainResult, build_sft_dataset, save_adapter, train_adapter
 
 log = logging.getLogger(__name__)
@@ -57,19 +57,30 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
 
 def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer) -> list[Candidate]:
     """The fine-tuned SLM, and the baseline: by default the same base model, adapter off, prompted few-shot."""
-    shared = {"batch_size": cfg.inference.batch_size, "max_new_tokens": cfg.inference.max_new_tokens}
+    shared = {
+        "batch_size": cfg.inference.batch_size,
+        "max_new_tokens": cfg.inference.max_new_tokens,
+        "bf16": resolve_bf16(cfg.inference.bf16),
+    }
     slm = LocalCandidate(SLM, f"{cfg.model.name} + LoRA", peft_model, tokenizer, **shared)
     base = cfg.baseline
     few_shot = select_few_shot(splits.train, base.few_shot_k, seed=base.seed)
     label = f"{{}} ({base.few_shot_k}-shot, untuned)"
     if base.model is None:
         baseline = LocalCandidate(
-            base.name, label.format(cfg.model.name), peft_model, tokenizer, few_shot, adapter_enabled=False, **shared
+            base.name,
+            label.format(cfg.model.name),
+            peft_model,
+            tokenizer,
+            few_shot,
+            adapter_enabled=False,
+            **shared,
         )
     else:
         other_model, other_tokenizer = load_base_model(cfg, base.model)
-        baseline = LocalCandidate(base.name, label.format(base.model.name), other_model, other_tokenizer, few_shot,
-                                  **shared)
+        baseline = LocalCandidate(
+            base.name, label.format(base.model.name), other_model, other_tokenizer, few_shot, **shared
+        )
     return [slm, baseline]
 
 

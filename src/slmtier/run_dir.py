@@ -1,10 +1,10 @@
 """The run directory contract: the files each stage writes and later stages (and reports) read.
 
-    config.yaml              resolved config
-    adapter/                 PEFT adapter (safetensors) and tokenizer
-    predictions/<name>.jsonl one row per test example and candidate
-    metrics.json             recipe, task_kind, data, training, candidates, decision
-    report.md, report.html   rebuilt by `slmtier report RUN_DIR` from the files above
+config.yaml              resolved config
+adapter/                 PEFT adapter (safetensors) and tokenizer
+predictions/<name>.jsonl one row per test example and candidate
+metrics.json             recipe, task_kind, data, training, candidates, decision
+report.md, report.html   rebuilt by `slmtier report RUN_DIR` from the files above
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 
 from slmtier.config import LoraConfig, TrainerConfig
 from slmtier.data import Example
+from slmtier.models import resolve_bf16
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,11 @@ def build_sft_config(cfg: TrainerConfig, *, output_dir: Path, report_to: list[st
         warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
-        bf16=cfg.bf16,
+        bf16=resolve_bf16(cfg.bf16),
+        # transformers refuses bf16 without an accelerator unless told the CPU is meant.
+        use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy=cfg.train_sampling_strategy,
         logging_steps=cfg.logging_steps,
         seed=cfg.seed,
         completion_only_loss=True,
@@ -114,8 +120,13 @@ def train_adapter(
         tokens=tokens,
         tokens_per_s=tokens / runtime if runtime else 0.0,
     )
-    log.info("trained %d steps in %.0f s: loss %.3f, %.0f tokens/s", result.steps, runtime, result.train_loss,
-             result.tokens_per_s)
+    log.info(
+        "trained %d steps in %.0f s: loss %.3f, %.0f tokens/s",
+        result.steps,
+        runtime,
+        result.train_loss,
+        result.tokens_per_s,
+    )
     return trainer.model, result
 
 

@@ -37,6 +37,7 @@ class LocalCandidate:
     adapter_enabled: bool = True
     batch_size: int = 16
     max_new_tokens: int = 16
+    bf16: bool = False
 
     def predict(self, task, examples: list[Example]) -> list[Generation]:
         conversations = [task.build_messages(example.input, few_shot=self.few_shot) for example in examples]
@@ -49,6 +50,7 @@ class LocalCandidate:
                 conversations,
                 batch_size=self.batch_size,
                 max_new_tokens=self.max_new_tokens,
+                bf16=self.bf16,
                 desc=self.name,
             )
 

@@ -1,8 +1,8 @@
 """The `slmtier` command.
 
-    slmtier report RUN_DIR       rebuild report.md and report.html from a run's files (no model loaded)
-    slmtier recipes              list the shipped recipes
-    slmtier train recipe=NAME    same as `python train.py recipe=NAME` (Hydra overrides follow)
+slmtier report RUN_DIR       rebuild report.md and report.html from a run's files (no model loaded)
+slmtier recipes              list the shipped recipes
+slmtier train recipe=NAME    same as `python train.py recipe=NAME` (Hydra overrides follow)
 """
 
 from __future__ import annotations

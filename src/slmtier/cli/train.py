@@ -12,8 +12,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from slmtier.config import CONFIG_DIR, RunConfig, register_configs
 from slmtier.cli.errors import exit_on_user_error
+from slmtier.config import CONFIG_DIR, RunConfig, register_configs
+from slmtier.data import load_splits
 from slmtier.pipeline import (
     build_candidates,
     check_config,
@@ -22,7 +23,6 @@ from slmtier.pipeline import (
     run_training,
     summarise_run,
 )
-from slmtier.data import load_splits
 from slmtier.report import write_reports
 from slmtier.run_dir import write_config, write_metrics
 from slmtier.tasks import build_task

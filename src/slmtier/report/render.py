@@ -52,7 +52,12 @@ def _context(run: RunFiles) -> dict:
     errors = {
         name: [row for row in rows if not row["correct"]][:MAX_ERROR_EXAMPLES] for name, rows in run.predictions.items()
     }
-    return {"m": metrics, "candidates": metrics["candidates"], "errors": errors, "config_text": run.config_text}
+    return {
+        "m": metrics,
+        "candidates": metrics["candidates"],
+        "errors": errors,
+        "config_text": run.config_text,
+    }
 
 
 def _environment(autoescape: bool) -> jinja2.Environment:

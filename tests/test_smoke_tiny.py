@@ -1,0 +1,141 @@
+"""End to end on a tiny random-weight model built in the test: train, predict, decide, report."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, read_jsonl, run_train_cli
+from slmtier.data import load_splits
+from slmtier.pipeline import load_base_model, run_training
+from slmtier.tasks import build_task
+from test_configs import compose_run
+
+
+def tiny_overrides(model_dir, data, run_dir):
+    return [
+        "recipe=ticket_classifier",
+        f"model.source={model_dir}",
+        "model.name=tiny",
+        "trainer=smoke",
+        f"data.train={data['train']}",
+        f"data.validation={data['validation']}",
+        f"data.test={data['test']}",
+        "inference.max_new_tokens=4",
+        "baseline.few_shot_k=2",
+        f"cache_dir={run_dir.parent / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+    ]
+
+
+def test_training_changes_the_adapter_and_not_the_base(tiny_model_dir, small_data, tmp_path):
+    cfg = compose_run(*tiny_overrides(tiny_model_dir, small_data, tmp_path / "run")[:-1])
+    task = build_task(cfg.task)
+    splits = load_splits(cfg.data, task.check_target)
+    model, tokenizer = load_base_model(cfg)
+    base_before = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    peft_model, result = run_training(cfg, task, splits, model, tokenizer, tmp_path)
+
+    assert result.steps == 4 and result.tokens > 0
+    for name, param in peft_model.named_parameters():
+        if "lora_" in name:
+            continue
+        original = name.removeprefix("base_model.model.").replace(".base_layer", "")
+        assert not param.requires_grad
+        assert torch.equal(param, base_before[original]), f"base weight {original} changed"
+    adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    lora_b = [t for k, t in adapter.items() if "lora_B" in k]
+    assert lora_b and any(t.abs().sum() > 0 for t in lora_b), "LoRA B starts at zero and must have moved"
+
+
+def test_cli_run_writes_the_run_directory_contract(tiny_model_dir, small_data, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train_cli(*tiny_overrides(tiny_model_dir, small_data, run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"run directory: {run_dir}" in result.stdout and "verdict: " in result.stdout
+
+    for name in [
+        "config.yaml",
+        "metrics.json",
+        "report.md",
+        "report.html",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "predictions/slm.jsonl",
+        "predictions/baseline.jsonl",
+    ]:
+        assert (run_dir / name).is_file(), name
+    assert not list(run_dir.rglob("*.bin")), "safetensors only"
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["recipe"] == "ticket_classifier" and metrics["task_kind"] == "classification"
+    assert set(metrics["candidates"]) == {"slm", "baseline"}
+    for candidate in metrics["candidates"].values():
+        assert {
+            "model",
+            "n",
+            "quality",
+            "accuracy",
+            "macro_f1",
+            "per_label",
+            "confusion",
+            "invalid_rate",
+        } <= set(candidate)
+        assert candidate["n"] == 12 and candidate["quality"]["metric"] == "accuracy"
+    assert metrics["decision"]["verdict"] in {"slm", "llm"} and metrics["decision"]["reason"]
+
+    test_ids = [row["id"] for row in read_jsonl(small_data["test"])]
+    for name in ["slm", "baseline"]:
+        rows = read_jsonl(run_dir / "predictions" / f"{name}.jsonl")
+        assert [row["id"] for row in rows] == test_ids
+        for row in rows:
+            assert {"id", "input", "raw_output", "parsed", "gold", "correct", "latency_ms"} <= set(row)
+            assert row["latency_ms"] > 0
+
+
+def test_report_rebuilds_from_files_alone(tiny_model_dir, small_data, tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_train_cli(*tiny_overrides(tiny_model_dir, small_data, run_dir)).returncode == 0
+    (run_dir / "report.md").unlink()
+    (run_dir / "report.html").unlink()
+    (run_dir / "adapter").rename(tmp_path / "adapter-moved")  # no model is needed to report
+
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "slmtier.cli.main", "report", str(run_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    markdown = (run_dir / "report.md").read_text()
+    assert "Verdict:" in markdown and "Confusion matrix" in markdown
+    assert "<table" in (run_dir / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.train=data/tickets/nope.jsonl", "data file not found"),
+        ("baseline.kind=telepathy", "baseline.kind 'telepathy' is not one of"),
+    ],
+)
+def test_user_mistakes_fail_before_training_without_traceback(tiny_model_dir, small_data, tmp_path, override, message):
+    run_dir = tmp_path / "run"
+    result = run_train_cli(*tiny_overrides(tiny_model_dir, small_data, run_dir), override)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (run_dir / "adapter").exists()
+
+
+def test_bad_data_row_is_named_with_file_and_line(tiny_model_dir, small_data, tmp_path):
+    rows = small_data["train"].read_text().splitlines()
+    rows[4] = rows[4].replace('"label": "', '"label": "x')
+    small_data["train"].write_text("\n".join(rows) + "\n")
+    result = run_train_cli(*tiny_overrides(tiny_model_dir, small_data, tmp_path / "run"))
+    assert result.returncode == 2
+    assert f"{small_data['train']}:5: field 'label'" in result.stderr
+    assert "Traceback" not in result.stderr
