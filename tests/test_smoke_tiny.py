@@ -105,7 +105,7 @@ def test_report_rebuilds_from_files_alone(tiny_model_dir, small_data, tmp_path):
     (run_dir / "adapter").rename(tmp_path / "adapter-moved")  # no model is needed to report
 
     rebuilt = subprocess.run(
-        [sys.executable, "-m", "slmtier.cli.main", "report", str(run_dir)],
+        [sys.executable, "-m", "slmtier", "report", str(run_dir)],
         capture_output=True,
         text=True,
         cwd=REPO,
