@@ -12,6 +12,7 @@ from conftest import REPO, read_jsonl, run_train_cli
 from slmtier.data import load_splits
 from slmtier.pipeline import load_base_model, run_training
 from slmtier.tasks import build_task
+from slmtier.training import build_sft_dataset, count_too_long
 from test_configs import compose_run
 
 
@@ -40,7 +41,7 @@ def test_training_changes_the_adapter_and_not_the_base(tiny_model_dir, small_dat
 
     peft_model, result = run_training(cfg, task, splits, model, tokenizer, tmp_path)
 
-    assert result.steps == 4 and result.tokens > 0
+    assert result.steps == 4 and result.tokens > 0 and result.truncated_examples == 0
     for name, param in peft_model.named_parameters():
         if "lora_" in name:
             continue
@@ -50,6 +51,15 @@ def test_training_changes_the_adapter_and_not_the_base(tiny_model_dir, small_dat
     adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     lora_b = [t for k, t in adapter.items() if "lora_B" in k]
     assert lora_b and any(t.abs().sum() > 0 for t in lora_b), "LoRA B starts at zero and must have moved"
+
+
+def test_too_long_examples_are_counted(tiny_model_dir, small_data, tmp_path):
+    cfg = compose_run(*tiny_overrides(tiny_model_dir, small_data, tmp_path / "run")[:-1])
+    task = build_task(cfg.task)
+    dataset = build_sft_dataset(task, load_splits(cfg.data, task.check_target).train)
+    _, tokenizer = load_base_model(cfg)
+    assert count_too_long(tokenizer, dataset, 10_000) == 0
+    assert count_too_long(tokenizer, dataset, 20) == len(dataset)
 
 
 def test_cli_run_writes_the_run_directory_contract(tiny_model_dir, small_data, tmp_path):

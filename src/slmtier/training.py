@@ -29,6 +29,7 @@ class TrainResult:
     examples: int
     tokens: int  # non-padding tokens processed (prompt and answer)
     tokens_per_s: float
+    truncated_examples: int  # examples longer than trainer.max_length, cut at the end before training
 
 
 def build_sft_dataset(task, examples: list[Example]) -> Dataset:
@@ -42,6 +43,15 @@ def build_sft_dataset(task, examples: list[Example]) -> Dataset:
             for example in examples
         ]
     )
+
+
+def count_too_long(tokenizer, dataset: Dataset, max_length: int) -> int:
+    """Examples whose chat-formatted prompt + answer exceed max_length tokens (TRL cuts them silently)."""
+    too_long = 0
+    for row in dataset:
+        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False)
+        too_long += len(ids) > max_length
+    return too_long
 
 
 def build_peft_config(cfg: LoraConfig):
@@ -102,6 +112,14 @@ def train_adapter(
 
     if trainer_cfg.max_train_examples is not None:
         train_dataset = train_dataset.select(range(min(trainer_cfg.max_train_examples, len(train_dataset))))
+    truncated = count_too_long(tokenizer, train_dataset, trainer_cfg.max_length)
+    if truncated:
+        log.warning(
+            "%d of %d training examples exceed trainer.max_length=%d tokens and are cut; their answers may be lost",
+            truncated,
+            len(train_dataset),
+            trainer_cfg.max_length,
+        )
     trainer = SFTTrainer(
         model=model,
         args=build_sft_config(trainer_cfg, output_dir=work_dir, report_to=list(report_to)),
@@ -119,6 +137,7 @@ def train_adapter(
         examples=len(train_dataset),
         tokens=tokens,
         tokens_per_s=tokens / runtime if runtime else 0.0,
+        truncated_examples=truncated,
     )
     log.info(
         "trained %d steps in %.0f s: loss %.3f, %.0f tokens/s",

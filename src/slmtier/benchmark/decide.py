@@ -24,6 +24,7 @@ def decide(slm: dict, baseline: dict, policy: DecisionConfig) -> Decision:
     gap = slm_value - base_value
     rule = f"{metric}(slm) >= {metric}(baseline) - max_quality_drop ({policy.max_quality_drop:g})"
     figures = f"{metric} {slm_value:.3f} vs {base_value:.3f} (gap {gap:+.3f}, allowed drop {policy.max_quality_drop:g})"
-    if gap >= -policy.max_quality_drop:
+    # The tolerance keeps float noise (0.78 - 0.80 = -0.0200000000000001) from flipping a verdict at the boundary.
+    if gap >= -policy.max_quality_drop - 1e-9:
         return Decision("slm", f"the fine-tuned SLM is good enough: {figures}", rule)
     return Decision("llm", f"the fine-tuned SLM falls short: {figures}", rule)
