@@ -149,3 +149,16 @@ def test_bad_data_row_is_named_with_file_and_line(tiny_model_dir, small_data, tm
     assert result.returncode == 2
     assert f"{small_data['train']}:5: field 'label'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_baseline_can_be_another_local_model(tiny_model_dir, small_data, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train_cli(
+        *tiny_overrides(tiny_model_dir, small_data, run_dir),
+        "baseline.model.name=other_local",
+        f"baseline.model.source={tiny_model_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["candidates"]["baseline"]["model"] == "other_local (2-shot, untuned)"
+    assert metrics["candidates"]["slm"]["model"] == "tiny + LoRA"

@@ -74,11 +74,12 @@ class InferenceConfig:
 @dataclass
 class BaselineConfig:
     """The tier the SLM is compared against. kind `local`: a local model prompted few-shot;
-    `model: null` = the SLM's own base model without the adapter (the untuned generic model)."""
+    `model.source: ""` = the SLM's own base model without the adapter (the untuned generic model)."""
 
     kind: str = "local"
     name: str = "baseline"  # candidate name in predictions/ and metrics.json
-    model: ModelConfig | None = None
+    # Not Optional: Hydra cannot override keys of a null node (`baseline.model.source=...` would fail).
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="", source=""))
     few_shot_k: int = 8  # examples from the train split put in the prompt, fixed by `seed`
     seed: int = 0
 

@@ -20,8 +20,6 @@ from slmtier.training import TrainResult, build_sft_dataset, save_adapter, train
 log = logging.getLogger(__name__)
 
 SLM = "slm"  # candidate name of the fine-tuned model
-
-
 BASELINE_KINDS = ("local",)
 
 
@@ -31,6 +29,8 @@ def check_config(cfg: RunConfig) -> None:
         raise SlmtierError(f"baseline.kind {cfg.baseline.kind!r} is not one of {list(BASELINE_KINDS)}")
     if cfg.baseline.name == SLM:
         raise SlmtierError(f"baseline.name must differ from {SLM!r}, the fine-tuned candidate's name")
+    if cfg.baseline.model.source and not cfg.baseline.model.name:
+        raise SlmtierError("baseline.model.name is empty; name the baseline model (it labels the report)")
 
 
 def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
@@ -65,22 +65,19 @@ def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer
     slm = LocalCandidate(SLM, f"{cfg.model.name} + LoRA", peft_model, tokenizer, **shared)
     base = cfg.baseline
     few_shot = select_few_shot(splits.train, base.few_shot_k, seed=base.seed)
-    label = f"{{}} ({base.few_shot_k}-shot, untuned)"
-    if base.model is None:
-        baseline = LocalCandidate(
-            base.name,
-            label.format(cfg.model.name),
-            peft_model,
-            tokenizer,
-            few_shot,
-            adapter_enabled=False,
-            **shared,
-        )
+    if not base.model.source:  # the generic model: the same weights with the adapter switched off
+        model, model_tokenizer, name, adapter_enabled = peft_model, tokenizer, cfg.model.name, False
     else:
-        other_model, other_tokenizer = load_base_model(cfg, base.model)
-        baseline = LocalCandidate(
-            base.name, label.format(base.model.name), other_model, other_tokenizer, few_shot, **shared
-        )
+        (model, model_tokenizer), name, adapter_enabled = load_base_model(cfg, base.model), base.model.name, True
+    baseline = LocalCandidate(
+        base.name,
+        f"{name} ({base.few_shot_k}-shot, untuned)",
+        model,
+        model_tokenizer,
+        few_shot,
+        adapter_enabled=adapter_enabled,
+        **shared,
+    )
     return [slm, baseline]
 
 
