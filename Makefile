@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 RECIPE ?= ticket_classifier
 
-.PHONY: setup demo test test-fast lint format clean
+.PHONY: setup demo test test-fast bench lint format clean
 
 setup: $(BIN)/.installed
 
@@ -28,6 +28,12 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Training throughput under several settings, as ratios to the first, measured in one run (a few minutes).
+bench: setup
+	mkdir -p bench
+	$(BIN)/python scripts/bench_train.py --steps 12 --settings fp32 bf16 bf16_lora_dropout bf16_random_order \
+		--out bench/train_throughput.json
 
 lint: setup
 	$(BIN)/ruff check src tests scripts train.py

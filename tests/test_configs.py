@@ -74,3 +74,21 @@ def test_cli_typo_fails_before_any_work(tmp_path):
     assert result.returncode != 0
     assert "rr" in result.stderr and "Traceback" not in result.stderr
     assert not Path(tmp_path, "run", "adapter").exists()
+
+
+def test_unreachable_hub_model_is_a_clear_error(monkeypatch, tmp_path):
+    from slmtier.config import ModelConfig
+    from slmtier.errors import ModelSourceError
+    from slmtier.models import load_tokenizer, resolve_model_path
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing to fall back on
+    cfg = ModelConfig(name="nope", source="no-such-org/no-such-model")
+    path = resolve_model_path(cfg, tmp_path)
+    assert path == "no-such-org/no-such-model"
+    with pytest.raises(ModelSourceError, match="could not be loaded from 'no-such-org/no-such-model'"):
+        load_tokenizer(path, cfg)
+    with pytest.raises(ModelSourceError, match="no such folder"):
+        resolve_model_path(ModelConfig(name="x", source="./missing-folder"), tmp_path)
+    with pytest.raises(ModelSourceError, match="not an embedded model"):
+        resolve_model_path(ModelConfig(name="x", source="embedded:gpt-17"), tmp_path)

@@ -119,3 +119,13 @@ def test_cli_user_error_exits_2_without_traceback(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_metrics_missing_keys_is_a_run_dir_error(tmp_path):
+    run = make_run_dir(tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["candidates"]["slm"]["latency_ms"]
+    del metrics["training"]["truncated_examples"]  # optional: older runs lack it
+    write_metrics(metrics, run)
+    with pytest.raises(RunDirError, match="lacks what the report needs"):
+        render_markdown(load_run(run))

@@ -76,12 +76,22 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     return env
 
 
+def _render(run: RunFiles, template: str, *, autoescape: bool) -> str:
+    try:
+        return _environment(autoescape).get_template(template).render(**_context(run))
+    except (jinja2.UndefinedError, KeyError, TypeError) as err:
+        raise RunDirError(
+            f"{run.run_dir / 'metrics.json'}: lacks what the report needs ({err}); "
+            "was it written by another slmtier version or edited by hand?"
+        ) from err
+
+
 def render_markdown(run: RunFiles) -> str:
-    return _environment(autoescape=False).get_template("report.md.j2").render(**_context(run))
+    return _render(run, "report.md.j2", autoescape=False)
 
 
 def render_html(run: RunFiles) -> str:
-    return _environment(autoescape=True).get_template("report.html.j2").render(**_context(run))
+    return _render(run, "report.html.j2", autoescape=True)
 
 
 def write_reports(run_dir: Path) -> tuple[Path, Path]:
