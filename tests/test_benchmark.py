@@ -32,7 +32,7 @@ def test_zero_margin_needs_the_slm_to_match():
 def test_few_shot_covers_every_label_and_is_fixed_by_seed():
     examples = [Example(str(i), f"text {i}", label) for i, label in enumerate(["a", "b", "c", "d"] * 10)]
     shots = select_few_shot(examples, 4, seed=0)
-    assert sorted(label for _, label in shots) == ["a", "b", "c", "d"]
+    assert sorted(shot.target for shot in shots) == ["a", "b", "c", "d"]
     assert shots == select_few_shot(examples, 4, seed=0)
     assert shots != select_few_shot(examples, 4, seed=1)
     assert len(select_few_shot(examples, 100, seed=0)) == 40

@@ -3,6 +3,7 @@
 import pytest
 
 from slmtier.config import TaskConfig
+from slmtier.data import Example
 from slmtier.errors import SlmtierError
 from slmtier.tasks import build_task
 from slmtier.tasks.classification import Classification, score_classification
@@ -16,7 +17,8 @@ def task():
 
 
 def test_prompt_lists_labels_and_puts_few_shot_before_the_question(task):
-    messages = task.build_messages("where is my money", few_shot=[("pw reset?", "account_access")])
+    shot = Example("s1", "pw reset?", "account_access")
+    messages = task.build_messages(Example("q1", "where is my money", "refund"), few_shot=[shot])
     assert messages[0] == {"role": "system", "content": "Pick one of: billing, refund, account_access."}
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[2]["content"] == "account_access"

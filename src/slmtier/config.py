@@ -110,11 +110,24 @@ class DataConfig:
 
 
 @dataclass
+class FieldSpec:
+    """One field of an extraction task's JSON answer."""
+
+    name: str = MISSING
+    type: str = "string"  # string | number | date (ISO YYYY-MM-DD) | enum | list (of strings)
+    description: str = ""  # shown to the model in the prompt
+    nullable: bool = True  # may the answer be null (or [] for lists)?
+    values: list[str] = field(default_factory=list)  # the allowed values of an enum
+    case_sensitive: bool = False  # compare strings as written; false = case-folded
+
+
+@dataclass
 class TaskConfig:
-    kind: str = "classification"
-    instruction: str = MISSING  # the system prompt; {labels} is replaced by the label list
-    labels: list[str] = field(default_factory=list)
-    metric: str = "accuracy"  # the primary metric the decision uses
+    kind: str = "classification"  # classification | extraction
+    instruction: str = MISSING  # the system prompt; {labels} / {fields} are replaced by the label / field list
+    labels: list[str] = field(default_factory=list)  # classification
+    fields: list[FieldSpec] = field(default_factory=list)  # extraction
+    metric: str | None = None  # the primary metric the decision uses; null = the kind's default (first listed)
 
 
 @dataclass

@@ -37,7 +37,7 @@ def build_sft_dataset(task, examples: list[Example]) -> Dataset:
     return Dataset.from_list(
         [
             {
-                "prompt": task.build_messages(example.input),
+                "prompt": task.build_messages(example),
                 "completion": [{"role": "assistant", "content": task.format_target(example.target)}],
             }
             for example in examples

@@ -33,14 +33,14 @@ class LocalCandidate:
     model: str
     hf_model: Any
     tokenizer: Any
-    few_shot: list[tuple[str, Any]] = field(default_factory=list)
+    few_shot: list[Example] = field(default_factory=list)
     adapter_enabled: bool = True
     batch_size: int = 16
     max_new_tokens: int = 16
     bf16: bool = False
 
     def predict(self, task, examples: list[Example]) -> list[Generation]:
-        conversations = [task.build_messages(example.input, few_shot=self.few_shot) for example in examples]
+        conversations = [task.build_messages(example, few_shot=self.few_shot) for example in examples]
         # The untuned baseline reuses the fine-tuned model's weights with the adapter off: one model in memory.
         switch = contextlib.nullcontext() if self.adapter_enabled else self.hf_model.disable_adapter()
         with switch:
@@ -55,7 +55,7 @@ class LocalCandidate:
             )
 
 
-def select_few_shot(examples: list[Example], k: int, *, seed: int) -> list[tuple[str, Any]]:
+def select_few_shot(examples: list[Example], k: int, *, seed: int) -> list[Example]:
     """k training examples, fixed by seed; for label-like targets, round-robin over labels so all show up."""
     rng = random.Random(seed)
     shuffled = examples[:]
@@ -73,7 +73,7 @@ def select_few_shot(examples: list[Example], k: int, *, seed: int) -> list[tuple
                 if queue and len(chosen) < k:
                     chosen.append(queue.pop())
         rng.shuffle(chosen)
-    return [(example.input, example.target) for example in chosen]
+    return chosen
 
 
 def run_candidate(candidate: Candidate, task, examples: list[Example], predictions_dir: Path) -> list[dict]:

@@ -50,7 +50,7 @@ def load_run(run_dir: Path) -> RunFiles:
 def _context(run: RunFiles) -> dict:
     metrics = run.metrics
     errors = {
-        name: [row for row in rows if not row["correct"]][:MAX_ERROR_EXAMPLES] for name, rows in run.predictions.items()
+        name: [row for row in rows if row["correct"] < 1][:MAX_ERROR_EXAMPLES] for name, rows in run.predictions.items()
     }
     return {
         "m": metrics,
@@ -58,6 +58,15 @@ def _context(run: RunFiles) -> dict:
         "errors": errors,
         "config_text": run.config_text,
     }
+
+
+def _format_answer(parsed) -> str:
+    """A parsed answer for a table cell: a label, an extraction's values as JSON, or "(unparseable)"."""
+    if parsed is None:
+        return "(unparseable)"
+    if isinstance(parsed, dict) and "values" in parsed:
+        return json.dumps({k: v for k, v in parsed["values"].items() if v}, ensure_ascii=False)
+    return str(parsed)
 
 
 def _environment(autoescape: bool) -> jinja2.Environment:
@@ -71,6 +80,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     env.filters["pct"] = lambda value: f"{100 * value:.1f}%"
     env.filters["num"] = lambda value, digits=1: f"{value:,.{digits}f}"
     env.filters["clip"] = lambda text, limit=280: text if len(text) <= limit else text[: limit - 1] + "…"
+    env.filters["answer"] = _format_answer
     env.filters["oneline"] = lambda text: " ".join(str(text).split())
     env.filters["cell"] = lambda text: " ".join(str(text).split()).replace("|", "\\|")
     return env

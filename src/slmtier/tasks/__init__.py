@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from slmtier.config import TaskConfig
+from slmtier.data import Example
 from slmtier.errors import SlmtierError
 from slmtier.tasks.classification import Classification
+from slmtier.tasks.extraction import FIELD_TYPES, Extraction
 
 
 class Task(Protocol):
     kind: str
+    metric: str  # the primary metric
+    metrics: tuple[str, ...]  # those a recipe may choose as primary
 
-    def build_messages(self, text: str, *, few_shot: list[tuple[str, Any]] = ()) -> list[dict]: ...
+    def build_messages(self, example: Example, *, few_shot: Sequence[Example] = ()) -> list[dict]: ...
 
     def format_target(self, target: Any) -> str: ...
 
@@ -26,14 +32,35 @@ class Task(Protocol):
 
 
 def build_classification(cfg: TaskConfig) -> Classification:
-    return Classification(instruction=cfg.instruction, labels=tuple(cfg.labels), metric=cfg.metric)
+    if len(cfg.labels) < 2:
+        raise SlmtierError("task.labels: a classification recipe needs at least two labels")
+    return Classification(instruction=cfg.instruction, labels=tuple(cfg.labels))
 
 
-TASKS = {"classification": build_classification}
+def build_extraction(cfg: TaskConfig) -> Extraction:
+    if not cfg.fields:
+        raise SlmtierError("task.fields: an extraction recipe declares at least one field")
+    names = [spec.name for spec in cfg.fields]
+    if len(set(names)) != len(names):
+        raise SlmtierError(f"task.fields: duplicate field names in {names}")
+    for spec in cfg.fields:
+        if spec.type not in FIELD_TYPES:
+            raise SlmtierError(f"task.fields.{spec.name}: type {spec.type!r} is not one of {list(FIELD_TYPES)}")
+        if spec.type == "enum" and not spec.values:
+            raise SlmtierError(f"task.fields.{spec.name}: an enum field lists its allowed values in `values`")
+    return Extraction(instruction=cfg.instruction, fields=tuple(cfg.fields))
+
+
+TASKS = {"classification": build_classification, "extraction": build_extraction}
 
 
 def build_task(cfg: TaskConfig) -> Task:
-    """The task object for a recipe's `task:` block; unknown kinds fail with the known ones listed."""
+    """The task object for a recipe's `task:` block; every mistake in it fails here, before any work."""
     if cfg.kind not in TASKS:
         raise SlmtierError(f"task.kind {cfg.kind!r} is not one of {sorted(TASKS)}")
-    return TASKS[cfg.kind](cfg)
+    task = TASKS[cfg.kind](cfg)
+    if cfg.metric is None:
+        return task
+    if cfg.metric not in task.metrics:
+        raise SlmtierError(f"task.metric {cfg.metric!r} is not one of {task.kind}'s metrics {list(task.metrics)}")
+    return dataclasses.replace(task, metric=cfg.metric)

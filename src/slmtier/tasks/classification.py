@@ -11,8 +11,11 @@ no label, or several, is unparseable (`None`), counted as wrong and reported as 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from slmtier.data import Example
 
 INVALID_COLUMN = "<invalid>"  # confusion-matrix column for unparseable outputs
 
@@ -30,17 +33,18 @@ class Classification:
     labels: tuple[str, ...]
     metric: str = "accuracy"
     kind: str = "classification"
+    metrics: tuple[str, ...] = ("accuracy", "macro_f1")
 
     def system_prompt(self) -> str:
         return self.instruction.replace("{labels}", ", ".join(self.labels))
 
-    def build_messages(self, text: str, *, few_shot: list[tuple[str, Any]] = ()) -> list[dict]:
-        """Chat messages up to (not including) the answer; few-shot pairs become earlier turns."""
+    def build_messages(self, example: Example, *, few_shot: Sequence[Example] = ()) -> list[dict]:
+        """Chat messages up to (not including) the answer; few-shot examples become earlier turns."""
         messages = [{"role": "system", "content": self.system_prompt()}]
-        for shot_text, shot_label in few_shot:
-            messages.append({"role": "user", "content": shot_text})
-            messages.append({"role": "assistant", "content": self.format_target(shot_label)})
-        messages.append({"role": "user", "content": text})
+        for shot in few_shot:
+            messages.append({"role": "user", "content": shot.input})
+            messages.append({"role": "assistant", "content": self.format_target(shot.target)})
+        messages.append({"role": "user", "content": example.input})
         return messages
 
     def format_target(self, target: Any) -> str:
