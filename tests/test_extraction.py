@@ -140,7 +140,9 @@ def test_scoring_rules_hand_computed(task):
     per_field_f1 = [f[k]["f1"] for k in ["order_id", "name", "products", "quantity", "action", "date"]]
     assert m["macro_f1"] == pytest.approx(sum(per_field_f1) / 6)
     # per-example scores: example 1 tp 3, fp 2, fn 2 -> 6/10; example 2 perfect; example 3 zero
-    assert [task.score_example(task.parse(o), g) for o, g in zip(outputs, golds)] == pytest.approx([0.6, 1.0, 0.0])
+    assert [task.score_example(task.parse(o), g) for o, g in zip(outputs, golds, strict=True)] == pytest.approx(
+        [0.6, 1.0, 0.0]
+    )
 
 
 def test_both_empty_scores_one_and_counts_nothing(task):
