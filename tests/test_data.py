@@ -38,17 +38,27 @@ def test_ticket_splits_sizes_and_balance():
         assert max(counts.values()) <= 1.5 * min(counts.values()), f"{split} is unbalanced: {counts}"
 
 
-def test_ticket_splits_do_not_overlap_and_have_no_duplicates():
-    texts = {
-        split: [normalised(r["text"]) for r in read_jsonl(TICKETS / f"{split}.jsonl")]
-        for split in ("train", "validation", "test")
-    }
+SAMPLE_SETS = {
+    "tickets": ("text", (480, 80, 160)),
+    "orders": ("text", (300, 60, 100)),
+    "support_calls": ("dialogue", (200, 40, 60)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_SETS))
+def test_sample_splits_do_not_overlap_and_have_no_duplicates(name):
+    field, minimum = SAMPLE_SETS[name]
+    folder = TICKETS.parent / name
+    rows = {split: read_jsonl(folder / f"{split}.jsonl") for split in ("train", "validation", "test")}
+    for (split, items), least in zip(rows.items(), minimum, strict=True):
+        assert len(items) >= least, f"{name}/{split} has {len(items)} rows, fewer than {least}"
+    texts = {split: [normalised(r[field]) for r in items] for split, items in rows.items()}
     for split, items in texts.items():
-        assert len(items) == len(set(items)), f"duplicate texts inside {split}"
+        assert len(items) == len(set(items)), f"duplicate texts inside {name}/{split}"
     assert not set(texts["train"]) & set(texts["test"])
     assert not set(texts["train"]) & set(texts["validation"])
     assert not set(texts["validation"]) & set(texts["test"])
-    ids = [r["id"] for split in texts for r in read_jsonl(TICKETS / f"{split}.jsonl")]
+    ids = [r["id"] for items in rows.values() for r in items]
     assert len(ids) == len(set(ids))
 
 

@@ -162,3 +162,32 @@ def test_baseline_can_be_another_local_model(tiny_model_dir, small_data, tmp_pat
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["candidates"]["baseline"]["model"] == "other_local (2-shot, untuned)"
     assert metrics["candidates"]["slm"]["model"] == "tiny + LoRA"
+
+
+def test_extraction_recipe_end_to_end(tiny_model_dir, tmp_path):
+    from conftest import REPO, write_jsonl
+
+    data = {}
+    for split, n in [("train", 16), ("validation", 4), ("test", 6)]:
+        rows = read_jsonl(REPO / "data" / "orders" / f"{split}.jsonl")[:n]
+        data[split] = write_jsonl(tmp_path / f"{split}.jsonl", rows)
+    run_dir = tmp_path / "run"
+    overrides = tiny_overrides(tiny_model_dir, data, run_dir)
+    overrides[0] = "recipe=order_extractor"
+    result = run_train_cli(*overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["task_kind"] == "extraction" and metrics["primary_metric"] == "micro_f1"
+    for candidate in metrics["candidates"].values():
+        assert {"micro_f1", "macro_f1", "exact_match", "valid_json_rate", "per_field"} <= set(candidate)
+        assert set(candidate["per_field"]) == {
+            "order_id",
+            "customer_name",
+            "products",
+            "quantity",
+            "requested_action",
+            "delivery_date",
+        }
+    rows = read_jsonl(run_dir / "predictions" / "slm.jsonl")
+    assert len(rows) == 6 and all(0.0 <= row["correct"] <= 1.0 for row in rows)
+    assert "Per-field F1" in (run_dir / "report.md").read_text()
