@@ -7,7 +7,7 @@ import pytest
 from conftest import TICKETS, read_jsonl, write_jsonl
 from slmtier.config import DataConfig
 from slmtier.data import load_splits
-from slmtier.data.jsonl import load_jsonl
+from slmtier.data.loading import load_records
 from slmtier.errors import DataError
 from slmtier.tasks.classification import Classification
 
@@ -75,7 +75,9 @@ def test_ticket_data_loads_through_the_validator():
 
 
 def load(path):
-    return load_jsonl(str(path), id_field="id", text_field="text", target_field="label", check_target=TASK.check_target)
+    return load_records(
+        str(path), id_field="id", text_field="text", target_field="label", check_target=TASK.check_target
+    )
 
 
 GOOD = '{"id": "a", "text": "where is my parcel", "label": "shipping"}\n'
@@ -124,3 +126,56 @@ def test_missing_and_empty_files(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(DataError, match="has no rows"):
         load(tmp_path / "empty.jsonl")
+
+
+def load_with(path, **fields):
+    options = {"id_field": "id", "text_field": "text", "target_field": "label", "check_target": TASK.check_target}
+    return load_records(str(path), **{**options, **fields})
+
+
+def test_csv_with_line_numbers_as_ids(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text('text,category\n"Where, exactly, is my parcel?",shipping\nrefund me,refund\n', encoding="utf-8")
+    examples = load_with(path, id_field=None, target_field="category")
+    assert [(e.id, e.input, e.target) for e in examples] == [
+        ("train-2", "Where, exactly, is my parcel?", "shipping"),
+        ("train-3", "refund me", "refund"),
+    ]
+    path.write_text("text,category\nhi,nope\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train.csv:2: field 'category'"):
+        load_with(path, id_field=None, target_field="category")
+
+
+def test_csv_non_utf8_names_the_line(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"text,label\nok,refund\ncaf\xe9,refund\n")
+    with pytest.raises(DataError, match=r"train.csv:3: not valid UTF-8"):
+        load_with(path)
+
+
+def test_dotted_fields_and_json_cells(tmp_path):
+    rows = [{"userInput": {"text": "table for 2"}, "fields": {"people": "2"}}]
+    examples = load_records(
+        str(write_jsonl(tmp_path / "r.jsonl", rows)),
+        id_field=None,
+        text_field="userInput.text",
+        target_field="fields",
+        check_target=lambda value: None,
+    )
+    assert examples[0].input == "table for 2" and examples[0].target == {"people": "2"}
+    csv_path = tmp_path / "r.csv"
+    csv_path.write_text('id,text,fields\n1,hi,"{""people"": ""2""}"\n', encoding="utf-8")
+    examples = load_records(
+        str(csv_path),
+        id_field="id",
+        text_field="text",
+        target_field="fields",
+        check_target=lambda value: None if isinstance(value, dict) else "not a dict",
+    )
+    assert examples[0].target == {"people": "2"}
+
+
+def test_query_field_is_optional_per_row(tmp_path):
+    rows = [{"id": "a", "text": "t", "label": "refund", "q": "why?"}, {"id": "b", "text": "t", "label": "refund"}]
+    examples = load_with(write_jsonl(tmp_path / "q.jsonl", rows), query_field="q")
+    assert [e.query for e in examples] == ["why?", None]

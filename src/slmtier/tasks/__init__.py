@@ -11,6 +11,7 @@ from slmtier.data import Example
 from slmtier.errors import SlmtierError
 from slmtier.tasks.classification import Classification
 from slmtier.tasks.extraction import FIELD_TYPES, Extraction
+from slmtier.tasks.summarization import Summarization
 
 
 class Task(Protocol):
@@ -28,13 +29,13 @@ class Task(Protocol):
 
     def score_example(self, parsed: Any, gold: Any) -> float: ...
 
-    def score(self, parsed: list[Any], gold: list[Any]) -> dict: ...
+    def score(self, parsed: list[Any], gold: list[Any], *, inputs: list[str] | None = None) -> dict: ...
 
 
 def build_classification(cfg: TaskConfig) -> Classification:
     if len(cfg.labels) < 2:
         raise SlmtierError("task.labels: a classification recipe needs at least two labels")
-    return Classification(instruction=cfg.instruction, labels=tuple(cfg.labels))
+    return Classification(instruction=cfg.instruction, labels=tuple(cfg.labels), max_input_words=cfg.max_input_words)
 
 
 def build_extraction(cfg: TaskConfig) -> Extraction:
@@ -48,10 +49,16 @@ def build_extraction(cfg: TaskConfig) -> Extraction:
             raise SlmtierError(f"task.fields.{spec.name}: type {spec.type!r} is not one of {list(FIELD_TYPES)}")
         if spec.type == "enum" and not spec.values:
             raise SlmtierError(f"task.fields.{spec.name}: an enum field lists its allowed values in `values`")
-    return Extraction(instruction=cfg.instruction, fields=tuple(cfg.fields))
+    return Extraction(instruction=cfg.instruction, fields=tuple(cfg.fields), max_input_words=cfg.max_input_words)
 
 
-TASKS = {"classification": build_classification, "extraction": build_extraction}
+def build_summarization(cfg: TaskConfig) -> Summarization:
+    return Summarization(
+        instruction=cfg.instruction, max_input_words=cfg.max_input_words, similarity_model=cfg.similarity_model
+    )
+
+
+TASKS = {"classification": build_classification, "extraction": build_extraction, "summarization": build_summarization}
 
 
 def build_task(cfg: TaskConfig) -> Task:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slmtier.data import Example
+from slmtier.tasks.chat import build_chat, truncate_words
 
 INVALID_COLUMN = "<invalid>"  # confusion-matrix column for unparseable outputs
 
@@ -34,18 +35,15 @@ class Classification:
     metric: str = "accuracy"
     kind: str = "classification"
     metrics: tuple[str, ...] = ("accuracy", "macro_f1")
+    max_input_words: int | None = None
 
     def system_prompt(self) -> str:
         return self.instruction.replace("{labels}", ", ".join(self.labels))
 
     def build_messages(self, example: Example, *, few_shot: Sequence[Example] = ()) -> list[dict]:
         """Chat messages up to (not including) the answer; few-shot examples become earlier turns."""
-        messages = [{"role": "system", "content": self.system_prompt()}]
-        for shot in few_shot:
-            messages.append({"role": "user", "content": shot.input})
-            messages.append({"role": "assistant", "content": self.format_target(shot.target)})
-        messages.append({"role": "user", "content": example.input})
-        return messages
+        shots = [(truncate_words(s.input, self.max_input_words), self.format_target(s.target)) for s in few_shot]
+        return build_chat(self.system_prompt(), shots, truncate_words(example.input, self.max_input_words))
 
     def format_target(self, target: Any) -> str:
         return str(target)
@@ -76,7 +74,7 @@ class Classification:
     def score_example(self, parsed: str | None, gold: str) -> float:
         return float(parsed is not None and parsed == gold)
 
-    def score(self, parsed: list[str | None], gold: list[str]) -> dict:
+    def score(self, parsed: list[str | None], gold: list[str], *, inputs: list[str] | None = None) -> dict:
         return score_classification(parsed, gold, self.labels)
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from slmtier.config import FieldSpec
 from slmtier.data import Example
+from slmtier.tasks.chat import build_chat, truncate_words
 
 FIELD_TYPES = ("string", "number", "date", "enum", "list")
 NUMBER_WORDS = {
@@ -149,6 +150,7 @@ class Extraction:
     metric: str = "micro_f1"
     kind: str = "extraction"
     metrics: tuple[str, ...] = ("micro_f1", "macro_f1", "exact_match", "valid_json_rate")
+    max_input_words: int | None = None
 
     def describe_fields(self) -> str:
         lines = []
@@ -172,12 +174,8 @@ class Extraction:
 
     def build_messages(self, example: Example, *, few_shot: Sequence[Example] = ()) -> list[dict]:
         """Chat messages up to (not including) the answer; few-shot examples become earlier turns."""
-        messages = [{"role": "system", "content": self.system_prompt()}]
-        for shot in few_shot:
-            messages.append({"role": "user", "content": shot.input})
-            messages.append({"role": "assistant", "content": self.format_target(shot.target)})
-        messages.append({"role": "user", "content": example.input})
-        return messages
+        shots = [(truncate_words(s.input, self.max_input_words), self.format_target(s.target)) for s in few_shot]
+        return build_chat(self.system_prompt(), shots, truncate_words(example.input, self.max_input_words))
 
     def format_target(self, target: dict) -> str:
         """The gold answer as the model should write it: one JSON object, declared keys in declared order."""
@@ -224,7 +222,7 @@ class Extraction:
         tp, fp, fn = (sum(c[i] for c in self._counts(parsed, gold).values()) for i in range(3))
         return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
-    def score(self, parsed: list[dict | None], gold: list[dict]) -> dict:
+    def score(self, parsed: list[dict | None], gold: list[dict], *, inputs: list[str] | None = None) -> dict:
         return score_extraction(self, parsed, gold)
 
 

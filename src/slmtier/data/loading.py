@@ -1,0 +1,190 @@
+"""Read task data (JSONL or CSV) into `Example`s, checking every row first.
+
+All problems in a file are collected and reported together, each as `file:line: what is wrong`, so a
+hurried recipe author fixes them in one pass instead of one per run. Field names may be dotted paths into
+nested JSON (`userInput.text`); a CSV cell holding a JSON object or list (a target of an extraction task)
+is decoded; with `id_field: null` rows are numbered by line (`test-12`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmtier.config import PROJECT_ROOT, DataConfig
+from slmtier.errors import DataError
+
+MAX_LISTED_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    input: str
+    target: Any
+    query: str | None = None  # summarization: the question or instruction this example's summary answers
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example]
+
+
+def resolve_data_path(path: str) -> Path:
+    """A data path as given: absolute, relative to the current directory, or to the repo root."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    in_project = PROJECT_ROOT / candidate
+    return in_project if in_project.exists() else candidate
+
+
+def load_records(
+    path: str,
+    *,
+    id_field: str | None,
+    text_field: str,
+    target_field: str,
+    query_field: str | None = None,
+    check_target: Callable[[Any], str | None],
+) -> list[Example]:
+    """Examples from one JSONL or CSV file; raises DataError listing every bad row as file:line."""
+    file = resolve_data_path(path)
+    if not file.is_file():
+        raise DataError(f"{path}: data file not found (looked in {Path.cwd()} and {PROJECT_ROOT}); fix data.* paths")
+    fields = (id_field, text_field, target_field, query_field)
+    problems: list[str] = []
+    examples: list[Example] = []
+    seen: dict[str, int] = {}
+    for line_no, row, problem in _read_rows(file):
+        where = f"{file}:{line_no}"
+        if problem is None:
+            example, problem = _build_example(row, fields, check_target, default_id=f"{file.stem}-{line_no}")
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        if example.id in seen:
+            problems.append(f"{where}: duplicate id {example.id!r} (first on line {seen[example.id]})")
+            continue
+        seen[example.id] = line_no
+        examples.append(example)
+    if problems:
+        listed = "\n  ".join(problems[:MAX_LISTED_PROBLEMS])
+        more = f"\n  ... and {len(problems) - MAX_LISTED_PROBLEMS} more" if len(problems) > MAX_LISTED_PROBLEMS else ""
+        raise DataError(f"{len(problems)} bad row(s) in {file}:\n  {listed}{more}")
+    if not examples:
+        raise DataError(f"{file}: the file has no rows; every split needs at least one example")
+    return examples
+
+
+def _read_rows(file: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line number, row, problem) for each non-blank row; the row is None when the problem is set."""
+    raw = file.read_bytes()
+    if file.suffix.lower() == ".csv":
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line_no = raw.count(b"\n", 0, err.start) + 1
+            yield line_no, None, f"not valid UTF-8 ({err.reason} at byte {err.start}); re-save as UTF-8"
+            return
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        for row in reader:
+            yield reader.line_num, {key: _maybe_json(value) for key, value in row.items()}, None
+        return
+    for line_no, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            decoded = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            yield line_no, None, f"not valid UTF-8 ({err.reason} at byte {err.start}); re-save as UTF-8"
+            continue
+        if not decoded.strip():
+            continue
+        try:
+            row = json.loads(decoded)
+        except json.JSONDecodeError as err:
+            yield line_no, None, f"malformed JSON ({err.msg} at column {err.colno}); each line must be one JSON object"
+            continue
+        if not isinstance(row, dict):
+            yield line_no, None, f"expected a JSON object, got {type(row).__name__}"
+            continue
+        yield line_no, row, None
+
+
+def _maybe_json(cell: str | None) -> Any:
+    """A CSV cell; one that holds a JSON object or list (an extraction target) is decoded."""
+    if cell and cell.lstrip()[:1] in "{[":
+        try:
+            return json.loads(cell)
+        except json.JSONDecodeError:
+            return cell
+    return cell
+
+
+_MISSING = object()
+
+
+def _lookup(row: dict, dotted: str) -> Any:
+    """row["a"]["b"] for "a.b"; _MISSING when any step is absent."""
+    value: Any = row
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def _build_example(
+    row: dict,
+    fields: tuple[str | None, str, str, str | None],
+    check_target: Callable[[Any], str | None],
+    *,
+    default_id: str,
+) -> tuple[Example | None, str | None]:
+    id_field, text_field, target_field, query_field = fields
+    values = {name: _lookup(row, name) for name in fields if name}
+    missing = [name for name, value in values.items() if value is _MISSING and name != query_field]
+    if missing:
+        return None, f"missing field(s) {missing}; the row has {sorted(row)}"
+    row_id = values[id_field] if id_field else default_id
+    if not isinstance(row_id, (str, int)) or isinstance(row_id, bool) or str(row_id).strip() == "":
+        return None, f"field {id_field!r} must be a non-empty string or integer, got {row_id!r}"
+    text = values[text_field]
+    if not isinstance(text, str):
+        return None, f"field {text_field!r} must be a string, got {type(text).__name__}"
+    if not text.strip():
+        return None, f"field {text_field!r} is empty; drop the row or fill in the text"
+    query = values.get(query_field) if query_field else None
+    if query is _MISSING or query == "":
+        query = None
+    if query is not None and not isinstance(query, str):
+        return None, f"field {query_field!r} must be a string, got {type(query).__name__}"
+    problem = check_target(values[target_field])
+    if problem:
+        return None, f"field {target_field!r}: {problem}"
+    return Example(id=str(row_id), input=text, target=values[target_field], query=query), None
+
+
+def load_splits(cfg: DataConfig, check_target: Callable[[Any], str | None]) -> Splits:
+    """Train, validation (may be empty when not configured) and test, all validated."""
+
+    def load(path: str) -> list[Example]:
+        return load_records(
+            path,
+            id_field=cfg.id_field,
+            text_field=cfg.text_field,
+            target_field=cfg.target_field,
+            query_field=cfg.query_field,
+            check_target=check_target,
+        )
+
+    test = load(cfg.test)
+    if cfg.max_test_examples is not None:
+        test = test[: cfg.max_test_examples]
+    return Splits(train=load(cfg.train), validation=load(cfg.validation) if cfg.validation else [], test=test)
