@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 RECIPE ?= ticket_classifier
 
-.PHONY: setup demo test test-fast bench lint format clean
+.PHONY: setup demo test test-fast bench results lint format clean
 
 setup: $(BIN)/.installed
 
@@ -34,6 +34,10 @@ bench: setup
 	mkdir -p bench
 	$(BIN)/python scripts/bench_train.py --steps 12 --settings fp32 bf16 bf16_lora_dropout bf16_random_order \
 		--out bench/train_throughput.json
+
+# Every recipe on the embedded model, then the results table in README.md (about an hour on 2 CPU cores).
+results: setup
+	$(BIN)/python scripts/results.py
 
 lint: setup
 	$(BIN)/ruff check src tests scripts train.py

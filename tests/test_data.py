@@ -6,7 +6,7 @@ import pytest
 
 from conftest import TICKETS, read_jsonl, write_jsonl
 from slmtier.config import DataConfig
-from slmtier.data import load_splits
+from slmtier.data import Example, load_splits
 from slmtier.data.loading import load_records
 from slmtier.errors import DataError
 from slmtier.tasks.classification import Classification
@@ -179,3 +179,14 @@ def test_query_field_is_optional_per_row(tmp_path):
     rows = [{"id": "a", "text": "t", "label": "refund", "q": "why?"}, {"id": "b", "text": "t", "label": "refund"}]
     examples = load_with(write_jsonl(tmp_path / "q.jsonl", rows), query_field="q")
     assert [e.query for e in examples] == ["why?", None]
+
+
+def test_subsampling_is_seeded_random_and_keeps_file_order():
+    from slmtier.data.loading import sample
+
+    examples = [Example(str(i), "t", "a" if i < 50 else "b") for i in range(100)]
+    picked = sample(examples, 10, seed=0)
+    assert len(picked) == 10 and [int(e.id) for e in picked] == sorted(int(e.id) for e in picked)
+    assert {e.target for e in picked} == {"a", "b"}  # not just the head of a label-sorted file
+    assert picked == sample(examples, 10, seed=0) and picked != sample(examples, 10, seed=1)
+    assert sample(examples, None, seed=0) is examples and sample(examples, 500, seed=0) is examples

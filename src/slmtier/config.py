@@ -61,7 +61,6 @@ class TrainerConfig:
     gradient_checkpointing: bool = False  # trades ~30% speed for activation memory; off for small models
     logging_steps: int = 10
     seed: int = 42
-    max_train_examples: int | None = None  # null = the whole train split
 
 
 @dataclass
@@ -108,7 +107,10 @@ class DataConfig:
     text_field: str = "text"
     target_field: str = "label"  # the gold answer: a label, a JSON object or a summary
     query_field: str | None = None  # summarization: an optional per-example question or instruction
-    max_test_examples: int | None = None  # null = the whole test split
+    # Subsampling, for quick runs on a CPU: a random sample fixed by sample_seed, kept in file order. null = all.
+    max_train_examples: int | None = None
+    max_test_examples: int | None = None
+    sample_seed: int = 0
 
 
 @dataclass

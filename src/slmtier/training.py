@@ -110,8 +110,6 @@ def train_adapter(
     """Attach LoRA, train, and return (the PEFT model, TrainResult). The base weights stay frozen."""
     from trl import SFTTrainer
 
-    if trainer_cfg.max_train_examples is not None:
-        train_dataset = train_dataset.select(range(min(trainer_cfg.max_train_examples, len(train_dataset))))
     truncated = count_too_long(tokenizer, train_dataset, trainer_cfg.max_length)
     if truncated:
         log.warning(

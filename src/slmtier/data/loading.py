@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +185,16 @@ def load_splits(cfg: DataConfig, check_target: Callable[[Any], str | None]) -> S
             check_target=check_target,
         )
 
-    test = load(cfg.test)
-    if cfg.max_test_examples is not None:
-        test = test[: cfg.max_test_examples]
-    return Splits(train=load(cfg.train), validation=load(cfg.validation) if cfg.validation else [], test=test)
+    return Splits(
+        train=sample(load(cfg.train), cfg.max_train_examples, seed=cfg.sample_seed),
+        validation=load(cfg.validation) if cfg.validation else [],
+        test=sample(load(cfg.test), cfg.max_test_examples, seed=cfg.sample_seed),
+    )
+
+
+def sample(examples: list[Example], limit: int | None, *, seed: int) -> list[Example]:
+    """A random subset of `limit` examples fixed by seed, in file order (files are often sorted by label)."""
+    if limit is None or limit >= len(examples):
+        return examples
+    keep = set(random.Random(seed).sample(range(len(examples)), limit))
+    return [example for index, example in enumerate(examples) if index in keep]
