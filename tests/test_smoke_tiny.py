@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, read_jsonl, run_train_cli
+from conftest import REPO, read_jsonl, run_train_cli, write_jsonl
 from slmtier.data import load_splits
 from slmtier.pipeline import load_base_model, run_training
 from slmtier.tasks import build_task
@@ -164,17 +164,20 @@ def test_baseline_can_be_another_local_model(tiny_model_dir, small_data, tmp_pat
     assert metrics["candidates"]["slm"]["model"] == "tiny + LoRA"
 
 
-def test_extraction_recipe_end_to_end(tiny_model_dir, tmp_path):
-    from conftest import REPO, write_jsonl
-
-    data = {}
-    for split, n in [("train", 16), ("validation", 4), ("test", 6)]:
-        rows = read_jsonl(REPO / "data" / "orders" / f"{split}.jsonl")[:n]
-        data[split] = write_jsonl(tmp_path / f"{split}.jsonl", rows)
+def run_sample_recipe(recipe, dataset, sizes, model_dir, tmp_path, *extra):
+    """Run a shipped recipe on the tiny model over the first rows of its sample dataset."""
+    data = {
+        split: write_jsonl(tmp_path / f"{split}.jsonl", read_jsonl(REPO / "data" / dataset / f"{split}.jsonl")[:n])
+        for split, n in zip(("train", "validation", "test"), sizes, strict=True)
+    }
     run_dir = tmp_path / "run"
-    overrides = tiny_overrides(tiny_model_dir, data, run_dir)
-    overrides[0] = "recipe=order_extractor"
-    result = run_train_cli(*overrides)
+    overrides = tiny_overrides(model_dir, data, run_dir)
+    overrides[0] = f"recipe={recipe}"
+    return run_dir, run_train_cli(*overrides, *extra)
+
+
+def test_extraction_recipe_end_to_end(tiny_model_dir, tmp_path):
+    run_dir, result = run_sample_recipe("order_extractor", "orders", (16, 4, 6), tiny_model_dir, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["task_kind"] == "extraction" and metrics["primary_metric"] == "micro_f1"
@@ -194,16 +197,15 @@ def test_extraction_recipe_end_to_end(tiny_model_dir, tmp_path):
 
 
 def test_summarization_recipe_end_to_end(tiny_model_dir, tmp_path):
-    from conftest import REPO, write_jsonl
-
-    data = {}
-    for split, n in [("train", 8), ("validation", 2), ("test", 4)]:
-        rows = read_jsonl(REPO / "data" / "support_calls" / f"{split}.jsonl")[:n]
-        data[split] = write_jsonl(tmp_path / f"{split}.jsonl", rows)
-    run_dir = tmp_path / "run"
-    overrides = tiny_overrides(tiny_model_dir, data, run_dir)
-    overrides[0] = "recipe=call_summarizer"
-    result = run_train_cli(*overrides, "task.max_input_words=60", "baseline.few_shot_k=1")
+    run_dir, result = run_sample_recipe(
+        "call_summarizer",
+        "support_calls",
+        (8, 2, 4),
+        tiny_model_dir,
+        tmp_path,
+        "task.max_input_words=60",
+        "baseline.few_shot_k=1",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["task_kind"] == "summarization" and metrics["primary_metric"] == "rougeL"

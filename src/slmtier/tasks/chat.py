@@ -13,6 +13,12 @@ def build_chat(system: str, shots: list[tuple[str, str]], question: str) -> list
     return messages
 
 
+def build_plain_messages(task, example, few_shot) -> list[dict]:
+    """The layout for tasks whose user turn is the example's text (cut at task.max_input_words)."""
+    shots = [(truncate_words(s.input, task.max_input_words), task.format_target(s.target)) for s in few_shot]
+    return build_chat(task.system_prompt(), shots, truncate_words(example.input, task.max_input_words))
+
+
 def truncate_words(text: str, limit: int | None) -> str:
     """The first `limit` words of text (None = all), marked so the model sees the input was cut."""
     if limit is None:

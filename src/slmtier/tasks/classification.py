@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slmtier.data import Example
-from slmtier.tasks.chat import build_chat, truncate_words
+from slmtier.tasks.chat import build_plain_messages
 
 INVALID_COLUMN = "<invalid>"  # confusion-matrix column for unparseable outputs
 
@@ -42,8 +42,7 @@ class Classification:
 
     def build_messages(self, example: Example, *, few_shot: Sequence[Example] = ()) -> list[dict]:
         """Chat messages up to (not including) the answer; few-shot examples become earlier turns."""
-        shots = [(truncate_words(s.input, self.max_input_words), self.format_target(s.target)) for s in few_shot]
-        return build_chat(self.system_prompt(), shots, truncate_words(example.input, self.max_input_words))
+        return build_plain_messages(self, example, few_shot)
 
     def format_target(self, target: Any) -> str:
         return str(target)

@@ -37,7 +37,7 @@ from typing import Any
 
 from slmtier.config import FieldSpec
 from slmtier.data import Example
-from slmtier.tasks.chat import build_chat, truncate_words
+from slmtier.tasks.chat import build_plain_messages
 
 FIELD_TYPES = ("string", "number", "date", "enum", "list")
 NUMBER_WORDS = {
@@ -174,8 +174,7 @@ class Extraction:
 
     def build_messages(self, example: Example, *, few_shot: Sequence[Example] = ()) -> list[dict]:
         """Chat messages up to (not including) the answer; few-shot examples become earlier turns."""
-        shots = [(truncate_words(s.input, self.max_input_words), self.format_target(s.target)) for s in few_shot]
-        return build_chat(self.system_prompt(), shots, truncate_words(example.input, self.max_input_words))
+        return build_plain_messages(self, example, few_shot)
 
     def format_target(self, target: dict) -> str:
         """The gold answer as the model should write it: one JSON object, declared keys in declared order."""
