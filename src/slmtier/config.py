@@ -68,6 +68,7 @@ class InferenceConfig:
     batch_size: int = 16
     max_new_tokens: int = 16
     bf16: bool | None = None  # autocast to bf16; null = on where the hardware computes bf16 natively
+    constrained_json: bool = False  # extraction: decode only JSON objects of the declared fields (xgrammar)
 
 
 @dataclass

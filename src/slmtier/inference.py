@@ -8,6 +8,7 @@ benchmark compares models, not sampling luck.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,9 +32,13 @@ def generate_batched(
     batch_size: int = 16,
     max_new_tokens: int = 16,
     bf16: bool = False,
+    constraint: Callable[[], dict] | None = None,
     desc: str = "predict",
 ) -> list[Generation]:
-    """One Generation per conversation (in input order), answering its last user turn."""
+    """One Generation per conversation (in input order), answering its last user turn.
+
+    `constraint`, when given, makes the extra `generate` arguments (a grammar's logits processor) afresh
+    for each batch, since grammar engines keep per-row state."""
     from transformers import GenerationConfig
 
     prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
@@ -58,7 +63,8 @@ def generate_batched(
                 torch.inference_mode(),
                 torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16),
             ):
-                output = model.generate(**batch, generation_config=generation_config)
+                extra = constraint() if constraint else {}
+                output = model.generate(**batch, generation_config=generation_config, **extra)
             latency_ms = (time.perf_counter() - began) * 1000
             new_tokens = output[:, batch["input_ids"].shape[1] :]
             for row, tokens in zip(rows, new_tokens, strict=True):

@@ -30,6 +30,8 @@ def check_config(cfg: RunConfig) -> None:
         raise SlmtierError(f"baseline.kind {cfg.baseline.kind!r} is not one of {list(BASELINE_KINDS)}")
     if cfg.baseline.name == SLM:
         raise SlmtierError(f"baseline.name must differ from {SLM!r}, the fine-tuned candidate's name")
+    if cfg.inference.constrained_json and cfg.task.kind != "extraction":
+        raise SlmtierError("inference.constrained_json applies to extraction recipes only (JSON answers)")
     if cfg.baseline.model.source and not cfg.baseline.model.name:
         raise SlmtierError("baseline.model.name is empty; name the baseline model (it labels the report)")
 
@@ -62,6 +64,7 @@ def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer
         "batch_size": cfg.inference.batch_size,
         "max_new_tokens": cfg.inference.max_new_tokens,
         "bf16": resolve_bf16(cfg.inference.bf16),
+        "constrained_json": cfg.inference.constrained_json,
     }
     slm = LocalCandidate(SLM, f"{cfg.model.name} + LoRA", peft_model, tokenizer, **shared)
     base = cfg.baseline

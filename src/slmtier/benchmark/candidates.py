@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from slmtier.constrained import build_constraint, build_json_schema
 from slmtier.data import Example
 from slmtier.inference import Generation, generate_batched
 
@@ -38,9 +39,14 @@ class LocalCandidate:
     batch_size: int = 16
     max_new_tokens: int = 16
     bf16: bool = False
+    constrained_json: bool = False  # extraction: decode only JSON objects of the task's fields
 
     def predict(self, task, examples: list[Example]) -> list[Generation]:
         conversations = [task.build_messages(example, few_shot=self.few_shot) for example in examples]
+        constraint = None
+        if self.constrained_json:
+            schema = build_json_schema(task.fields)
+            constraint = build_constraint(schema, self.tokenizer, self.hf_model.config.vocab_size)
         # The untuned baseline reuses the fine-tuned model's weights with the adapter off: one model in memory.
         switch = contextlib.nullcontext() if self.adapter_enabled else self.hf_model.disable_adapter()
         with switch:
@@ -51,6 +57,7 @@ class LocalCandidate:
                 batch_size=self.batch_size,
                 max_new_tokens=self.max_new_tokens,
                 bf16=self.bf16,
+                constraint=constraint,
                 desc=self.name,
             )
 
