@@ -29,11 +29,13 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Training throughput under several settings, as ratios to the first, measured in one run (a few minutes).
+# Training throughput under several settings (ratios to the first), and free vs schema-constrained
+# JSON generation, each measured within one run (about ten minutes on 2 CPU cores).
 bench: setup
 	mkdir -p bench
 	$(BIN)/python scripts/bench_train.py --steps 12 --settings fp32 bf16 bf16_lora_dropout bf16_random_order \
 		--out bench/train_throughput.json
+	$(BIN)/python scripts/bench_constrained.py --n 40 --out bench/constrained_fewshot.json
 
 # Every recipe on the embedded model, then the results table in README.md (about an hour on 2 CPU cores).
 results: setup
