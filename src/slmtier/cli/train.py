@@ -6,6 +6,7 @@ runs/<recipe>/<model>/<timestamp>/); `slmtier report RUN_DIR` rebuilds the repor
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
@@ -28,6 +29,9 @@ from slmtier.run_dir import write_config, write_metrics
 from slmtier.tasks import build_task
 
 register_configs()
+# bitsandbytes (imported by peft) warns on every CPU start that an optional 4-bit kernel package is
+# missing; slmtier does not use 4-bit on CPU, so the warning is noise to users.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
