@@ -81,6 +81,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     env.filters["num"] = lambda value, digits=1: f"{value:,.{digits}f}"
     env.filters["clip"] = lambda text, limit=280: text if len(text) <= limit else text[: limit - 1] + "…"
     env.filters["answer"] = _format_answer
+    env.filters["shown"] = lambda value: value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     env.filters["oneline"] = lambda text: " ".join(str(text).split())
     env.filters["cell"] = lambda text: " ".join(str(text).split()).replace("|", "\\|")
     return env
