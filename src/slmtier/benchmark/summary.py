@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import statistics
 
+from slmtier.benchmark.extra_metrics import compute_extra_metrics
+
 
 def percentile(values: list[float], q: float) -> float:
     """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
@@ -14,11 +16,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def summarise_candidate(task, rows: list[dict], *, model: str) -> dict:
+def summarise_candidate(task, rows: list[dict], *, model: str, extra_metrics: list[str] = ()) -> dict:
     """metrics.json's entry for one candidate: model, n, quality {metric, value}, the task's metrics, latency."""
     metrics = task.score(
         [row["parsed"] for row in rows], [row["gold"] for row in rows], inputs=[row["input"] for row in rows]
     )
+    if extra_metrics:
+        metrics["extra"] = compute_extra_metrics(
+            list(extra_metrics),
+            [row["raw_output"].strip() for row in rows],
+            [task.format_target(row["gold"]) for row in rows],
+        )
     latencies = [row["latency_ms"] for row in rows]
     return {
         "model": model,

@@ -53,7 +53,9 @@ def main(dict_cfg: DictConfig) -> None:
 
         # --- Benchmark the SLM and the baseline on the test split
         candidates = build_candidates(cfg, task, splits, peft_model, tokenizer)
-        results = run_benchmark(task, candidates, splits.test, run_dir / "predictions")
+        results = run_benchmark(
+            task, candidates, splits.test, run_dir / "predictions", extra_metrics=cfg.task.extra_metrics
+        )
 
         # --- Decide and report
         metrics = summarise_run(cfg, recipe, task, splits, training, results)
