@@ -190,3 +190,13 @@ def test_subsampling_is_seeded_random_and_keeps_file_order():
     assert {e.target for e in picked} == {"a", "b"}  # not just the head of a label-sorted file
     assert picked == sample(examples, 10, seed=0) and picked != sample(examples, 10, seed=1)
     assert sample(examples, None, seed=0) is examples and sample(examples, 500, seed=0) is examples
+
+
+def test_hub_dataset_spec_errors_are_clear(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(DataError, match=r"hub:<owner>/<name>@<split>"):
+        load_with("hub:PolyAI/banking77")
+    with pytest.raises(DataError, match=r"could not load the hub dataset .*Offline\?"):
+        load_with("hub:no-such-org/no-such-dataset@train")

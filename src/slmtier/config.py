@@ -98,7 +98,8 @@ class TrackingConfig:
 
 @dataclass
 class DataConfig:
-    """JSONL (one object per line) or CSV files. Relative paths: the current directory first, then the repo root.
+    """JSONL (one object per line) or CSV files, or hub dataset splits written `hub:<owner>/<name>@<split>`.
+    Relative paths: the current directory first, then the repo root.
     Field names may be dotted paths into nested JSON (`userInput.text`)."""
 
     train: str = MISSING

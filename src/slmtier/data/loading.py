@@ -21,6 +21,7 @@ from slmtier.config import PROJECT_ROOT, DataConfig
 from slmtier.errors import DataError
 
 MAX_LISTED_PROBLEMS = 20
+HUB_PREFIX = "hub:"
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,22 @@ def load_records(
     query_field: str | None = None,
     check_target: Callable[[Any], str | None],
 ) -> list[Example]:
-    """Examples from one JSONL or CSV file; raises DataError listing every bad row as file:line."""
-    file = resolve_data_path(path)
-    if not file.is_file():
-        raise DataError(f"{path}: data file not found (looked in {Path.cwd()} and {PROJECT_ROOT}); fix data.* paths")
+    """Examples from one JSONL or CSV file, or a hub dataset split (`hub:<repo>@<split>`); raises DataError
+    listing every bad row as file:line (hub rows: `hub:<repo>@<split>:<row number>`)."""
+    if path.startswith(HUB_PREFIX):
+        file, rows = Path(path), _read_hub_rows(path)
+    else:
+        file = resolve_data_path(path)
+        if not file.is_file():
+            raise DataError(
+                f"{path}: data file not found (looked in {Path.cwd()} and {PROJECT_ROOT}); fix data.* paths"
+            )
+        rows = _read_rows(file)
     fields = (id_field, text_field, target_field, query_field)
     problems: list[str] = []
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    for line_no, row, problem in _read_rows(file):
+    for line_no, row, problem in rows:
         where = f"{file}:{line_no}"
         if problem is None:
             example, problem = _build_example(row, fields, check_target, default_id=f"{file.stem}-{line_no}")
@@ -83,6 +91,26 @@ def load_records(
     if not examples:
         raise DataError(f"{file}: the file has no rows; every split needs at least one example")
     return examples
+
+
+def _read_hub_rows(spec: str) -> Iterator[tuple[int, dict | None, str | None]]:
+    """Rows of a Hugging Face hub dataset split, `hub:<repo>@<split>` (e.g. hub:PolyAI/banking77@train)."""
+    repo, _, split = spec.removeprefix(HUB_PREFIX).partition("@")
+    if not repo or not split:
+        raise DataError(f"{spec}: write a hub dataset as hub:<owner>/<name>@<split>, e.g. hub:PolyAI/banking77@train")
+    from datasets import ClassLabel, load_dataset
+
+    try:
+        dataset = load_dataset(repo, split=split)
+    except Exception as err:  # datasets raises many types (offline, missing split, auth); all mean "cannot load"
+        raise DataError(
+            f"{spec}: could not load the hub dataset ({type(err).__name__}: {err}). Offline? Download it once, "
+            "or export it to JSONL/CSV and point data.* at the files."
+        ) from err
+    # Hub label columns are often integers with names in the features (ClassLabel): use the names.
+    label_columns = {name: feature for name, feature in dataset.features.items() if isinstance(feature, ClassLabel)}
+    for index, row in enumerate(dataset, start=1):
+        yield index, {k: label_columns[k].int2str(v) if k in label_columns else v for k, v in row.items()}, None
 
 
 def _read_rows(file: Path) -> Iterator[tuple[int, dict | None, str | None]]:
