@@ -3,6 +3,10 @@
     python scripts/results.py                    # run all recipes (about an hour on 2 CPU cores), then the table
     python scripts/results.py --only banking77   # run some
     python scripts/results.py --collect          # rebuild the table from the last runs only
+    python scripts/results.py --force            # rerun recipes that already have results
+
+A recipe whose results/runs/<name>/report.md exists is not run again (rerunning after a crash or a kill
+continues with the recipes still missing); a recipe that fails is reported and the others still run.
 
 Each recipe runs as `python train.py recipe=<name> <overrides>` into results/runs/<name>; the overrides
 below subsample the large public sets so each run fits in roughly ten CPU minutes, and the table says so.
@@ -84,13 +88,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", choices=list(RECIPES), help="run only these recipes")
     parser.add_argument("--collect", action="store_true", help="do not run; rebuild the table from results/runs")
+    parser.add_argument("--force", action="store_true", help="rerun recipes that already have results")
     args = parser.parse_args()
+    failed = []
     if not args.collect:
         for name in args.only or list(RECIPES):
-            run_recipe(name)
+            if (RUNS / name / "report.md").is_file() and not args.force:
+                print(f"{name}: already done ({RUNS / name}); --force reruns it")
+                continue
+            try:
+                run_recipe(name)
+            except subprocess.CalledProcessError as err:
+                failed.append(name)
+                print(f"{name}: failed ({err}); see its output above", file=sys.stderr)
     table = render_table(list(RECIPES))
     write_table(table)
     print(table)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
