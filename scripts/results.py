@@ -68,8 +68,11 @@ def render_table(names: list[str]) -> str:
         "| verdict | training time |\n|---|---|---|---|---|---|---|---|---|"
     )
     note = (
-        "Embedded SmolLM2-135M-Instruct, LoRA r=16, one epoch, on a 2-core CPU; baseline = the same model "
-        "without the adapter, prompted with the recipe's few-shot examples. Regenerate: `make results`."
+        "Embedded SmolLM2-135M-Instruct, LoRA r=16, one epoch, bf16 autocast, on a 2-core CPU; baseline = the "
+        "same model without the adapter, prompted with the recipe's few-shot examples. Subsamples are seeded "
+        "random samples (`data.sample_seed=0`) kept in file order; the public sets have no validation split, "
+        "and qmsum_product inputs are the query's relevant transcript turns cut at 500 words. "
+        "Regenerate: `make results` (about an hour)."
     )
     return "\n".join([header, *rows, "", note])
 
