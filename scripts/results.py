@@ -31,7 +31,7 @@ RECIPES: dict[str, list[str]] = {
     "ticket_classifier": [],
     "order_extractor": [],
     "call_summarizer": [],
-    "banking77": ["data.max_train_examples=300", "data.max_test_examples=200"],
+    "banking77": ["data.max_train_examples=200", "data.max_test_examples=150"],
     "restaurant8k": ["data.max_train_examples=600", "data.max_test_examples=300"],
     "qmsum_product": ["data.max_train_examples=120", "data.max_test_examples=40"],
 }

@@ -131,6 +131,7 @@ def test_report_rebuilds_from_files_alone(tiny_model_dir, small_data, tmp_path):
     [
         ("data.train=data/tickets/nope.jsonl", "data file not found"),
         ("baseline.kind=telepathy", "baseline.kind 'telepathy' is not one of"),
+        ("trainer.max_length=16", "all 24 training examples are longer than trainer.max_length=16"),
     ],
 )
 def test_user_mistakes_fail_before_training_without_traceback(tiny_model_dir, small_data, tmp_path, override, message):

@@ -16,6 +16,7 @@ from datasets import Dataset
 
 from slmtier.config import LoraConfig, TrainerConfig
 from slmtier.data import Example
+from slmtier.errors import SlmtierError
 from slmtier.models import resolve_bf16
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,13 @@ def train_adapter(
     from trl import SFTTrainer
 
     truncated = count_too_long(tokenizer, train_dataset, trainer_cfg.max_length)
+    # The answer comes last, so cutting an example at max_length cuts its answer: TRL then drops it.
+    if truncated == len(train_dataset):
+        raise SlmtierError(
+            f"all {truncated} training examples are longer than trainer.max_length={trainer_cfg.max_length} tokens "
+            "(prompt, input and answer), so no answer would be trained on; raise trainer.max_length "
+            "or shorten task.instruction / set task.max_input_words"
+        )
     if truncated:
         log.warning(
             "%d of %d training examples exceed trainer.max_length=%d tokens and are cut; their answers may be lost",
