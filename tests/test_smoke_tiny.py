@@ -27,6 +27,8 @@ def tiny_overrides(model_dir, data, run_dir):
         f"data.test={data['test']}",
         "inference.max_new_tokens=4",
         "baseline.few_shot_k=2",
+        # The tiny test tokenizer (600 tokens) splits text far finer than a real one: room for whole examples.
+        "trainer.max_length=4096",
         f"cache_dir={run_dir.parent / 'cache'}",
         f"hydra.run.dir={run_dir}",
     ]
