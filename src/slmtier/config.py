@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from slmtier.errors import SlmtierError
 
 # The repo root: configs/ and recipes/ live there (a clone or an editable install).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -72,16 +75,81 @@ class InferenceConfig:
 
 
 @dataclass
-class BaselineConfig:
-    """The tier the SLM is compared against. kind `local`: a local model prompted few-shot;
-    `model.source: ""` = the SLM's own base model without the adapter (the untuned generic model)."""
+class EndpointConfig:
+    """An OpenAI-compatible chat-completions endpoint (OpenAI, Azure, vLLM, Ollama, a LiteLLM proxy,
+    `slmtier serve`). The API key is read from the environment variable named by `api_key_env` and is
+    never written anywhere; the config holds only the variable's name."""
 
-    kind: str = "local"
+    base_url: str = "https://api.openai.com/v1"  # the part before /chat/completions
+    model: str = "gpt-4o"
+    api_key_env: str | None = "OPENAI_API_KEY"  # null = no key (a local server)
+    # Authorization -> "Bearer <key>"; any other header name (Azure: api-key) -> the bare key.
+    api_key_header: str = "Authorization"
+    # Greedy: the benchmark compares models, not sampling luck. null = not sent (models that accept only
+    # their default, such as OpenAI's reasoning models).
+    temperature: float | None = 0.0
+    max_tokens: int = 256
+    max_tokens_param: str = "max_tokens"  # max_completion_tokens for OpenAI's reasoning models
+    timeout_s: float = 60.0  # per attempt
+    max_concurrency: int = 8  # requests in flight at once
+    max_retries: int = 6  # extra attempts after 429 / 5xx / timeouts / dropped connections / malformed bodies
+    backoff_initial_s: float = 1.0  # first wait; doubles per attempt, with jitter, unless Retry-After says otherwise
+    backoff_max_s: float = 60.0
+    # The price-table entry (configs/pricing/) to charge; null = the model's own name. Needed for Azure
+    # deployment names and gateway aliases.
+    price_model: str | None = None
+    # Your own price, overriding the table (USD per 1M tokens); both or neither.
+    price_input_per_1m: float | None = None
+    price_output_per_1m: float | None = None
+    # SQLite file of paid answers, shared by every run; null = <cache_dir>/llm_responses.sqlite.
+    cache_path: str | None = None
+    check_at_start: bool = True  # GET <base_url>/models before training, so a wrong key or URL fails at once
+
+
+@dataclass
+class PredictionsFileConfig:
+    """LLM answers exported from production logs: one JSON object per line, joined to the test split by id.
+    Optional per row: `model`, `latency_ms`, `cost_usd`, and token counts as `input_tokens`/`output_tokens`
+    or an OpenAI `usage` object."""
+
+    path: str = ""
+    id_field: str = "id"
+    output_field: str = "output"  # the raw text the LLM answered; parsed by the task's own parser
+    model: str = "production LLM"  # what the report calls it when rows carry no `model`
+
+
+@dataclass
+class BaselineConfig:
+    """The tier the SLM is compared against.
+
+    kind `local`: a local model prompted few-shot; `model.source: ""` = the SLM's own base model without the
+    adapter (the untuned generic model). kind `openai_compatible`: the LLM behind `endpoint`, prompted
+    few-shot with the same prompt. kind `predictions`: answers already held in a JSONL file."""
+
+    kind: str = "local"  # local | openai_compatible | predictions
     name: str = "baseline"  # candidate name in predictions/ and metrics.json
     # Not Optional: Hydra cannot override keys of a null node (`baseline.model.source=...` would fail).
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="", source=""))
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    predictions: PredictionsFileConfig = field(default_factory=PredictionsFileConfig)
     few_shot_k: int = 8  # examples from the train split put in the prompt, fixed by `seed`
     seed: int = 0
+
+
+@dataclass
+class ModelPrice:
+    input_per_1m: float = MISSING  # USD per 1M input (prompt) tokens
+    output_per_1m: float = MISSING  # USD per 1M output (completion) tokens
+
+
+@dataclass
+class PricingConfig:
+    """List prices of LLM APIs (configs/pricing/). A model id matches its longest listed prefix, so
+    `gpt-4o-2024-08-06` is charged as `gpt-4o` and `gpt-4o-mini` as `gpt-4o-mini`."""
+
+    as_of: str = ""  # when these prices were read
+    source: str = ""
+    models: dict[str, ModelPrice] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,7 +222,16 @@ class RunConfig:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    cache_dir: str = "~/.cache/slmtier"  # converted embedded models live here
+    pricing: PricingConfig = field(default_factory=PricingConfig)
+    cache_dir: str = "~/.cache/slmtier"  # converted embedded models and the LLM response cache live here
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """The typed config; a value left as ??? (required, not set) is a SlmtierError naming the key."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as err:
+        raise SlmtierError(f"{err.full_key} is required but not set; add {err.full_key}=... to the command") from err
 
 
 def register_configs() -> None:

@@ -17,11 +17,21 @@ from tqdm.auto import tqdm
 
 @dataclass(frozen=True)
 class Generation:
+    """One candidate's answer to one example. Local models fill the first five fields; the LLM tier
+    (baselines/) also reports failures, cost and where the answer came from."""
+
     raw_output: str
-    latency_ms: float  # wall time of the batch this row was in: what each request in it waited
-    input_tokens: int
-    output_tokens: int
-    batch_size: int
+    # Local: wall time of the batch this row was in (what each request in it waited). Endpoint: this
+    # request's own time. None: no answer.
+    latency_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    batch_size: int = 1
+    error: str | None = None  # set when no answer came back (after every retry); the row is scored as invalid
+    cost_usd: float | None = None  # None = not priced (a local model, or a model missing from the price table)
+    usage_estimated: bool = False  # token counts came from a local tokenizer, not the endpoint's `usage`
+    cached: bool = False  # answered from the response cache: nothing paid in this run
+    attempts: int = 1  # HTTP requests made for this row in this run
 
 
 def generate_batched(
@@ -39,49 +49,68 @@ def generate_batched(
 
     `constraint`, when given, makes the extra `generate` arguments (a grammar's logits processor) afresh
     for each batch, since grammar engines keep per-row state."""
-    from transformers import GenerationConfig
-
-    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    prompts = [render_prompt(tokenizer, conversation) for conversation in conversations]
     lengths = [len(tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
     order = sorted(range(len(prompts)), key=lengths.__getitem__)
-    generation_config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    tokenizer.padding_side = "left"
+    generation_config = build_generation_config(tokenizer, max_new_tokens=max_new_tokens)
     results: dict[int, Generation] = {}
     model.eval()
     with tqdm(total=len(prompts), desc=desc, unit="ex") as bar:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batch = tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=False)
-            batch = batch.to(model.device)
+            extra = constraint() if constraint else {}
             began = time.perf_counter()
-            with (
-                torch.inference_mode(),
-                torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16),
-            ):
-                extra = constraint() if constraint else {}
-                output = model.generate(**batch, generation_config=generation_config, **extra)
+            outputs = generate_batch(
+                model, tokenizer, [prompts[i] for i in rows], generation_config=generation_config, bf16=bf16, **extra
+            )
             latency_ms = (time.perf_counter() - began) * 1000
-            new_tokens = output[:, batch["input_ids"].shape[1] :]
-            for row, tokens in zip(rows, new_tokens, strict=True):
+            for row, tokens in zip(rows, outputs, strict=True):
                 results[row] = Generation(
                     raw_output=tokenizer.decode(tokens, skip_special_tokens=True),
                     latency_ms=latency_ms,
                     input_tokens=lengths[row],
-                    output_tokens=_count_until_eos(tokens.tolist(), tokenizer.eos_token_id, tokenizer.pad_token_id),
+                    output_tokens=len(tokens),
                     batch_size=len(rows),
                 )
             bar.update(len(rows))
     return [results[i] for i in range(len(prompts))]
 
 
-def _count_until_eos(tokens: list[int], eos_id: int, pad_id: int) -> int:
+def render_prompt(tokenizer, conversation: list[dict]) -> str:
+    """The chat template applied up to the assistant's turn."""
+    return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+
+
+def build_generation_config(tokenizer, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0):
+    """Greedy at temperature 0 (the benchmark compares models, not sampling luck), else sampling."""
+    from transformers import GenerationConfig
+
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    )
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **sampling,
+    )
+
+
+def generate_batch(model, tokenizer, prompts: list[str], *, generation_config, bf16: bool, **extra) -> list[list[int]]:
+    """One `model.generate` call over left-padded prompts (every row's answer starts at the same position).
+    Returns each row's new tokens up to and including its end-of-turn token; padding after it is dropped.
+    `extra` goes to generate as is (a logits processor, a streamer)."""
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+        output = model.generate(**batch, generation_config=generation_config, **extra)
+    new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
+    return [_cut_at_eos(tokens, tokenizer.eos_token_id, tokenizer.pad_token_id) for tokens in new_tokens]
+
+
+def _cut_at_eos(tokens: list[int], eos_id: int, pad_id: int) -> list[int]:
     """Generated tokens up to and including the first end-of-turn token; padding after it is not output."""
     for position, token in enumerate(tokens):
         if token == eos_id or token == pad_id:
-            return position + 1
-    return len(tokens)
+            return tokens[: position + 1]
+    return tokens

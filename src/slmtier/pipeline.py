@@ -8,6 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import slmtier
+from slmtier.baselines import EndpointCandidate, PredictionsFileCandidate
+from slmtier.baselines.openai_compatible import check_endpoint, default_cache_path, read_api_key
+from slmtier.baselines.pricing import resolve_endpoint_price
 from slmtier.benchmark.candidates import Candidate, LocalCandidate, run_candidate, select_few_shot
 from slmtier.benchmark.decide import decide
 from slmtier.benchmark.extra_metrics import check_metric_paths
@@ -22,13 +25,12 @@ from slmtier.training import TrainResult, build_sft_dataset, save_adapter, train
 log = logging.getLogger(__name__)
 
 SLM = "slm"  # candidate name of the fine-tuned model
-BASELINE_KINDS = ("local",)
 
 
 def check_config(cfg: RunConfig) -> None:
     """Value checks the schema cannot express, run before any data or model is loaded."""
-    if cfg.baseline.kind not in BASELINE_KINDS:
-        raise SlmtierError(f"baseline.kind {cfg.baseline.kind!r} is not one of {list(BASELINE_KINDS)}")
+    if cfg.baseline.kind not in BASELINES:
+        raise SlmtierError(f"baseline.kind {cfg.baseline.kind!r} is not one of {list(BASELINES)}")
     if cfg.baseline.name == SLM:
         raise SlmtierError(f"baseline.name must differ from {SLM!r}, the fine-tuned candidate's name")
     if cfg.inference.constrained_json and cfg.task.kind != "extraction":
@@ -36,6 +38,7 @@ def check_config(cfg: RunConfig) -> None:
     check_metric_paths(cfg.task.extra_metrics)
     if cfg.baseline.model.source and not cfg.baseline.model.name:
         raise SlmtierError("baseline.model.name is empty; name the baseline model (it labels the report)")
+    check_baseline(cfg)
 
 
 def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
@@ -61,14 +64,22 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
 
 
 def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer) -> list[Candidate]:
-    """The fine-tuned SLM, and the baseline: by default the same base model, adapter off, prompted few-shot."""
-    shared = {
+    """The fine-tuned SLM, and the baseline (`baseline.kind`): by default the same base model, adapter off,
+    prompted few-shot; or the LLM behind an OpenAI-compatible endpoint; or logged LLM answers."""
+    slm = LocalCandidate(SLM, f"{cfg.model.name} + LoRA", peft_model, tokenizer, **_local_settings(cfg))
+    return [slm, BASELINES[cfg.baseline.kind](cfg, splits, peft_model, tokenizer)]
+
+
+def _local_settings(cfg: RunConfig) -> dict:
+    return {
         "batch_size": cfg.inference.batch_size,
         "max_new_tokens": cfg.inference.max_new_tokens,
         "bf16": resolve_bf16(cfg.inference.bf16),
         "constrained_json": cfg.inference.constrained_json,
     }
-    slm = LocalCandidate(SLM, f"{cfg.model.name} + LoRA", peft_model, tokenizer, **shared)
+
+
+def build_local_baseline(cfg: RunConfig, splits: Splits, peft_model, tokenizer) -> Candidate:
     base = cfg.baseline
     few_shot = select_few_shot(splits.train, base.few_shot_k, seed=base.seed)
     if not base.model.source:  # the generic model: the same weights with the adapter switched off
@@ -82,9 +93,70 @@ def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer
         model_tokenizer,
         few_shot,
         adapter_enabled=adapter_enabled,
-        **shared,
+        **_local_settings(cfg),
     )
-    return [slm, baseline]
+    return baseline
+
+
+def build_endpoint_baseline(cfg: RunConfig, splits: Splits, peft_model, tokenizer) -> Candidate:
+    base, endpoint = cfg.baseline, cfg.baseline.endpoint
+    return EndpointCandidate(
+        base.name,
+        f"{endpoint.model} ({base.few_shot_k}-shot)",
+        endpoint,
+        cache_path=default_cache_path(endpoint, cfg.cache_dir),
+        price=resolve_endpoint_price(endpoint, cfg.pricing),
+        count_tokens=_token_counter(tokenizer),
+        few_shot=select_few_shot(splits.train, base.few_shot_k, seed=base.seed),
+    )
+
+
+def build_predictions_baseline(cfg: RunConfig, splits: Splits, peft_model, tokenizer) -> Candidate:
+    base = cfg.baseline
+    return PredictionsFileCandidate(
+        base.name,
+        f"{base.predictions.model} (logged answers)",
+        base.predictions,
+        cfg.pricing,
+        _token_counter(tokenizer),
+    )
+
+
+def _token_counter(tokenizer):
+    return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+BASELINES = {
+    "local": build_local_baseline,
+    "openai_compatible": build_endpoint_baseline,
+    "predictions": build_predictions_baseline,
+}
+
+
+def check_baseline(cfg: RunConfig) -> None:
+    """The LLM tier's settings, checked before any training: key present, endpoint answering, file there."""
+    base = cfg.baseline
+    if base.kind == "openai_compatible":
+        endpoint = base.endpoint
+        if (endpoint.price_input_per_1m is None) != (endpoint.price_output_per_1m is None):
+            raise SlmtierError("set both baseline.endpoint.price_input_per_1m and price_output_per_1m, or neither")
+        if endpoint.max_concurrency < 1 or endpoint.max_retries < 0 or endpoint.timeout_s <= 0:
+            raise SlmtierError("baseline.endpoint needs max_concurrency >= 1, max_retries >= 0 and timeout_s > 0")
+        read_api_key(endpoint)
+        if endpoint.check_at_start:
+            check_endpoint(endpoint)
+        if resolve_endpoint_price(endpoint, cfg.pricing) is None:
+            log.warning(
+                "no price for %r in the price table (pricing, as of %s): costs will not be reported; "
+                "set baseline.endpoint.price_model or price_input_per_1m/price_output_per_1m",
+                endpoint.price_model or endpoint.model,
+                cfg.pricing.as_of,
+            )
+    elif base.kind == "predictions":
+        if not base.predictions.path:
+            raise SlmtierError("baseline.predictions.path is not set; point it at the JSONL file of logged answers")
+        if not resolve_data_path(base.predictions.path).is_file():
+            raise SlmtierError(f"{base.predictions.path}: predictions file not found; fix baseline.predictions.path")
 
 
 def run_benchmark(
@@ -95,6 +167,7 @@ def run_benchmark(
     for candidate in candidates:
         rows = run_candidate(candidate, task, test, predictions_dir)
         results[candidate.name] = summarise_candidate(task, rows, model=candidate.model, extra_metrics=extra_metrics)
+        results[candidate.name]["source"] = candidate.info
         log.info("%s: %s = %.3f", candidate.name, task.metric, results[candidate.name]["quality"]["value"])
     return results
 

@@ -2,7 +2,8 @@
 `predictions/<name>.jsonl`, one row per test example, scored by the task's own parser and metric.
 
 Every candidate sees the same task prompt; a baseline may add few-shot turns. The LLM tier
-(an OpenAI-compatible endpoint, a predictions file) plugs in as one more `Candidate`.
+(an OpenAI-compatible endpoint, a predictions file: slmtier.baselines) is one more `Candidate`.
+A row whose request failed keeps its `error` and is scored like an unparseable answer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from slmtier.inference import Generation, generate_batched
 class Candidate(Protocol):
     name: str
     model: str  # what the report calls it: a model name and how it was prompted or tuned
+    info: dict  # where its answers came from (endpoint, cache, file); recorded in metrics.json
 
     def predict(self, task, examples: list[Example]) -> list[Generation]: ...
 
@@ -40,6 +42,7 @@ class LocalCandidate:
     max_new_tokens: int = 16
     bf16: bool = False
     constrained_json: bool = False  # extraction: decode only JSON objects of the task's fields
+    info: dict = field(default_factory=lambda: {"kind": "local"})
 
     def predict(self, task, examples: list[Example]) -> list[Generation]:
         conversations = [task.build_messages(example, few_shot=self.few_shot) for example in examples]
@@ -97,10 +100,15 @@ def run_candidate(candidate: Candidate, task, examples: list[Example], predictio
                 "parsed": parsed,
                 "gold": example.target,
                 "correct": task.score_example(parsed, example.target),
-                "latency_ms": round(generation.latency_ms, 3),
+                "latency_ms": None if generation.latency_ms is None else round(generation.latency_ms, 3),
                 "input_tokens": generation.input_tokens,
                 "output_tokens": generation.output_tokens,
                 "batch_size": generation.batch_size,
+                "error": generation.error,
+                "cost_usd": generation.cost_usd,
+                "usage_estimated": generation.usage_estimated,
+                "cached": generation.cached,
+                "attempts": generation.attempts,
             }
         )
     write_jsonl(predictions_dir / f"{candidate.name}.jsonl", rows)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from slmtier.cli.errors import exit_on_user_error
-from slmtier.config import CONFIG_DIR, RunConfig, register_configs
+from slmtier.config import CONFIG_DIR, RunConfig, register_configs, to_run_config
 from slmtier.data import load_splits
 from slmtier.pipeline import (
     build_candidates,
@@ -37,7 +37,7 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(dict_cfg: DictConfig) -> None:
     with exit_on_user_error():
-        cfg: RunConfig = OmegaConf.to_object(dict_cfg)
+        cfg: RunConfig = to_run_config(dict_cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         recipe = HydraConfig.get().runtime.choices["recipe"]
         write_config(dict_cfg, run_dir)

