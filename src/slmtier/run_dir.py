@@ -14,6 +14,10 @@ import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from slmtier.config import RunConfig, to_run_config
+from slmtier.errors import RunDirError
 
 
 def write_config(cfg: DictConfig, run_dir: Path) -> Path:
@@ -30,3 +34,15 @@ def write_metrics(metrics: dict, run_dir: Path) -> Path:
     partial.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(partial, path)
     return path
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The typed config a run was made with (its config.yaml, checked against today's schema)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing; pass a run directory such as runs/<recipe>/<model>/<time>")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(path))
+    except OmegaConfBaseException as err:
+        raise RunDirError(f"{path}: does not match this slmtier version's config schema ({err})") from err
+    return to_run_config(merged)

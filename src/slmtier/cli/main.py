@@ -1,6 +1,7 @@
 """The `slmtier` command.
 
 slmtier report RUN_DIR       rebuild report.md and report.html from a run's files (no model loaded)
+slmtier serve RUN_DIR        serve the run's fine-tuned SLM over the OpenAI chat-completions API
 slmtier recipes              list the shipped recipes
 slmtier train recipe=NAME    same as `python train.py recipe=NAME` (Hydra overrides follow)
 """
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from slmtier.cli.errors import exit_on_user_error
+from slmtier.cli.serve import add_serve_command
 from slmtier.config import PROJECT_ROOT
 
 
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     report.add_argument("run_dir")
     report.set_defaults(handler=_report)
     commands.add_parser("recipes", help="list the shipped recipes").set_defaults(handler=_recipes)
+    add_serve_command(commands)
     commands.add_parser("train", help="fine-tune, benchmark and decide: slmtier train recipe=NAME [overrides]")
     args = parser.parse_args(argv)
     with exit_on_user_error():

@@ -1,0 +1,86 @@
+"""`slmtier serve RUN_DIR`: the run's fine-tuned SLM as an OpenAI-compatible HTTP endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+
+from slmtier.errors import SlmtierError
+
+log = logging.getLogger(__name__)
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def add_serve_command(commands) -> None:
+    serve = commands.add_parser("serve", help="serve a run's fine-tuned SLM over the OpenAI chat-completions API")
+    serve.add_argument("run_dir", help="a run directory (runs/<recipe>/<model>/<time>) holding adapter/")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--name", help="model name clients ask for (default: the run's recipe)")
+    serve.add_argument("--api-key-env", help="require `Authorization: Bearer <key>`, the key read from this variable")
+    serve.add_argument("--max-batch-size", type=int, default=16, help="requests answered in one generate call")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
+    serve.add_argument("--max-tokens-limit", type=int, default=2048, help="largest max_tokens a request may ask")
+    serve.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from slmtier.models import resolve_bf16
+    from slmtier.run_dir import read_run_config
+    from slmtier.serve import BatchingEngine, build_app, load_run_model
+    from slmtier.serve.vllm import build_vllm_command
+
+    run_dir = Path(args.run_dir)
+    run_cfg = read_run_config(run_dir)
+    api_key = _read_key(args.api_key_env)
+    if args.host not in LOOPBACK and api_key is None:
+        log.warning("binding %s without --api-key-env: anyone who can reach this port can use the model", args.host)
+    name = args.name or _recipe_name(run_dir)
+    model, tokenizer = load_run_model(run_dir, run_cfg)
+    engine = BatchingEngine(
+        model, tokenizer, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+        bf16=resolve_bf16(run_cfg.inference.bf16),
+    )  # fmt: skip
+    app = build_app(
+        engine,
+        adapter_name=name,
+        base_name=run_cfg.model.name,
+        api_key=api_key,
+        default_max_tokens=run_cfg.inference.max_new_tokens,
+        max_tokens_limit=args.max_tokens_limit,
+    )
+    url = f"http://{args.host}:{args.port}/v1"
+    print(f"serving {name!r} (adapter) and {run_cfg.model.name!r} (base model) at {url}", flush=True)
+    key_env = args.api_key_env or "null"
+    print(
+        f"  benchmark against it: baseline=openai_compatible baseline.endpoint.base_url={url} "
+        f"baseline.endpoint.model={name} baseline.endpoint.api_key_env={key_env}",
+        flush=True,
+    )
+    print(f"  at scale, the same adapter on vLLM: {build_vllm_command(run_cfg, run_dir / 'adapter', name)}", flush=True)
+    engine.start()
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        engine.stop()
+
+
+def _read_key(variable: str | None) -> str | None:
+    if variable is None:
+        return None
+    key = os.environ.get(variable)
+    if not key:
+        raise SlmtierError(f"--api-key-env {variable}: that environment variable is not set")
+    return key
+
+
+def _recipe_name(run_dir: Path) -> str:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["recipe"]
+    except (OSError, ValueError, KeyError):
+        return run_dir.resolve().name

@@ -1,0 +1,204 @@
+"""`slmtier serve`: the fine-tuned SLM behind the OpenAI chat-completions API.
+
+Any OpenAI client (or slmtier's own `baseline=openai_compatible`) can call it. Two model names are
+served: the run's adapter (default: the recipe name) and the bare base model. Non-streaming and
+streaming (server-sent events) answers; `usage` is always filled in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from slmtier.inference import render_prompt
+from slmtier.serve.engine import BatchingEngine, ChatJob, ChatResult
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = 1
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+
+
+def build_app(
+    engine: BatchingEngine,
+    *,
+    adapter_name: str,
+    base_name: str,
+    api_key: str | None = None,
+    default_max_tokens: int = 256,
+    max_tokens_limit: int = 2048,
+) -> FastAPI:
+    app = FastAPI(title="slmtier serve", docs_url=None, redoc_url=None)
+    models = {adapter_name: True, base_name: False}  # name -> adapter on?
+    created = int(time.time())
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, err: ApiError):
+        body = {"error": {"message": err.message, "type": err.kind, "code": err.code}}
+        return JSONResponse(body, status_code=err.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, err: RequestValidationError):  # OpenAI answers 400, not 422
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in err.errors())
+        return JSONResponse({"error": {"message": problems, "type": "invalid_request_error", "code": None}}, 400)
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next):
+        if api_key and request.url.path.startswith("/v1/"):
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                body = {"error": {"message": "invalid or missing API key", "type": "authentication_error"}}
+                return JSONResponse(body, status_code=401)
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health():
+        stats = engine.stats
+        return {"status": "ok", "models": list(models), "requests": stats.requests, "batches": stats.batches}
+
+    @app.get("/v1/models")
+    async def list_models():
+        data = [{"id": name, "object": "model", "created": created, "owned_by": "slmtier"} for name in models]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatRequest):
+        if body.model not in models:
+            raise ApiError(
+                404, f"model {body.model!r} is not served here; serving {list(models)}", code="model_not_found"
+            )
+        if body.n != 1:
+            raise ApiError(400, "n must be 1")
+        max_tokens = body.max_completion_tokens or body.max_tokens or default_max_tokens
+        if max_tokens > max_tokens_limit:
+            raise ApiError(400, f"max_tokens {max_tokens} exceeds this server's limit {max_tokens_limit}")
+        loop = asyncio.get_running_loop()
+        job = ChatJob(
+            prompt=render_prompt(engine.tokenizer, [_plain(m) for m in body.messages]),
+            adapter=models[body.model],
+            max_tokens=max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            loop=loop,
+            future=loop.create_future(),
+        )
+        stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(
+                _stream(engine, job, completion_id, body.model, stops, include_usage), media_type="text/event-stream"
+            )
+        engine.submit(job)
+        result = _apply_stops(await job.future, stops)
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "finish_reason": result.finish_reason,
+                }
+            ],
+            "usage": _usage(result),
+        }
+
+    return app
+
+
+async def _stream(engine: BatchingEngine, job: ChatJob, completion_id: str, model: str, stops, include_usage: bool):
+    """Server-sent events in OpenAI's chunk format: role, text pieces as they decode, finish, [DONE]."""
+    pieces: asyncio.Queue[str] = asyncio.Queue()
+    job.on_text = pieces.put_nowait
+    engine.submit(job)
+
+    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if delta is not None else [],
+            **extra,
+        }
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    sent = ""
+    while not job.future.done() or not pieces.empty():
+        getter = asyncio.ensure_future(pieces.get())
+        await asyncio.wait({getter, job.future}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            continue
+        candidate = sent + getter.result()
+        if stops and any(stop in candidate for stop in stops):
+            break  # the final text (cut at the stop) goes out below
+        sent = candidate
+        yield chunk({"content": getter.result()})
+    result = _apply_stops(await job.future, stops)
+    if result.text.startswith(sent) and len(result.text) > len(sent):
+        yield chunk({"content": result.text[len(sent) :]})
+    yield chunk({}, result.finish_reason)
+    if include_usage:
+        yield chunk(None, usage=_usage(result))
+    yield "data: [DONE]\n\n"
+
+
+def _plain(message: ChatMessage) -> dict:
+    """A message as the chat template wants it: text content (text parts joined); developer -> system."""
+    content = message.content
+    if isinstance(content, list):
+        content = "".join(part.get("text", "") for part in content if part.get("type") == "text")
+    role = "system" if message.role == "developer" else message.role
+    return {"role": role, "content": content or ""}
+
+
+def _apply_stops(result: ChatResult, stops: list[str]) -> ChatResult:
+    cut = min((result.text.find(stop) for stop in stops if stop and stop in result.text), default=-1)
+    if cut < 0:
+        return result
+    return ChatResult(result.text[:cut], result.prompt_tokens, result.completion_tokens, "stop")
+
+
+def _usage(result: ChatResult) -> dict:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }

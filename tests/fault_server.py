@@ -1,0 +1,106 @@
+"""A loopback chat-completions server that misbehaves on purpose, for testing the LLM-tier client.
+
+Each request's fate comes from a plan keyed by the last user message and the attempt number for that
+message: answer, 429 with Retry-After, 500, answer too slowly, send a malformed body, or drop the
+connection without a response. Answers echo the user message (`echo: <text>`) with a `usage` object,
+so a test can check that every row got its own answer. Every request is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FAULTS = ("ok", "429", "500", "slow", "malformed", "drop")
+
+
+class FaultServer:
+    """`plan(text, attempt) -> fault`; attempt counts from 1 per distinct user message."""
+
+    def __init__(self, plan: Callable[[str, int], str], *, slow_s: float = 1.0, retry_after: str = "0.05"):
+        self.plan, self.slow_s, self.retry_after = plan, slow_s, retry_after
+        self.attempts: defaultdict[str, int] = defaultdict(int)
+        self.seen: list[tuple[str, str, float]] = []  # (text, fault, time)
+        self.faults = Counter()
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                self._send(200, json.dumps({"object": "list", "data": [{"id": "fault-model"}]}).encode())
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                text = body["messages"][-1]["content"]
+                with server.lock:
+                    server.attempts[text] += 1
+                    fault = server.plan(text, server.attempts[text])
+                    server.seen.append((text, fault, time.monotonic()))
+                    server.faults[fault] += 1
+                if fault == "429":
+                    self._send(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": server.retry_after})
+                elif fault == "500":
+                    self._send(500, b'{"error": {"message": "internal error"}}')
+                elif fault == "malformed":
+                    self._send(200, b'{"choices": [{"message": {"content": "cut off')
+                elif fault == "drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                else:
+                    if fault == "slow":
+                        time.sleep(server.slow_s)
+                    answer = {
+                        "id": "chatcmpl-fault",
+                        "object": "chat.completion",
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": f"echo: {text}"},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 10 + len(text.split()), "completion_tokens": 3, "total_tokens": 13},
+                    }
+                    self._send(200, json.dumps(answer).encode())
+
+            def _send(self, status: int, payload: bytes, headers: dict | None = None):
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for key, value in (headers or {}).items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout): fine
+                    pass
+
+        return Handler

@@ -1,0 +1,241 @@
+"""`slmtier serve` on loopback with a tiny fine-tuned model, and the benchmark's LLM tier pointed at it:
+real HTTP end to end, the response cache on a rerun, and a planted API key that must not leak."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import TICKETS, read_jsonl, run_train_cli, write_jsonl
+from test_smoke_tiny import tiny_overrides
+
+PLANTED_KEY = "sk-slmtier-planted-7f3a9c1e5b"  # recognisable: must appear in no file a run writes
+
+
+@pytest.fixture(scope="module")
+def module_data(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("data")
+    return {
+        split: write_jsonl(folder / f"{split}.jsonl", read_jsonl(TICKETS / f"{split}.jsonl")[:n])
+        for split, n in [("train", 24), ("validation", 8), ("test", 12)]
+    }
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir, module_data, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("served") / "run"
+    result = run_train_cli(*tiny_overrides(tiny_model_dir, module_data, run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained_run, tmp_path_factory):
+    """`slmtier serve RUN_DIR` in a subprocess on a free loopback port, with a bearer key."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    env = {**os.environ, "SLMTIER_TEST_KEY": PLANTED_KEY}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "slmtier", "serve", str(trained_run), "--port", str(port),
+             "--api-key-env", "SLMTIER_TEST_KEY", "--max-wait-ms", "50"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            if process.poll() is not None:
+                pytest.fail(f"serve exited: {log_path.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"serve did not come up: {log_path.read_text()}")
+        yield {"url": url, "log": log_path}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+AUTH = {"Authorization": f"Bearer {PLANTED_KEY}"}
+
+
+def chat(url, **body):
+    payload = {"model": "ticket_classifier", "messages": [{"role": "user", "content": "My invoice is wrong"}], **body}
+    return httpx.post(f"{url}/v1/chat/completions", json=payload, headers=AUTH, timeout=60)
+
+
+def test_serve_speaks_the_openai_api(server):
+    url = server["url"]
+    models = httpx.get(f"{url}/v1/models", headers=AUTH).json()
+    assert [m["id"] for m in models["data"]] == ["ticket_classifier", "tiny"]
+
+    answer = chat(url, max_tokens=6).json()
+    choice = answer["choices"][0]
+    assert answer["object"] == "chat.completion" and choice["message"]["role"] == "assistant"
+    assert choice["finish_reason"] in ("stop", "length")
+    assert 1 <= answer["usage"]["completion_tokens"] <= 6 and answer["usage"]["prompt_tokens"] > 5
+
+    # Streaming: the pieces add up to the same greedy answer, then finish_reason, usage, [DONE].
+    with httpx.stream(
+        "POST", f"{url}/v1/chat/completions", headers=AUTH, timeout=60,
+        json={"model": "ticket_classifier", "messages": [{"role": "user", "content": "My invoice is wrong"}],
+              "max_tokens": 6, "stream": True, "stream_options": {"include_usage": True}},
+    ) as response:  # fmt: skip
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == choice["message"]["content"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == choice["finish_reason"]
+    assert chunks[-1]["usage"] == answer["usage"]
+
+    # The base model under its own name: the adapter switched off.
+    assert chat(url, model="tiny", max_tokens=6).status_code == 200
+    assert "invalid or missing API key" in httpx.post(f"{url}/v1/chat/completions", json={}).text
+    missing = chat(url, model="gpt-4o")
+    assert missing.status_code == 404 and "not served here" in missing.json()["error"]["message"]
+    assert chat(url, messages=[]).status_code == 400
+    assert "vllm serve" in server["log"].read_text() and "--enable-lora --lora-modules ticket_classifier=" in (
+        server["log"].read_text()
+    )
+
+
+def test_concurrent_requests_share_batches(server):
+    url = server["url"]
+    before = httpx.get(f"{url}/health").json()
+
+    async def burst():
+        async with httpx.AsyncClient(headers=AUTH, timeout=60) as client:
+            bodies = [
+                {
+                    "model": "ticket_classifier",
+                    "max_tokens": 4,
+                    "messages": [{"role": "user", "content": f"ticket {i}"}],
+                }
+                for i in range(8)
+            ]
+            return await asyncio.gather(*(client.post(f"{url}/v1/chat/completions", json=b) for b in bodies))
+
+    responses = asyncio.run(burst())
+    after = httpx.get(f"{url}/health").json()
+    assert all(r.status_code == 200 for r in responses)
+    assert after["requests"] - before["requests"] == 8
+    assert after["batches"] - before["batches"] < 8  # some requests were answered together
+
+
+def test_benchmark_against_the_served_model_and_rerun_from_cache(server, tiny_model_dir, module_data, tmp_path):
+    url = server["url"]
+    cache_path = tmp_path / "llm_cache.sqlite"
+    env = {"SLMTIER_TEST_KEY": PLANTED_KEY}
+
+    def benchmark(run_dir: Path):
+        result = run_train_cli(
+            *tiny_overrides(tiny_model_dir, module_data, run_dir),
+            "baseline=openai_compatible",
+            f"baseline.endpoint.base_url={url}/v1",
+            "baseline.endpoint.model=ticket_classifier",
+            "baseline.endpoint.api_key_env=SLMTIER_TEST_KEY",
+            "baseline.endpoint.max_tokens=4",
+            "baseline.endpoint.price_input_per_1m=2.5",
+            "baseline.endpoint.price_output_per_1m=10",
+            f"baseline.endpoint.cache_path={cache_path}",
+            "baseline.few_shot_k=2",
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads((run_dir / "metrics.json").read_text())
+
+    before = httpx.get(f"{url}/health").json()["requests"]
+    metrics = benchmark(tmp_path / "first")
+    served = httpx.get(f"{url}/health").json()["requests"] - before
+    llm = metrics["candidates"]["llm"]
+    rows = read_jsonl(tmp_path / "first" / "predictions" / "llm.jsonl")
+
+    assert (
+        served == 12
+        and len(rows) == 12
+        and {r["id"] for r in rows} == {r["id"] for r in read_jsonl(module_data["test"])}
+    )
+    assert llm["requests"] == {
+        "answered": 12, "failed": 0, "failure_rate": 0.0, "failure_reasons": {}, "from_cache": 0, "http_attempts": 12,
+    }  # fmt: skip
+    assert llm["source"]["cache"]["misses"] == 12 and llm["source"]["endpoint_model"] == "ticket_classifier"
+    assert llm["tokens_per_request"]["estimated_rows"] == 0  # usage came from the server
+    expected_cost = sum(r["input_tokens"] * 2.5 + r["output_tokens"] * 10 for r in rows) / 1e6
+    assert llm["cost"]["total_usd"] == pytest.approx(expected_cost, rel=1e-4)
+    assert llm["source"]["spent_usd"] == pytest.approx(expected_cost, rel=1e-4)
+    assert all(r["latency_ms"] > 0 and r["error"] is None for r in rows)
+    assert "llm" in (tmp_path / "first" / "report.md").read_text()
+
+    # The rerun asks the server nothing: every answer comes from the cache, with the same metrics.
+    before = httpx.get(f"{url}/health").json()["requests"]
+    again = benchmark(tmp_path / "second")
+    assert httpx.get(f"{url}/health").json()["requests"] == before
+    assert again["candidates"]["llm"]["requests"]["from_cache"] == 12
+    assert again["candidates"]["llm"]["requests"]["http_attempts"] == 0
+    assert again["candidates"]["llm"]["source"]["spent_usd"] == 0
+    assert again["candidates"]["llm"]["quality"] == llm["quality"]
+    assert again["candidates"]["llm"]["cost"]["total_usd"] == pytest.approx(expected_cost, rel=1e-4)
+
+    # The key was in the environment of both runs and of the server; no file anywhere may hold it.
+    written = [p for p in [*tmp_path.rglob("*"), server["log"]] if p.is_file()]
+    assert cache_path in written and any(p.name == "config.yaml" for p in written)
+    leaks = [p for p in written if PLANTED_KEY.encode() in p.read_bytes()]
+    assert leaks == []
+
+
+def test_logged_llm_answers_as_the_baseline(tiny_model_dir, module_data, tmp_path):
+    test_rows = read_jsonl(module_data["test"])
+    logged = [
+        {"id": row["id"], "output": row["label"], "model": "gpt-4o-2024-08-06",
+         "usage": {"prompt_tokens": 200, "completion_tokens": 2}, "latency_ms": 900}
+        for row in test_rows[:10]
+    ] + [{"id": "not-in-test", "output": "billing"}]  # fmt: skip
+    path = write_jsonl(tmp_path / "llm_log.jsonl", logged)
+    result = run_train_cli(
+        *tiny_overrides(tiny_model_dir, module_data, tmp_path / "run"),
+        "baseline=predictions",
+        f"baseline.predictions.path={path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    llm = json.loads((tmp_path / "run" / "metrics.json").read_text())["candidates"]["llm"]
+    assert llm["n"] == 12 and llm["quality"]["value"] == pytest.approx(10 / 12)  # 2 missing ids count as failed
+    assert llm["requests"]["failed"] == 2 and llm["source"]["missing_ids"]["count"] == 2
+    assert llm["source"]["missing_ids"]["first"] == [row["id"] for row in test_rows[10:]]
+    assert llm["source"]["unmatched_ids"] == {"count": 1, "first": ["not-in-test"]}
+    assert llm["cost"]["priced_rows"] == 10  # gpt-4o-2024-08-06 priced as gpt-4o from the shipped table
+    assert llm["cost"]["per_1k_requests_usd"] == pytest.approx(1000 * (200 * 2.5 + 2 * 10) / 1e6)
+    assert llm["latency_ms"]["p50"] == 900
+
+
+def test_missing_predictions_path_fails_at_start(tmp_path):
+    result = run_train_cli("recipe=ticket_classifier", "baseline=predictions", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "baseline.predictions.path is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unset_key_fails_before_training(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    command = [sys.executable, "train.py", "recipe=ticket_classifier", "baseline=openai_compatible"]
+    result = subprocess.run(
+        [*command, f"hydra.run.dir={tmp_path}"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "OPENAI_API_KEY" in result.stderr and "is not set" in result.stderr
+    assert not (tmp_path / "adapter").exists()
