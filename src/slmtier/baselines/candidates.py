@@ -107,7 +107,7 @@ class PredictionsFileCandidate:
             log.warning("%d test id(s) have no answer in %s (counted as failed): %s", len(missing), path, missing[:5])
         if unmatched:
             log.warning("%d id(s) in %s are not in the test split (ignored): %s", len(unmatched), path, unmatched[:5])
-        generations = [self._generation(task, example, answers.get(example.id), path) for example in examples]
+        generations = [self._generation(task, example, answers.get(example.id)) for example in examples]
         self.info = {
             "kind": "predictions",
             "path": str(path),
@@ -118,12 +118,12 @@ class PredictionsFileCandidate:
         }
         return generations
 
-    def _generation(self, task, example: Example, answer: LoggedAnswer | None, path: Path) -> Generation:
+    def _generation(self, task, example: Example, answer: LoggedAnswer | None) -> Generation:
         if answer is None:
-            return Generation("", None, None, None, error=f"no answer for this id in {path}", attempts=0)
+            return Generation("", None, None, None, error="no answer for this id in the file", attempts=0)
         if answer.output is None:
             return Generation(
-                "", answer.latency_ms, None, None, error=f"{path}:{answer.line}: output is null", attempts=0
+                "", answer.latency_ms, None, None, error=f"output is null (line {answer.line})", attempts=0
             )
         estimated = answer.input_tokens is None or answer.output_tokens is None
         input_tokens = answer.input_tokens

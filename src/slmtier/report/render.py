@@ -77,8 +77,10 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["pct"] = lambda value: f"{100 * value:.1f}%"
-    env.filters["num"] = lambda value, digits=1: f"{value:,.{digits}f}"
+    # None (no answer, no price) prints as a dash rather than failing the report.
+    env.filters["pct"] = lambda value: "–" if value is None else f"{100 * value:.1f}%"
+    env.filters["num"] = lambda value, digits=1: "–" if value is None else f"{value:,.{digits}f}"
+    env.filters["usd"] = lambda value: "not priced" if value is None else f"${value:,.4f}"
     env.filters["clip"] = lambda text, limit=280: text if len(text) <= limit else text[: limit - 1] + "…"
     env.filters["answer"] = _format_answer
     env.filters["shown"] = lambda value: value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
