@@ -73,7 +73,8 @@ def render_table(names: list[str]) -> str:
         "random samples (`data.sample_seed=0`) kept in file order; the public sets have no validation split, "
         "and qmsum_product inputs are the query's relevant transcript turns cut at 500 words. "
         "The verdict here only says the SLM beats the same model untuned: on banking77 a 27% SLM 'wins' against a "
-        "5% baseline. It is not yet the comparison with a GPT-4-class LLM, which needs the LLM tier. "
+        "5% baseline. It is not the comparison with a GPT-4-class LLM: that needs your endpoint or your logs "
+        "(see Against your LLM). "
         "Regenerate: `make results` (about an hour)."
     )
     return "\n".join([header, *rows, "", note])

@@ -22,8 +22,10 @@ FAULTS = ("ok", "429", "500", "slow", "malformed", "drop")
 class FaultServer:
     """`plan(text, attempt) -> fault`; attempt counts from 1 per distinct user message."""
 
-    def __init__(self, plan: Callable[[str, int], str], *, slow_s: float = 1.0, retry_after: str = "0.05"):
-        self.plan, self.slow_s, self.retry_after = plan, slow_s, retry_after
+    def __init__(
+        self, plan: Callable[[str, int], str], *, slow_s: float = 1.0, retry_after: str = "0.05", usage: bool = True
+    ):
+        self.plan, self.slow_s, self.retry_after, self.usage = plan, slow_s, retry_after, usage
         self.attempts: defaultdict[str, int] = defaultdict(int)
         self.seen: list[tuple[str, str, float]] = []  # (text, fault, time)
         self.faults = Counter()
@@ -89,6 +91,8 @@ class FaultServer:
                         ],
                         "usage": {"prompt_tokens": 10 + len(text.split()), "completion_tokens": 3, "total_tokens": 13},
                     }
+                    if not server.usage:  # some gateways and local servers send none
+                        del answer["usage"]
                     self._send(200, json.dumps(answer).encode())
 
             def _send(self, status: int, payload: bytes, headers: dict | None = None):

@@ -217,3 +217,48 @@ def test_logged_answers_file_is_checked_row_by_row(tmp_path):
     write_jsonl(path, [{"id": 1, "output": None}, {"id": "2", "output": "x", "usage": {"prompt_tokens": 9}}])
     _, answers = load_logged_answers(PredictionsFileConfig(path=str(path)))
     assert answers["1"].output is None and answers["2"].input_tokens == 9 and answers["2"].output_tokens is None
+
+
+def test_endpoint_candidate_estimates_missing_usage_and_prices_it(tmp_path):
+    from slmtier.baselines import EndpointCandidate
+    from slmtier.baselines.pricing import Price
+    from slmtier.data import Example
+    from slmtier.tasks import build_task
+    from test_configs import compose_run
+
+    task = build_task(compose_run("recipe=ticket_classifier").task)
+    examples = [Example(id=f"t{i}", input=f"ticket number {i}", target="billing") for i in range(3)]
+    with FaultServer(lambda text, attempt: "ok", usage=False) as server:
+        candidate = EndpointCandidate(
+            "llm", "fault-model", endpoint_for(server), tmp_path / "cache.sqlite",
+            price=Price(2.0, 8.0, "test", "today"), count_tokens=lambda text: len(text.split()),
+        )  # fmt: skip
+        generations = candidate.predict(task, examples)
+    assert [g.raw_output for g in generations] == [f"echo: ticket number {i}" for i in range(3)]
+    assert all(g.usage_estimated and g.output_tokens == 4 and g.input_tokens > 20 for g in generations)
+    assert generations[0].cost_usd == pytest.approx((generations[0].input_tokens * 2 + 4 * 8) / 1e6)
+    assert candidate.info["cache"] == {"path": str(tmp_path / "cache.sqlite"), "hits": 0, "misses": 3}
+
+
+def _fill_cache(path, worker: int) -> None:
+    cache = ResponseCache(path)
+    for i in range(150):
+        cache.put(f"{worker}-{i}", base_url="http://x", model="m", response={"content": f"{worker}/{i}"})
+    cache.close()
+
+
+def test_the_cache_takes_writes_from_parallel_processes(tmp_path):
+    """A Hydra sweep runs jobs side by side against one cache file: no write may fail or be lost."""
+    import multiprocessing
+
+    path = tmp_path / "shared.sqlite"
+    ResponseCache(path).close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_fill_cache, args=(path, w)) for w in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    cache = ResponseCache(path)
+    assert len(cache) == 450 and cache.get("2-149") == {"content": "2/149"}

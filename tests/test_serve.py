@@ -200,6 +200,23 @@ def test_benchmark_against_the_served_model_and_rerun_from_cache(server, tiny_mo
     assert leaks == []
 
 
+def test_a_wrong_key_or_dead_endpoint_fails_before_training(server, tiny_model_dir, module_data, tmp_path):
+    for base_url, words in [
+        (f"{server['url']}/v1", "rejected"),
+        (f"http://127.0.0.1:{free_port()}/v1", "cannot reach"),
+    ]:
+        run_dir = tmp_path / words.replace(" ", "_")
+        result = run_train_cli(
+            *tiny_overrides(tiny_model_dir, module_data, run_dir),
+            "baseline=openai_compatible",
+            f"baseline.endpoint.base_url={base_url}",
+            "baseline.endpoint.api_key_env=SLMTIER_TEST_KEY",
+            env={"SLMTIER_TEST_KEY": "sk-wrong"},
+        )
+        assert result.returncode == 2 and words in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and not (run_dir / "adapter").exists()
+
+
 def test_logged_llm_answers_as_the_baseline(tiny_model_dir, module_data, tmp_path):
     test_rows = read_jsonl(module_data["test"])
     logged = [
