@@ -31,7 +31,7 @@ class Generation:
     cost_usd: float | None = None  # None = not priced (a local model, or a model missing from the price table)
     usage_estimated: bool = False  # token counts came from a local tokenizer, not the endpoint's `usage`
     cached: bool = False  # answered from the response cache: nothing paid in this run
-    attempts: int = 1  # HTTP requests made for this row in this run
+    attempts: int = 0  # HTTP requests made for this row in this run (0 for a local model or a cached answer)
 
 
 def generate_batched(

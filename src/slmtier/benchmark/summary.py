@@ -60,7 +60,7 @@ def summarise_requests(rows: list[dict]) -> dict:
         "failure_rate": len(failed) / len(rows) if rows else 0.0,
         "failure_reasons": dict(reasons.most_common()),
         "from_cache": sum(bool(row.get("cached")) for row in rows),
-        "http_attempts": sum(row.get("attempts", 1) for row in rows),
+        "http_attempts": sum(row.get("attempts", 0) for row in rows),
     }
 
 
