@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("ok", "429", "500", "slow", "malformed", "drop")
+FAULTS = ("ok", "429", "500", "slow", "malformed", "drop", "echo_auth_400", "echo_auth_500")
 
 
 class FaultServer:
@@ -72,6 +72,10 @@ class FaultServer:
                     self._send(500, b'{"error": {"message": "internal error"}}')
                 elif fault == "malformed":
                     self._send(200, b'{"choices": [{"message": {"content": "cut off')
+                elif fault.startswith("echo_auth"):  # a careless gateway that repeats the caller's headers
+                    status = int(fault.rsplit("_", 1)[1])
+                    echo = json.dumps({"error": {"message": f"bad request from {self.headers.get('Authorization')}"}})
+                    self._send(status, echo.encode())
                 elif fault == "drop":
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True

@@ -1,5 +1,6 @@
 """The LLM-tier client against a real loopback server that injects faults; the cache; prices; log files."""
 
+import asyncio
 import http.server
 import json
 import sqlite3
@@ -11,12 +12,8 @@ import pytest
 from conftest import write_jsonl
 from fault_server import FaultServer
 from slmtier.baselines.cache import ResponseCache, build_cache_key
-from slmtier.baselines.openai_compatible import (
-    ChatClient,
-    EndpointRefused,
-    parse_chat_response,
-    parse_retry_after,
-)
+from slmtier.baselines.chat_protocol import RequestFailed, RetryableError, parse_chat_response, parse_retry_after
+from slmtier.baselines.openai_compatible import ChatClient, EndpointRefused
 from slmtier.baselines.predictions_file import load_logged_answers
 from slmtier.baselines.pricing import find_price, resolve_endpoint_price
 from slmtier.config import EndpointConfig, ModelPrice, PredictionsFileConfig, PricingConfig
@@ -28,7 +25,7 @@ def endpoint_for(server: FaultServer, **changes) -> EndpointConfig:
         "base_url": server.base_url,
         "model": "fault-model",
         "api_key_env": None,
-        "timeout_s": 0.4,
+        "timeout_s": 2.0,
         "max_concurrency": 4,
         "max_retries": 3,
         "backoff_initial_s": 0.01,
@@ -59,7 +56,7 @@ def plan(text: str, attempt: int) -> str:
 
 
 def test_every_fault_is_retried_and_true_failures_are_recorded(tmp_path):
-    with FaultServer(plan, slow_s=1.0) as server:
+    with FaultServer(plan, slow_s=4.0) as server:
         outcomes, client, _ = ask(endpoint_for(server), tmp_path / "cache.sqlite", conversations(24))
 
     assert len(outcomes) == 24  # no row lost
@@ -84,7 +81,7 @@ def test_retry_after_is_honoured(tmp_path):
 
 def test_a_rerun_pays_for_nothing_already_answered(tmp_path):
     cache_path = tmp_path / "cache.sqlite"
-    with FaultServer(plan) as server:
+    with FaultServer(plan, slow_s=4.0) as server:
         first, _, cache = ask(endpoint_for(server), cache_path, conversations(12))
         assert cache.misses == 12 and cache.hits == 0
         requests_before = sum(server.faults.values())
@@ -99,8 +96,33 @@ def test_a_rerun_pays_for_nothing_already_answered(tmp_path):
 
 def test_the_same_question_twice_in_one_run_is_asked_once(tmp_path):
     with FaultServer(lambda text, attempt: "ok") as server:
-        outcomes, _, _ = ask(endpoint_for(server), tmp_path / "cache.sqlite", conversations(1) * 5)
-    assert len(outcomes) == 5 and server.faults["ok"] == 1
+        outcomes, client, cache = ask(endpoint_for(server), tmp_path / "cache.sqlite", conversations(1) * 5)
+    assert len(outcomes) == 5 and server.faults["ok"] == 1 and client.requests_sent == 1
+    assert [(o.attempts, o.cached) for o in outcomes] == [(1, False)] + [(0, True)] * 4  # paid once
+    assert cache.misses == 1
+
+
+def test_called_from_a_running_event_loop(tmp_path):
+    """In a notebook an event loop is already running: the client moves to a thread of its own."""
+
+    async def inside_a_loop():
+        return ask(endpoint_for(server), tmp_path / "cache.sqlite", conversations(3))[0]
+
+    with FaultServer(lambda text, attempt: "ok") as server:
+        outcomes = asyncio.run(inside_a_loop())
+    assert [o.reply.content for o in outcomes] == ["echo: row 0", "echo: row 1", "echo: row 2"]
+
+
+def test_a_key_echoed_by_the_server_is_masked_in_errors(tmp_path):
+    secret = "sk-echoed-4b1d9e"
+    faults = {0: "echo_auth_400", 1: "echo_auth_500"}
+    with FaultServer(lambda text, attempt: faults[int(text.split()[-1])]) as server:
+        cache = ResponseCache(tmp_path / "cache.sqlite")
+        outcomes = ChatClient(endpoint_for(server, max_retries=1), cache, api_key=secret).complete_all(conversations(2))
+    assert [o.reply for o in outcomes] == [None, None]
+    assert "HTTP 400" in outcomes[0].error and "HTTP 500" in outcomes[1].error
+    for outcome in outcomes:
+        assert "Bearer ***" in outcome.error and secret not in outcome.error and "sk-" not in outcome.error
 
 
 def test_a_changed_parameter_is_a_different_cache_entry(tmp_path):
@@ -145,9 +167,15 @@ def test_response_parsing():
     body = json.dumps({"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}], "model": "m"}).encode()
     reply = parse_chat_response(body, 12.0)
     assert reply.content == "hi" and reply.input_tokens is None and reply.model == "m"
-    for bad in [b"not json", b'{"choices": []}', b'{"choices": [{"message": {"content": 3}}]}']:
-        with pytest.raises(Exception, match="malformed"):
+    with pytest.raises(RetryableError, match="malformed"):  # cut short in transit: ask again
+        parse_chat_response(b'{"choices": [{"message": {"content": "cut', 1.0)
+    for bad in [b'{"choices": []}', b'{"choices": [{"message": {"content": 3}}]}', b'{"error": {"message": "x"}}']:
+        with pytest.raises(RequestFailed, match="unexpected response shape"):  # billed: asking again pays again
             parse_chat_response(bad, 1.0)
+    parts = json.dumps(
+        {"choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}}]}
+    )
+    assert parse_chat_response(parts.encode(), 1.0).content == "ab"
     assert parse_retry_after("2") == 2.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert 0 <= parse_retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 5))) <= 6

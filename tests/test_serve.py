@@ -111,9 +111,35 @@ def test_serve_speaks_the_openai_api(server):
     missing = chat(url, model="gpt-4o")
     assert missing.status_code == 404 and "not served here" in missing.json()["error"]["message"]
     assert chat(url, messages=[]).status_code == 400
+    unknown = httpx.get(f"{url}/v1/nothing-here", headers=AUTH)
+    assert unknown.status_code == 404 and "error" in unknown.json()
     assert "vllm serve" in server["log"].read_text() and "--enable-lora --lora-modules ticket_classifier=" in (
         server["log"].read_text()
     )
+
+
+def stream_text(url, **body) -> tuple[str, list[dict]]:
+    payload = {"model": "ticket_classifier", "messages": [{"role": "user", "content": "My invoice is wrong"}],
+               "stream": True, **body}  # fmt: skip
+    with httpx.stream("POST", f"{url}/v1/chat/completions", headers=AUTH, timeout=60, json=payload) as response:
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]), chunks
+
+
+def test_stop_strings_cut_streamed_and_plain_answers_alike(server):
+    url = server["url"]
+    full = chat(url, max_tokens=8).json()["choices"][0]["message"]["content"]
+    if len(full) < 3:
+        pytest.skip(f"the tiny model answered too little to cut: {full!r}")
+    stop = full[1:3]
+    expected = full[: full.find(stop)]
+    plain = chat(url, max_tokens=8, stop=[stop]).json()
+    assert plain["choices"][0]["message"]["content"] == expected and plain["choices"][0]["finish_reason"] == "stop"
+    streamed, chunks = stream_text(url, max_tokens=8, stop=stop)
+    assert streamed == expected  # the stop string's first characters were held back, never sent
+    assert len({c["created"] for c in chunks}) == 1
 
 
 def test_concurrent_requests_share_batches(server):
@@ -130,12 +156,21 @@ def test_concurrent_requests_share_batches(server):
                 }
                 for i in range(8)
             ]
-            return await asyncio.gather(*(client.post(f"{url}/v1/chat/completions", json=b) for b in bodies))
+            plain = [client.post(f"{url}/v1/chat/completions", json=b) for b in bodies]
 
-    responses = asyncio.run(burst())
+            async def streamed(body):  # a streaming request in the same batch as the plain ones
+                async with client.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}) as r:
+                    lines = [line async for line in r.aiter_lines() if line.startswith("data: {")]
+                chunks = [json.loads(line.removeprefix("data: ")) for line in lines]
+                return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+
+            return await asyncio.gather(*plain, streamed(bodies[0]))
+
+    *responses, streamed_text = asyncio.run(burst())
     after = httpx.get(f"{url}/health").json()
     assert all(r.status_code == 200 for r in responses)
-    assert after["requests"] - before["requests"] == 8
+    assert streamed_text == responses[0].json()["choices"][0]["message"]["content"]
+    assert after["requests"] - before["requests"] == 9
     assert after["batches"] - before["batches"] < 8  # some requests were answered together
 
 

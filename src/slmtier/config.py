@@ -144,8 +144,8 @@ class ModelPrice:
 
 @dataclass
 class PricingConfig:
-    """List prices of LLM APIs (configs/pricing/). A model id matches its longest listed prefix, so
-    `gpt-4o-2024-08-06` is charged as `gpt-4o` and `gpt-4o-mini` as `gpt-4o-mini`."""
+    """List prices of LLM APIs (configs/pricing/). A model id is charged at its own entry, or at the entry
+    it extends by a dated snapshot suffix (`gpt-4o-2024-08-06` as `gpt-4o`); no other guessing."""
 
     as_of: str = ""  # when these prices were read
     source: str = ""

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import slmtier
 from slmtier.baselines import EndpointCandidate, PredictionsFileCandidate
-from slmtier.baselines.openai_compatible import check_endpoint, default_cache_path, read_api_key
+from slmtier.baselines.openai_compatible import (
+    check_endpoint,
+    check_key_variable,
+    default_cache_path,
+    read_api_key,
+)
 from slmtier.baselines.pricing import resolve_endpoint_price
 from slmtier.benchmark.candidates import Candidate, LocalCandidate, run_candidate, select_few_shot
 from slmtier.benchmark.decide import decide
@@ -138,6 +143,7 @@ def check_baseline(cfg: RunConfig) -> None:
     base = cfg.baseline
     if base.kind == "openai_compatible":
         endpoint = base.endpoint
+        check_key_variable(endpoint)
         if (endpoint.price_input_per_1m is None) != (endpoint.price_output_per_1m is None):
             raise SlmtierError("set both baseline.endpoint.price_input_per_1m and price_output_per_1m, or neither")
         if endpoint.max_concurrency < 1 or endpoint.max_retries < 0 or endpoint.timeout_s <= 0:

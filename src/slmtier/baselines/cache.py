@@ -41,7 +41,8 @@ class ResponseCache:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # autocommit mode: each INSERT is its own transaction; timeout waits out another process's write lock.
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        # check_same_thread off: the client uses the connection from one worker thread (never two at once).
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(SCHEMA)
         self.hits = 0

@@ -11,19 +11,30 @@ Every answer goes through the response cache first (baselines/cache.py): a rerun
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
+import dataclasses
 import logging
 import os
 import random
+import re
+import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 from tqdm.auto import tqdm
 
 from slmtier.baselines.cache import ResponseCache, build_cache_key
+from slmtier.baselines.chat_protocol import (
+    Reply,
+    RequestFailed,
+    RetryableError,
+    build_headers,
+    build_request_params,
+    parse_chat_response,
+    parse_retry_after,
+    redact,
+)
 from slmtier.config import EndpointConfig
 from slmtier.errors import SlmtierError
 
@@ -40,45 +51,34 @@ REFUSED_STATUS = {
     404: "no such endpoint or model",
 }
 MAX_RETRY_AFTER_S = 600.0
-ERROR_TEXT_CHARS = 300
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class EndpointRefused(SlmtierError):
-    """A 401/403/404: every request would fail the same way."""
+    """A 401/403/404 or a redirect: every request would fail the same way."""
 
 
-class RetryableError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RequestFailed(Exception):
-    """A response that retrying will not fix (e.g. 400 for this request)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One chat completion, as cached: the answer and what the endpoint said about it."""
-
-    content: str
-    input_tokens: int | None  # from `usage`; None when the endpoint sent none
-    output_tokens: int | None
-    latency_ms: float  # the successful attempt, request sent to body received
-    finish_reason: str | None
-    model: str | None  # the model id the endpoint says answered
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Outcome:
     reply: Reply | None  # None = failed after every attempt
     error: str | None
     attempts: int  # HTTP requests made for this row in this run (0 = answered from the cache)
-    cached: bool
+    cached: bool  # answered without paying in this run (the cache, or the same question earlier in the run)
+
+
+def check_key_variable(endpoint: EndpointConfig) -> None:
+    """api_key_env must name a variable. Checked before the config is written anywhere: a key pasted
+    there by mistake must not reach config.yaml (and is not repeated in the message)."""
+    if endpoint.api_key_env and not ENV_NAME.match(endpoint.api_key_env):
+        raise SlmtierError(
+            "baseline.endpoint.api_key_env must be the NAME of an environment variable (letters, digits, _), "
+            "such as OPENAI_API_KEY, not the key itself; export the key and name its variable"
+        )
 
 
 def read_api_key(endpoint: EndpointConfig) -> str | None:
     """The key from the environment variable the config names; a clear error if it is not set."""
+    check_key_variable(endpoint)
     if not endpoint.api_key_env:
         return None
     key = os.environ.get(endpoint.api_key_env)
@@ -88,69 +88,6 @@ def read_api_key(endpoint: EndpointConfig) -> str | None:
             f"export it, or set baseline.endpoint.api_key_env=null for an endpoint without a key"
         )
     return key
-
-
-def build_headers(endpoint: EndpointConfig, api_key: str | None) -> dict[str, str]:
-    if api_key is None:
-        return {}
-    if endpoint.api_key_header.lower() == "authorization":
-        return {"Authorization": f"Bearer {api_key}"}
-    return {endpoint.api_key_header: api_key}
-
-
-def build_request_params(endpoint: EndpointConfig) -> dict:
-    """Generation parameters sent with every request (and part of the cache key)."""
-    params: dict = {endpoint.max_tokens_param: endpoint.max_tokens}
-    if endpoint.temperature is not None:
-        params["temperature"] = endpoint.temperature
-    return params
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def parse_chat_response(body: bytes, latency_ms: float) -> Reply:
-    """A Reply from a chat-completions body; a body that is not one is retryable (proxies garble answers)."""
-    try:
-        data = json.loads(body)
-        choice = data["choices"][0]
-        content = choice["message"].get("content") or ""
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError, AttributeError) as err:
-        raise RetryableError(f"malformed response body ({type(err).__name__}): {body[:120]!r}") from err
-    if not isinstance(content, str):
-        raise RetryableError(f"malformed response body: content is {type(content).__name__}, not text")
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    return Reply(
-        content=content,
-        input_tokens=_as_count(usage.get("prompt_tokens")),
-        output_tokens=_as_count(usage.get("completion_tokens")),
-        latency_ms=latency_ms,
-        finish_reason=choice.get("finish_reason"),
-        model=data.get("model"),
-    )
-
-
-def _reply_from_cache(entry: dict | None) -> Reply | None:
-    try:
-        return Reply(**entry) if entry is not None else None
-    except TypeError:  # written by another slmtier version: ask again
-        return None
-
-
-def _as_count(value) -> int | None:
-    return value if isinstance(value, int) and value >= 0 else None
 
 
 def check_endpoint(endpoint: EndpointConfig) -> None:
@@ -185,25 +122,39 @@ class ChatClient:
         self.requests_sent = 0
 
     def complete_all(self, conversations: list[list[dict]], *, desc: str = "llm") -> list[Outcome]:
-        """One Outcome per conversation, in order. Raises EndpointRefused on 401/403/404."""
+        """One Outcome per conversation, in order. Raises EndpointRefused on 401/403/404 or a redirect."""
         return _run_coroutine(self._complete_all(conversations, desc))
 
     async def _complete_all(self, conversations: list[list[dict]], desc: str) -> list[Outcome]:
         semaphore = asyncio.Semaphore(self.endpoint.max_concurrency)
-        in_flight: dict[str, asyncio.Task] = {}  # the same question twice in one run is asked once
+        in_flight: dict[str, asyncio.Future] = {}  # the same question twice in one run is asked once
         limits = httpx.Limits(max_connections=self.endpoint.max_concurrency)
+        loop = asyncio.get_running_loop()
+        # SQLite waits (up to its timeout) while another process of a sweep writes: never in the event loop,
+        # where it would stall every request in flight. One thread, so the connection is never shared.
+        database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slmtier-cache")
         async with httpx.AsyncClient(limits=limits, timeout=self.endpoint.timeout_s) as client:
             bar = tqdm(total=len(conversations), desc=desc, unit="req")
 
+            async def store(key: str, reply: Reply) -> None:
+                await loop.run_in_executor(database, self._store, key, reply)
+
             async def one(messages: list[dict]) -> Outcome:
                 key = build_cache_key(self.endpoint.base_url, self.endpoint.model, messages, self.params)
-                reply = _reply_from_cache(self.cache.get(key))
-                if reply is not None:
-                    outcome = Outcome(reply, None, 0, True)
-                else:
-                    if key not in in_flight:
-                        in_flight[key] = asyncio.ensure_future(self._ask(client, semaphore, key, messages))
+                if key in in_flight:  # asked (or being asked) by an earlier row: share its answer, pay nothing
                     outcome = await asyncio.shield(in_flight[key])
+                    outcome = dataclasses.replace(outcome, attempts=0, cached=outcome.reply is not None)
+                else:
+                    in_flight[key] = loop.create_future()
+                    entry = await loop.run_in_executor(database, self.cache.get, key)
+                    reply = _reply_from_cache(entry)
+                    if reply is not None:
+                        outcome = Outcome(reply, None, 0, True)
+                    else:
+                        outcome = await self._ask(client, semaphore, messages)
+                        if outcome.reply is not None:
+                            await store(key, outcome.reply)
+                    in_flight[key].set_result(outcome)
                 bar.update(1)
                 return outcome
 
@@ -211,11 +162,20 @@ class ChatClient:
             try:
                 return await asyncio.gather(*tasks)
             finally:
-                for task in [*tasks, *in_flight.values()]:
+                for task in tasks:
                     task.cancel()
                 bar.close()
+                database.shutdown(wait=True)
 
-    async def _ask(self, client: httpx.AsyncClient, semaphore: asyncio.Semaphore, key: str, messages) -> Outcome:
+    def _store(self, key: str, reply: Reply) -> None:
+        try:
+            self.cache.put(
+                key, base_url=self.endpoint.base_url, model=self.endpoint.model, response=dataclasses.asdict(reply)
+            )
+        except sqlite3.Error as err:  # the answer is still used; only a rerun would pay for it again
+            log.warning("could not cache an answer in %s (%s); it is used but not kept", self.cache.path, err)
+
+    async def _ask(self, client: httpx.AsyncClient, semaphore: asyncio.Semaphore, messages) -> Outcome:
         body = {"model": self.endpoint.model, "messages": messages, **self.params}
         attempts, last_error = 0, ""
         async with semaphore:
@@ -224,14 +184,13 @@ class ChatClient:
                 try:
                     reply = await self._post(client, body)
                 except RetryableError as err:
-                    last_error = self._redact(str(err))
+                    last_error = redact(str(err), self._secret)
                     if attempt == self.endpoint.max_retries:
                         break
                     await asyncio.sleep(self._backoff(attempt, err.retry_after))
                     continue
                 except RequestFailed as err:
-                    return Outcome(None, self._redact(str(err)), attempts, False)
-                self.cache.put(key, base_url=self.endpoint.base_url, model=self.endpoint.model, response=asdict(reply))
+                    return Outcome(None, redact(str(err), self._secret), attempts, False)
                 return Outcome(reply, None, attempts, False)
         return Outcome(None, f"gave up after {attempts} attempts; last: {last_error}", attempts, False)
 
@@ -245,21 +204,21 @@ class ChatClient:
             )
         except (asyncio.TimeoutError, httpx.TimeoutException) as err:
             raise RetryableError(f"timed out after {self.endpoint.timeout_s:g} s") from err
-        except httpx.TransportError as err:  # refused, reset, dropped mid-response, protocol errors
+        except httpx.RequestError as err:  # refused, reset, dropped mid-response, undecodable, protocol errors
             raise RetryableError(f"connection error ({type(err).__name__}: {err})") from err
         latency_ms = (time.perf_counter() - began) * 1000
         status = response.status_code
-        if status in REFUSED_STATUS:
+        text = redact(response.text, self._secret)
+        if status in REFUSED_STATUS or 300 <= status < 400:
+            reason = REFUSED_STATUS.get(status) or f"redirected to {response.headers.get('location')!r}"
             raise EndpointRefused(
-                f"{self.url}: HTTP {status}, {REFUSED_STATUS[status]} (model {self.endpoint.model!r}); "
-                f"check baseline.endpoint.base_url, .model and the key in ${self.endpoint.api_key_env}: "
-                f"{self._redact(response.text[:ERROR_TEXT_CHARS])}"
+                f"{self.url}: HTTP {status}, {reason} (model {self.endpoint.model!r}); check "
+                f"baseline.endpoint.base_url, .model and the key in ${self.endpoint.api_key_env}: {text}"
             )
         if status in RETRYABLE_STATUS or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            raise RetryableError(f"HTTP {status}: {response.text[:ERROR_TEXT_CHARS]}", retry_after)
+            raise RetryableError(f"HTTP {status}: {text}", parse_retry_after(response.headers.get("retry-after")))
         if status >= 400:
-            raise RequestFailed(f"HTTP {status}: {response.text[:ERROR_TEXT_CHARS]}")
+            raise RequestFailed(f"HTTP {status}: {text}")
         return parse_chat_response(response.content, latency_ms)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -269,9 +228,12 @@ class ChatClient:
         ceiling = min(self.endpoint.backoff_max_s, self.endpoint.backoff_initial_s * 2**attempt)
         return ceiling * random.uniform(0.5, 1.0)
 
-    def _redact(self, text: str) -> str:
-        """Error texts are stored in run files: a server that echoes the key must not put it there."""
-        return text.replace(self._secret, "***") if self._secret else text
+
+def _reply_from_cache(entry: dict | None) -> Reply | None:
+    try:
+        return Reply(**entry) if entry is not None else None
+    except TypeError:  # written by another slmtier version: ask again
+        return None
 
 
 def _run_coroutine(coroutine):
@@ -280,8 +242,6 @@ def _run_coroutine(coroutine):
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coroutine)
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
 

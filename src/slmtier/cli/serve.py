@@ -41,6 +41,8 @@ def run_serve(args: argparse.Namespace) -> None:
     if args.host not in LOOPBACK and api_key is None:
         log.warning("binding %s without --api-key-env: anyone who can reach this port can use the model", args.host)
     name = args.name or _recipe_name(run_dir)
+    if name == run_cfg.model.name:
+        raise SlmtierError(f"--name {name!r} is the base model's name, which serves the model without the adapter")
     model, tokenizer = load_run_model(run_dir, run_cfg)
     engine = BatchingEngine(
         model, tokenizer, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,

@@ -40,10 +40,10 @@ def main(dict_cfg: DictConfig) -> None:
         cfg: RunConfig = to_run_config(dict_cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         recipe = HydraConfig.get().runtime.choices["recipe"]
-        write_config(dict_cfg, run_dir)
 
         # --- Config and data: every row checked before any model is loaded
-        check_config(cfg)
+        check_config(cfg)  # before config.yaml is written: a key pasted into a config value is refused first
+        write_config(dict_cfg, run_dir)
         task = build_task(cfg.task)
         splits = load_splits(cfg.data, task.check_target)
 

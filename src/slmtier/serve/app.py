@@ -14,10 +14,12 @@ import time
 import uuid
 from typing import Any, Literal
 
+import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slmtier.inference import render_prompt
 from slmtier.serve.engine import BatchingEngine, ChatJob, ChatResult
@@ -69,6 +71,11 @@ def build_app(
         body = {"error": {"message": err.message, "type": err.kind, "code": err.code}}
         return JSONResponse(body, status_code=err.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, err: StarletteHTTPException):  # unknown routes, wrong methods
+        return JSONResponse({"error": {"message": str(err.detail), "type": "invalid_request_error", "code": None}},
+                            status_code=err.status_code, headers=getattr(err, "headers", None))  # fmt: skip
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, err: RequestValidationError):  # OpenAI answers 400, not 422
         problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in err.errors())
@@ -79,7 +86,10 @@ def build_app(
         if api_key and request.url.path.startswith("/v1/"):
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                body = {"error": {"message": "invalid or missing API key", "type": "authentication_error"}}
+                body = {
+                    "error": {"message": "invalid or missing API key", "type": "invalid_request_error",
+                              "param": None, "code": "invalid_api_key"}
+                }  # fmt: skip
                 return JSONResponse(body, status_code=401)
         return await call_next(request)
 
@@ -105,8 +115,12 @@ def build_app(
         if max_tokens > max_tokens_limit:
             raise ApiError(400, f"max_tokens {max_tokens} exceeds this server's limit {max_tokens_limit}")
         loop = asyncio.get_running_loop()
+        try:
+            prompt = render_prompt(engine.tokenizer, [_plain(m) for m in body.messages])
+        except (jinja2.TemplateError, ValueError) as err:  # e.g. a template that insists roles alternate
+            raise ApiError(400, f"the model's chat template refused these messages: {err}") from err
         job = ChatJob(
-            prompt=render_prompt(engine.tokenizer, [_plain(m) for m in body.messages]),
+            prompt=prompt,
             adapter=models[body.model],
             max_tokens=max_tokens,
             temperature=body.temperature,
@@ -122,7 +136,10 @@ def build_app(
                 _stream(engine, job, completion_id, body.model, stops, include_usage), media_type="text/event-stream"
             )
         engine.submit(job)
-        result = _apply_stops(await job.future, stops)
+        try:
+            result = _apply_stops(await job.future, stops, engine.count_tokens)
+        except Exception as err:
+            raise ApiError(500, f"generation failed: {type(err).__name__}: {err}", kind="server_error") from err
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -142,38 +159,53 @@ def build_app(
 
 
 async def _stream(engine: BatchingEngine, job: ChatJob, completion_id: str, model: str, stops, include_usage: bool):
-    """Server-sent events in OpenAI's chunk format: role, text pieces as they decode, finish, [DONE]."""
+    """Server-sent events in OpenAI's chunk format: role, text pieces as they decode, finish, [DONE].
+    With stop strings, the last few characters are held back until it is clear they do not start one."""
     pieces: asyncio.Queue[str] = asyncio.Queue()
     job.on_text = pieces.put_nowait
     engine.submit(job)
+    created = int(time.time())
+    usage_field = {"usage": None} if include_usage else {}
+    hold = max((len(stop) for stop in stops), default=1) - 1
 
-    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+    def chunk(delta: dict | None, finish: str | None = None, **extra) -> str:
         body = {
             "id": completion_id,
             "object": "chat.completion.chunk",
-            "created": int(time.time()),
+            "created": created,
             "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if delta is not None else [],
+            **usage_field,
             **extra,
         }
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    sent = ""
-    while not job.future.done() or not pieces.empty():
-        getter = asyncio.ensure_future(pieces.get())
-        await asyncio.wait({getter, job.future}, return_when=asyncio.FIRST_COMPLETED)
-        if not getter.done():
+    received, sent = "", 0
+    getter: asyncio.Future | None = None
+    try:
+        while not job.future.done() or not pieces.empty():
+            getter = asyncio.ensure_future(pieces.get())
+            await asyncio.wait({getter, job.future}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                continue
+            received += getter.result()
+            if any(stop in received for stop in stops):
+                break  # the rest, cut at the stop, goes out below
+            safe = len(received) - hold
+            if safe > sent:
+                yield chunk({"content": received[sent:safe]})
+                sent = safe
+        result = _apply_stops(await job.future, stops, engine.count_tokens)
+    except Exception as err:  # noqa: BLE001 - the 200 header is gone: say it in the stream, then end it
+        yield f"data: {json.dumps({'error': {'message': f'generation failed: {err}', 'type': 'server_error'}})}\n\n"
+        yield "data: [DONE]\n\n"
+        return
+    finally:
+        if getter is not None and not getter.done():
             getter.cancel()
-            continue
-        candidate = sent + getter.result()
-        if stops and any(stop in candidate for stop in stops):
-            break  # the final text (cut at the stop) goes out below
-        sent = candidate
-        yield chunk({"content": getter.result()})
-    result = _apply_stops(await job.future, stops)
-    if result.text.startswith(sent) and len(result.text) > len(sent):
-        yield chunk({"content": result.text[len(sent) :]})
+    if len(result.text) > sent:
+        yield chunk({"content": result.text[sent:]})
     yield chunk({}, result.finish_reason)
     if include_usage:
         yield chunk(None, usage=_usage(result))
@@ -189,11 +221,12 @@ def _plain(message: ChatMessage) -> dict:
     return {"role": role, "content": content or ""}
 
 
-def _apply_stops(result: ChatResult, stops: list[str]) -> ChatResult:
+def _apply_stops(result: ChatResult, stops: list[str], count_tokens) -> ChatResult:
+    """The answer cut before the first stop string, its token count redone for what is returned."""
     cut = min((result.text.find(stop) for stop in stops if stop and stop in result.text), default=-1)
     if cut < 0:
         return result
-    return ChatResult(result.text[:cut], result.prompt_tokens, result.completion_tokens, "stop")
+    return ChatResult(result.text[:cut], result.prompt_tokens, count_tokens(result.text[:cut]), "stop")
 
 
 def _usage(result: ChatResult) -> dict:
