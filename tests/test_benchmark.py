@@ -9,24 +9,84 @@ from slmtier.config import DecisionConfig
 from slmtier.data import Example
 
 
-def result(value):
-    return {"quality": {"metric": "accuracy", "value": value}}
+def gap(value, low, high, n=400):
+    return {"value": value, "low": low, "high": high, "n": n}
+
+
+NO_LIMITS = {"p95_ms": {"slm": 100.0, "cascade": 900.0, "llm": 800.0},
+             "monthly_usd": {"slm": 66.0, "cascade": 3000.0, "llm": 12000.0}}  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("slm", "baseline", "verdict"),
-    [(0.90, 0.80, "slm"), (0.79, 0.80, "slm"), (0.78, 0.80, "slm"), (0.77, 0.80, "llm"), (0.10, 0.95, "llm")],
+    ("interval", "verdict"),
+    [(gap(0.01, -0.015, 0.035), "slm"), (gap(0.0, -0.025, 0.025), "llm"), (gap(-0.05, -0.08, -0.02), "llm")],
 )
-def test_decide_applies_the_allowed_drop(slm, baseline, verdict):
-    decision = decide(result(slm), result(baseline), DecisionConfig(max_quality_drop=0.02))
+def test_slm_needs_the_gap_interval_above_minus_the_margin(interval, verdict):
+    decision = decide(metric="accuracy", gap=interval, policy=DecisionConfig(margin=0.02), **NO_LIMITS)
     assert decision.verdict == verdict
-    assert f"{slm:.3f} vs {baseline:.3f}" in decision.reason
-    assert "max_quality_drop (0.02)" in decision.rule
+    assert "interval [" in decision.reason and "-0.02" in decision.reason
+    assert "paired bootstrap interval of accuracy(slm) - accuracy(llm) > -0.02" in decision.rule
 
 
-def test_zero_margin_needs_the_slm_to_match():
-    assert decide(result(0.80), result(0.80), DecisionConfig(max_quality_drop=0.0)).verdict == "slm"
-    assert decide(result(0.799), result(0.80), DecisionConfig(max_quality_drop=0.0)).verdict == "llm"
+def test_a_latency_slo_or_a_budget_vetoes_the_slm():
+    good = gap(0.01, -0.01, 0.03)
+    slow = decide(metric="accuracy", gap=good, policy=DecisionConfig(max_p95_latency_ms=50), **NO_LIMITS)
+    assert slow.verdict == "llm" and "p95 latency 100 ms vs SLO 50 ms" in slow.reason
+    poor = decide(metric="accuracy", gap=good, policy=DecisionConfig(max_monthly_usd=50), **NO_LIMITS)
+    assert poor.verdict == "llm" and "monthly cost 66 USD vs budget 50 USD" in poor.reason
+    assert [c["rule"] for c in poor.checks[:2]] == ["non-inferior", "budget"]
+
+
+def test_cascade_wins_only_when_non_inferior_and_cheaper_than_the_llm():
+    weak_slm, good_cascade = gap(-0.06, -0.09, -0.03), gap(-0.005, -0.018, 0.008)
+    policy = DecisionConfig(margin=0.02)
+    won = decide(metric="accuracy", gap=weak_slm, cascade_gap=good_cascade, policy=policy, **NO_LIMITS)
+    assert won.verdict == "cascade" and "3,000 vs 12,000 USD a month" in won.reason
+    dear = {**NO_LIMITS, "monthly_usd": {"slm": 66.0, "cascade": 13000.0, "llm": 12000.0}}
+    assert decide(metric="accuracy", gap=weak_slm, cascade_gap=good_cascade, policy=policy, **dear).verdict == "llm"
+    weak = decide(metric="accuracy", gap=weak_slm, cascade_gap=gap(-0.03, -0.05, -0.01), policy=policy, **NO_LIMITS)
+    assert weak.verdict == "llm" and "cascade: accuracy gap -0.030" in weak.reason
+
+
+def test_cost_model_by_hand():
+    from slmtier.benchmark.cost import HOURS_PER_MONTH, monthly_local, price_local, project_month
+    from slmtier.config import HardwareConfig
+
+    box = HardwareConfig(name="l4", usd_per_hour=0.72, requests_per_s=None)
+    slm = price_local(box, measured_requests_per_s=20.0)
+    assert slm["usd_per_1k"] == pytest.approx(0.01)  # 0.72 USD/h / (20 * 3600 requests/h) * 1000
+    # 5M requests a month on one box: capacity 20 * 3600 * 730 = 52.56M, so one box; 0.72 * 730 = 525.6 USD
+    month = project_month(slm=slm, llm_usd_per_1k=2.0, hardware=box, volume=5_000_000, cascade_rate=0.25)
+    assert month["slm"] == {"boxes": 1, "capacity_per_box": 52_560_000, "usd": pytest.approx(525.6)}
+    assert month["llm_usd"] == pytest.approx(10_000.0)  # 5M * 2 USD / 1000
+    assert month["saving_usd"] == pytest.approx(9474.4) and month["saving_pct"] == pytest.approx(0.94744)
+    assert month["break_even_monthly_requests"] == 262_800  # 525.6 USD / 0.002 USD per request
+    assert month["cascade_usd"] == pytest.approx(525.6 + 2500.0)
+    assert monthly_local(box, 1.0, 5_000_000)["boxes"] == 2  # 1 req/s: 2.628M a month per box
+    declared = price_local(HardwareConfig(name="h100", usd_per_hour=3.6, requests_per_s=100.0), 0.5)
+    assert declared["usd_per_1k"] == pytest.approx(0.01) and "declared" in declared["basis"]
+    assert HOURS_PER_MONTH == 730
+
+
+def test_threshold_fitting_on_a_crafted_case():
+    from slmtier.benchmark.cascade import build_curve, evaluate_threshold, fit_threshold
+
+    # Six examples: the SLM is wrong exactly where it is least confident (0.2, 0.3); the LLM is always right.
+    confidence = [0.9, 0.8, 0.3, 0.95, 0.2, 0.7]
+    slm = [[1, 1], [1, 1], [0, 1], [1, 1], [0, 1], [1, 1]]
+    llm = [[1, 1]] * 6
+    curve = build_curve(confidence, slm, llm, slm_usd_per_1k=0.1, llm_usd_per_1k=2.0)
+    assert [p["escalation_rate"] for p in curve] == pytest.approx([0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1])
+    fitted = fit_threshold(curve, target_quality=1.0)
+    assert fitted["threshold"] == 0.7 and fitted["escalation_rate"] == pytest.approx(2 / 6)  # escalate 0.2 and 0.3
+    assert fitted["quality"] == 1.0 and fitted["usd_per_1k"] == pytest.approx(0.1 + 2.0 * 2 / 6)
+    assert fitted["random_routing_quality"] == pytest.approx(4 / 6 + 2 / 6 * 2 / 6)  # what chance would reach
+    assert fit_threshold(curve, target_quality=0.5)["escalation_rate"] == 0  # never escalating suffices
+    assert fit_threshold(curve, target_quality=1.01) is None
+    on_test = evaluate_threshold(
+        0.7, [0.1, 0.99], [[0, 1], [1, 1]], [[1, 1], [0, 1]], slm_usd_per_1k=0, llm_usd_per_1k=1
+    )
+    assert on_test["quality"] == 1.0 and on_test["escalation_rate"] == 0.5
 
 
 def test_few_shot_covers_every_label_and_is_fixed_by_seed():

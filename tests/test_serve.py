@@ -203,7 +203,7 @@ def test_benchmark_against_the_served_model_and_rerun_from_cache(server, tiny_mo
     rows = read_jsonl(tmp_path / "first" / "predictions" / "llm.jsonl")
 
     assert (
-        served == 12
+        served == 12 + 8  # the test split, and the validation split the cascade is fitted on
         and len(rows) == 12
         and {r["id"] for r in rows} == {r["id"] for r in read_jsonl(module_data["test"])}
     )

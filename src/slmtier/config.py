@@ -154,9 +154,32 @@ class PricingConfig:
 
 @dataclass
 class DecisionConfig:
-    """Policy: the SLM tier wins if its primary metric is at most `max_quality_drop` below the baseline's."""
+    """The policy a verdict is decided under (benchmark/decide.py gives the rules in order)."""
 
-    max_quality_drop: float = 0.02
+    # Non-inferiority: the SLM tier may be at most `margin` worse on the primary metric, judged by the lower
+    # bound of the paired bootstrap interval of the gap (SLM - LLM) on the test split.
+    margin: float = 0.02
+    confidence: float = 0.95  # of every interval
+    n_resamples: int = 2000  # bootstrap resamples
+    seed: int = 0
+    max_p95_latency_ms: float | None = None  # a latency SLO that vetoes a tier; null = none
+    max_monthly_usd: float | None = None  # a budget that vetoes a tier; null = none
+    monthly_requests: int = 5_000_000  # the volume the monthly projection is made at
+    # Fit a cascade (SLM answers when confident, else the LLM) on the validation split; needs one.
+    cascade: bool = True
+
+
+@dataclass
+class HardwareConfig:
+    """What the SLM tier runs on, for its cost: a dedicated box at `usd_per_hour` (configs/hardware/)."""
+
+    name: str = "cpu_2core"
+    usd_per_hour: float = 0.09
+    as_of: str = ""  # when the price was read
+    source: str = ""
+    # The SLM's throughput on this hardware (requests/s). null = the throughput this run measured, which is
+    # right only when the run ran on this kind of hardware; for a GPU profile, declare what you measured there.
+    requests_per_s: float | None = None
 
 
 @dataclass
@@ -223,6 +246,7 @@ class RunConfig:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     pricing: PricingConfig = field(default_factory=PricingConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
     cache_dir: str = "~/.cache/slmtier"  # converted embedded models and the LLM response cache live here
 
 

@@ -32,6 +32,8 @@ class Generation:
     usage_estimated: bool = False  # token counts came from a local tokenizer, not the endpoint's `usage`
     cached: bool = False  # answered from the response cache: nothing paid in this run
     attempts: int = 0  # HTTP requests made for this row in this run (0 for a local model or a cached answer)
+    # Local models: the log-probability of each answer token (end of turn excluded); the cascade's confidence.
+    token_logprobs: tuple[float, ...] | None = None
 
 
 def generate_batched(
@@ -60,17 +62,25 @@ def generate_batched(
             rows = order[start : start + batch_size]
             extra = constraint() if constraint else {}
             began = time.perf_counter()
-            outputs = generate_batch(
-                model, tokenizer, [prompts[i] for i in rows], generation_config=generation_config, bf16=bf16, **extra
+            outputs, logprobs = generate_batch(
+                model,
+                tokenizer,
+                [prompts[i] for i in rows],
+                generation_config=generation_config,
+                bf16=bf16,
+                record_logprobs=True,
+                **extra,
             )
             latency_ms = (time.perf_counter() - began) * 1000
-            for row, tokens in zip(rows, outputs, strict=True):
+            for row, tokens, token_logprobs in zip(rows, outputs, logprobs, strict=True):
+                ended = bool(tokens) and tokens[-1] in (tokenizer.eos_token_id, tokenizer.pad_token_id)
                 results[row] = Generation(
                     raw_output=tokenizer.decode(tokens, skip_special_tokens=True),
                     latency_ms=latency_ms,
                     input_tokens=lengths[row],
                     output_tokens=len(tokens),
                     batch_size=len(rows),
+                    token_logprobs=tuple(round(v, 5) for v in token_logprobs[: len(tokens) - ended]),
                 )
             bar.update(len(rows))
     return [results[i] for i in range(len(prompts))]
@@ -96,16 +106,43 @@ def build_generation_config(tokenizer, *, max_new_tokens: int, temperature: floa
     )
 
 
-def generate_batch(model, tokenizer, prompts: list[str], *, generation_config, bf16: bool, **extra) -> list[list[int]]:
+def generate_batch(
+    model, tokenizer, prompts: list[str], *, generation_config, bf16: bool, record_logprobs: bool = False, **extra
+) -> tuple[list[list[int]], list[list[float]] | None]:
     """One `model.generate` call over left-padded prompts (every row's answer starts at the same position).
-    Returns each row's new tokens up to and including its end-of-turn token; padding after it is dropped.
-    `extra` goes to generate as is (a logits processor, a streamer)."""
+
+    Returns each row's new tokens up to and including its end-of-turn token (padding after it dropped)
+    and, with `record_logprobs`, the log-probability of every generated token under greedy decoding.
+    `extra` goes to generate as is (a grammar's logits processor, a streamer)."""
+    from transformers import LogitsProcessorList
+
     tokenizer.padding_side = "left"
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    recorder = GreedyLogprobRecorder() if record_logprobs else None
+    if recorder is not None:
+        extra["logits_processor"] = LogitsProcessorList([*extra.get("logits_processor", []), recorder])
     with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
         output = model.generate(**batch, generation_config=generation_config, **extra)
     new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
-    return [_cut_at_eos(tokens, tokenizer.eos_token_id, tokenizer.pad_token_id) for tokens in new_tokens]
+    tokens = [_cut_at_eos(row, tokenizer.eos_token_id, tokenizer.pad_token_id) for row in new_tokens]
+    if recorder is None:
+        return tokens, None
+    steps = torch.stack(recorder.steps, dim=1).tolist() if recorder.steps else [[] for _ in prompts]
+    return tokens, [row_logprobs[: len(row_tokens)] for row_logprobs, row_tokens in zip(steps, tokens, strict=True)]
+
+
+class GreedyLogprobRecorder:
+    """A logits processor that changes nothing and records, per step and row, the log-probability of the
+    token greedy decoding picks (its logit minus the log-sum-exp), after every processor before it (a
+    grammar's mask included). Two numbers per step instead of `output_scores`' full vocabulary."""
+
+    def __init__(self):
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids, scores):
+        scores32 = scores.float()
+        self.steps.append((scores32.max(dim=-1).values - torch.logsumexp(scores32, dim=-1)).cpu())
+        return scores
 
 
 def _cut_at_eos(tokens: list[int], eos_id: int, pad_id: int) -> list[int]:

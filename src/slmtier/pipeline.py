@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import slmtier
@@ -17,9 +17,9 @@ from slmtier.baselines.openai_compatible import (
 )
 from slmtier.baselines.pricing import resolve_endpoint_price
 from slmtier.benchmark.candidates import Candidate, LocalCandidate, run_candidate, select_few_shot
-from slmtier.benchmark.decide import decide
 from slmtier.benchmark.extra_metrics import check_metric_paths
 from slmtier.benchmark.summary import summarise_candidate
+from slmtier.benchmark.verdict import assess
 from slmtier.config import ModelConfig, RunConfig
 from slmtier.data import Splits, resolve_data_path
 from slmtier.errors import SlmtierError
@@ -165,22 +165,43 @@ def check_baseline(cfg: RunConfig) -> None:
             raise SlmtierError(f"{base.predictions.path}: predictions file not found; fix baseline.predictions.path")
 
 
+@dataclass
+class BenchmarkRun:
+    results: dict[str, dict]  # candidate name -> its metrics.json entry (test split)
+    test_rows: dict[str, list[dict]]
+    validation_rows: dict[str, list[dict]]  # empty when the validation split was not predicted
+
+
 def run_benchmark(
-    task, candidates: list[Candidate], test, predictions_dir: Path, *, extra_metrics: list[str] = ()
-) -> dict[str, dict]:
-    """Predict the test split with every candidate; returns name -> its metrics.json entry."""
-    results = {}
+    task, candidates: list[Candidate], splits: Splits, predictions_dir: Path, *, extra_metrics=(), validation=False
+) -> BenchmarkRun:
+    """Predict the test split (and, for fitting the cascade and choosing models, the validation split)
+    with every candidate."""
+    run = BenchmarkRun({}, {}, {})
     for candidate in candidates:
-        rows = run_candidate(candidate, task, test, predictions_dir)
-        results[candidate.name] = summarise_candidate(task, rows, model=candidate.model, extra_metrics=extra_metrics)
-        results[candidate.name]["source"] = candidate.info
-        log.info("%s: %s = %.3f", candidate.name, task.metric, results[candidate.name]["quality"]["value"])
-    return results
+        if validation and splits.validation:
+            run.validation_rows[candidate.name], _ = run_candidate(
+                candidate, task, splits.validation, predictions_dir, split="validation"
+            )
+        rows, wall_s = run_candidate(candidate, task, splits.test, predictions_dir)
+        result = summarise_candidate(task, rows, model=candidate.model, extra_metrics=extra_metrics)
+        result["source"] = candidate.info
+        concurrency = getattr(candidate, "batch_size", None) or getattr(
+            getattr(candidate, "endpoint", None), "max_concurrency", None
+        )
+        result["throughput"] = {"requests_per_s": len(rows) / wall_s if wall_s > 0 else None, "wall_s": wall_s,
+                                "concurrency": concurrency}  # fmt: skip
+        run.results[candidate.name], run.test_rows[candidate.name] = result, rows
+        log.info("%s: %s = %.3f", candidate.name, task.metric, result["quality"]["value"])
+    return run
 
 
-def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, training: TrainResult, results: dict) -> dict:
-    """metrics.json: what ran on what, the candidates' metrics and the decision."""
-    decision = decide(results[SLM], results[cfg.baseline.name], cfg.decision)
+def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, training: TrainResult, run: BenchmarkRun) -> dict:
+    """metrics.json: what ran on what, the candidates' metrics, the comparison, cascade, costs and decision."""
+    verdict = assess(
+        task, run.results, run.test_rows, run.validation_rows,
+        slm=SLM, llm=cfg.baseline.name, policy=cfg.decision, hardware=cfg.hardware,
+    )  # fmt: skip
     paths = {"train": cfg.data.train, "validation": cfg.data.validation, "test": cfg.data.test}
     limit = cfg.task.max_input_words
     return {
@@ -204,6 +225,7 @@ def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, training: T
             "lora": asdict(cfg.lora),
             "trainer": asdict(cfg.trainer),
         },
-        "candidates": results,
-        "decision": decision.to_dict(),
+        "candidates": run.results,
+        "hardware": asdict(cfg.hardware),
+        **verdict,
     }

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from slmtier.benchmark.confidence import confidence_of
 from slmtier.constrained import build_constraint, build_json_schema
 from slmtier.data import Example
 from slmtier.inference import Generation, generate_batched
@@ -86,12 +88,18 @@ def select_few_shot(examples: list[Example], k: int, *, seed: int) -> list[Examp
     return chosen
 
 
-def run_candidate(candidate: Candidate, task, examples: list[Example], predictions_dir: Path) -> list[dict]:
-    """Predict, parse and score every example; write predictions/<name>.jsonl; return its rows."""
+def run_candidate(
+    candidate: Candidate, task, examples: list[Example], predictions_dir: Path, *, split: str = "test"
+) -> tuple[list[dict], float]:
+    """Predict, parse and score every example; write predictions/<name>.jsonl (<name>.<split>.jsonl for
+    other splits); return its rows and the wall time of the whole prediction in seconds."""
+    began = time.perf_counter()
     generations = candidate.predict(task, examples)
+    wall_s = time.perf_counter() - began
     rows = []
     for example, generation in zip(examples, generations, strict=True):
         parsed = task.parse(generation.raw_output)
+        numerator, denominator = task.score_parts(parsed, example.target)
         rows.append(
             {
                 "id": example.id,
@@ -109,10 +117,13 @@ def run_candidate(candidate: Candidate, task, examples: list[Example], predictio
                 "usage_estimated": generation.usage_estimated,
                 "cached": generation.cached,
                 "attempts": generation.attempts,
+                "confidence": confidence_of(task.kind, parsed, generation.token_logprobs),
+                "score_parts": [numerator, denominator],
             }
         )
-    write_jsonl(predictions_dir / f"{candidate.name}.jsonl", rows)
-    return rows
+    suffix = "" if split == "test" else f".{split}"
+    write_jsonl(predictions_dir / f"{candidate.name}{suffix}.jsonl", rows)
+    return rows, wall_s
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -46,8 +46,13 @@ def summarise_candidate(task, rows: list[dict], *, model: str, extra_metrics: li
 
 def summarise_latency(latencies: list[float]) -> dict:
     if not latencies:
-        return {"mean": None, "p50": None, "p95": None}
-    return {"mean": statistics.fmean(latencies), "p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
+        return {"mean": None, "p50": None, "p95": None, "p99": None}
+    return {
+        "mean": statistics.fmean(latencies),
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
+        "p99": percentile(latencies, 99),
+    }
 
 
 def summarise_requests(rows: list[dict]) -> dict:

@@ -53,12 +53,13 @@ def main(dict_cfg: DictConfig) -> None:
 
         # --- Benchmark the SLM and the baseline on the test split
         candidates = build_candidates(cfg, task, splits, peft_model, tokenizer)
-        results = run_benchmark(
-            task, candidates, splits.test, run_dir / "predictions", extra_metrics=cfg.task.extra_metrics
-        )
+        benchmark = run_benchmark(
+            task, candidates, splits, run_dir / "predictions",
+            extra_metrics=cfg.task.extra_metrics, validation=cfg.decision.cascade,
+        )  # fmt: skip
 
         # --- Decide and report
-        metrics = summarise_run(cfg, recipe, task, splits, training, results)
+        metrics = summarise_run(cfg, recipe, task, splits, training, benchmark)
         write_metrics(metrics, run_dir)
         write_reports(run_dir)
         print(f"run directory: {run_dir}")

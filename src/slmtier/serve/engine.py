@@ -128,7 +128,7 @@ class BatchingEngine:
             extra["streamer"] = RowStreamer(jobs, self.tokenizer)
         switch = self.model.disable_adapter() if not first.adapter else contextlib.nullcontext()
         with switch:
-            outputs = generate_batch(
+            outputs, _ = generate_batch(
                 self.model,
                 self.tokenizer,
                 [job.prompt for job in jobs],

@@ -29,6 +29,10 @@ class Task(Protocol):
 
     def score_example(self, parsed: Any, gold: Any) -> float: ...
 
+    parts_metric: str  # the metric that sum(numerators) / sum(denominators) of score_parts reproduces
+
+    def score_parts(self, parsed: Any, gold: Any) -> tuple[float, float]: ...
+
     def score(self, parsed: list[Any], gold: list[Any], *, inputs: list[str] | None = None) -> dict: ...
 
 

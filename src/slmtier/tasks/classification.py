@@ -73,6 +73,12 @@ class Classification:
     def score_example(self, parsed: str | None, gold: str) -> float:
         return float(parsed is not None and parsed == gold)
 
+    # The per-example (numerator, denominator) whose sums give `parts_metric`: what intervals resample.
+    parts_metric = "accuracy"
+
+    def score_parts(self, parsed: str | None, gold: str) -> tuple[float, float]:
+        return self.score_example(parsed, gold), 1.0
+
     def score(self, parsed: list[str | None], gold: list[str], *, inputs: list[str] | None = None) -> dict:
         return score_classification(parsed, gold, self.labels)
 

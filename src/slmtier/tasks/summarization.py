@@ -94,6 +94,12 @@ class Summarization:
     def score_example(self, parsed: str | None, gold: str) -> float:
         return _rouge_scorer().score(gold, parsed)["rougeL"].fmeasure if parsed else 0.0
 
+    # The per-example (numerator, denominator) whose sums give `parts_metric`: what intervals resample.
+    parts_metric = "rougeL"
+
+    def score_parts(self, parsed: str | None, gold: str) -> tuple[float, float]:
+        return self.score_example(parsed, gold), 1.0
+
     def score(self, parsed: list[str | None], gold: list[str], *, inputs: list[str] | None = None) -> dict:
         n = len(gold)
         summaries = [p or "" for p in parsed]

@@ -1,0 +1,123 @@
+"""From prediction rows to a priced, statistically honest verdict: intervals, the paired comparison,
+each tier's cost, the cascade fitted on validation, the monthly projection, and the decision."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slmtier.benchmark.cascade import build_curve, evaluate_threshold, fit_threshold, route
+from slmtier.benchmark.cost import price_local, project_month
+from slmtier.benchmark.decide import decide
+from slmtier.benchmark.stats import bootstrap_interval, mcnemar_exact, paired_bootstrap_gap, required_n
+from slmtier.benchmark.summary import percentile
+from slmtier.config import DecisionConfig, HardwareConfig
+
+LOCAL_KINDS = {"local"}
+
+
+def parts_of(rows: list[dict]) -> np.ndarray:
+    return np.array([row["score_parts"] for row in rows], dtype=float).reshape(-1, 2)
+
+
+def assess(
+    task,
+    results: dict[str, dict],
+    test_rows: dict[str, list[dict]],
+    validation_rows: dict[str, list[dict]],
+    *,
+    slm: str,
+    llm: str,
+    policy: DecisionConfig,
+    hardware: HardwareConfig,
+) -> dict:
+    """Adds intervals and costs to `results` (metrics.json's candidates) and returns the comparison,
+    cascade, economics and decision entries of metrics.json."""
+    stats = {"n_resamples": policy.n_resamples, "confidence": policy.confidence, "seed": policy.seed}
+    for name, rows in test_rows.items():
+        parts = parts_of(rows)
+        interval = bootstrap_interval(parts[:, 0], parts[:, 1], **stats)
+        results[name]["quality"]["interval"] = {**interval.to_dict(), "metric": task.parts_metric}
+        _add_cost(results[name], hardware)
+        if name in validation_rows:
+            val = parts_of(validation_rows[name])
+            results[name]["validation"] = {
+                "n": len(val),
+                task.parts_metric: float(val[:, 0].sum() / max(val[:, 1].sum(), 1e-12)),
+            }
+    slm_parts, llm_parts = parts_of(test_rows[slm]), parts_of(test_rows[llm])
+    gap = paired_bootstrap_gap(slm_parts[:, 0], slm_parts[:, 1], llm_parts[:, 0], llm_parts[:, 1], **stats)
+    comparison = {"metric": task.parts_metric, "margin": policy.margin, "gap": gap.to_dict()}
+    if task.parts_metric == "accuracy":
+        comparison["mcnemar"] = mcnemar_exact(slm_parts[:, 0] > 0.5, llm_parts[:, 0] > 0.5)
+        discordant = (comparison["mcnemar"]["a_only"] + comparison["mcnemar"]["b_only"]) / len(slm_parts)
+        if discordant > 0:
+            comparison["n_needed_if_equal"] = required_n(discordant, policy.margin, confidence=policy.confidence)
+    slm_usd, llm_usd = results[slm]["cost"].get("per_1k_requests_usd"), results[llm]["cost"].get("per_1k_requests_usd")
+    cascade = None
+    if (
+        policy.cascade
+        and slm in validation_rows
+        and llm in validation_rows
+        and slm_usd is not None
+        and llm_usd is not None
+    ):
+        cascade = fit_cascade(task, test_rows, validation_rows, slm=slm, llm=llm, policy=policy,
+                              slm_usd=slm_usd, llm_usd=llm_usd)  # fmt: skip
+    economics = project_month(
+        slm=results[slm]["cost"], llm_usd_per_1k=llm_usd, hardware=hardware, volume=policy.monthly_requests,
+        cascade_rate=cascade["test"]["escalation_rate"] if cascade else None,
+    )  # fmt: skip
+    decision = decide(
+        metric=task.parts_metric,
+        gap=gap.to_dict(),
+        policy=policy,
+        p95_ms={"slm": results[slm]["latency_ms"]["p95"], "llm": results[llm]["latency_ms"]["p95"],
+                "cascade": cascade["test"]["latency_p95_ms"] if cascade else None},
+        monthly_usd={"slm": (economics["slm"] or {}).get("usd"), "llm": economics["llm_usd"],
+                     "cascade": economics.get("cascade_usd")},
+        cascade_gap=cascade["test"]["gap"] if cascade else None,
+    )  # fmt: skip
+    return {"comparison": comparison, "cascade": cascade, "economics": economics, "decision": decision.to_dict()}
+
+
+def _add_cost(result: dict, hardware: HardwareConfig) -> None:
+    """Local tiers are priced by the hardware profile; the LLM tier already carries its token cost."""
+    if (result.get("source") or {}).get("kind", "local") not in LOCAL_KINDS:
+        result["cost"]["basis"] = "token usage x price table"
+        return
+    local = price_local(hardware, result.get("throughput", {}).get("requests_per_s"))
+    result["cost"] = {**result["cost"], "per_1k_requests_usd": local["usd_per_1k"], "basis": local["basis"],
+                      "requests_per_s": local["requests_per_s"]}  # fmt: skip
+
+
+def fit_cascade(task, test_rows, validation_rows, *, slm, llm, policy, slm_usd, llm_usd) -> dict | None:
+    """Threshold fitted on validation to reach (LLM validation quality - margin) at least cost; judged on test."""
+    confidence_val = [row["confidence"] for row in validation_rows[slm]]
+    if any(value is None for value in confidence_val):
+        return None
+    costs = {"slm_usd_per_1k": slm_usd, "llm_usd_per_1k": llm_usd}
+    slm_val, llm_val = parts_of(validation_rows[slm]), parts_of(validation_rows[llm])
+    target = float(llm_val[:, 0].sum() / max(llm_val[:, 1].sum(), 1e-12)) - policy.margin
+    curve = build_curve(confidence_val, slm_val, llm_val, **costs)
+    fitted = fit_threshold(curve, target)
+    if fitted is None:
+        return {"target_quality": target, "validation_curve": curve, "fitted": None, "test": None}
+    confidence_test = [row["confidence"] for row in test_rows[slm]]
+    slm_test, llm_test = parts_of(test_rows[slm]), parts_of(test_rows[llm])
+    point = evaluate_threshold(fitted["threshold"], confidence_test, slm_test, llm_test, **costs)
+    escalate = route(confidence_test, fitted["threshold"])
+    chosen = np.where(escalate[:, None], llm_test, slm_test)
+    stats = {"n_resamples": policy.n_resamples, "confidence": policy.confidence, "seed": policy.seed}
+    point["gap"] = paired_bootstrap_gap(chosen[:, 0], chosen[:, 1], llm_test[:, 0], llm_test[:, 1], **stats).to_dict()
+    latencies = [
+        (first["latency_ms"] or 0) + ((second["latency_ms"] or 0) if up else 0)
+        for first, second, up in zip(test_rows[slm], test_rows[llm], escalate, strict=True)
+    ]
+    point["latency_p95_ms"] = percentile(latencies, 95)
+    return {
+        "target_quality": target,
+        "validation_curve": curve,
+        "fitted": fitted,
+        "test": point,
+        "test_curve": build_curve(confidence_test, slm_test, llm_test, **costs),
+    }
