@@ -59,7 +59,14 @@ def decide(
         return Decision("slm", f"the fine-tuned SLM is non-inferior: {checks[0]['detail']}", rule, checks)
     failed_slm = next(check for check in checks if not check["passed"])
     if cascade_gap is None:
-        checks.append({"tier": "cascade", "rule": "fitted", "passed": False, "detail": "no cascade was fitted"})
+        checks.append(
+            {
+                "tier": "cascade",
+                "rule": "fitted",
+                "passed": False,
+                "detail": "no cascade: none was fitted, or no threshold reached the target on validation",
+            }
+        )
         return Decision("llm", f"keep the LLM: {failed_slm['detail']}", rule, checks)
     cascade_checks = _tier_checks("cascade", metric, cascade_gap, policy, p95_ms, monthly_usd)
     cheaper = _cheaper(monthly_usd.get("cascade"), monthly_usd.get("llm"))

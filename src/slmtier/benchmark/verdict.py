@@ -63,26 +63,31 @@ def assess(
     ):
         cascade = fit_cascade(task, test_rows, validation_rows, slm=slm, llm=llm, policy=policy,
                               slm_usd=slm_usd, llm_usd=llm_usd)  # fmt: skip
+    tested = cascade["test"] if cascade and cascade.get("test") else None
     economics = project_month(
-        slm=results[slm]["cost"], llm_usd_per_1k=llm_usd, hardware=hardware, volume=policy.monthly_requests,
-        cascade_rate=cascade["test"]["escalation_rate"] if cascade else None,
+        slm=results[slm]["cost"], llm=results[llm]["cost"], llm_is_local=_is_local(results[llm]), hardware=hardware,
+        volume=policy.monthly_requests, cascade_rate=tested["escalation_rate"] if tested else None,
     )  # fmt: skip
     decision = decide(
         metric=task.parts_metric,
         gap=gap.to_dict(),
         policy=policy,
         p95_ms={"slm": results[slm]["latency_ms"]["p95"], "llm": results[llm]["latency_ms"]["p95"],
-                "cascade": cascade["test"]["latency_p95_ms"] if cascade else None},
+                "cascade": tested["latency_p95_ms"] if tested else None},
         monthly_usd={"slm": (economics["slm"] or {}).get("usd"), "llm": economics["llm_usd"],
                      "cascade": economics.get("cascade_usd")},
-        cascade_gap=cascade["test"]["gap"] if cascade else None,
+        cascade_gap=tested["gap"] if tested else None,
     )  # fmt: skip
     return {"comparison": comparison, "cascade": cascade, "economics": economics, "decision": decision.to_dict()}
 
 
+def _is_local(result: dict) -> bool:
+    return (result.get("source") or {}).get("kind", "local") in LOCAL_KINDS
+
+
 def _add_cost(result: dict, hardware: HardwareConfig) -> None:
     """Local tiers are priced by the hardware profile; the LLM tier already carries its token cost."""
-    if (result.get("source") or {}).get("kind", "local") not in LOCAL_KINDS:
+    if not _is_local(result):
         result["cost"]["basis"] = "token usage x price table"
         return
     local = price_local(hardware, result.get("throughput", {}).get("requests_per_s"))

@@ -89,9 +89,9 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     return env
 
 
-def _render(run: RunFiles, template: str, *, autoescape: bool) -> str:
+def _render(run: RunFiles, template: str, *, autoescape: bool, plots: dict | None = None) -> str:
     try:
-        return _environment(autoescape).get_template(template).render(**_context(run))
+        return _environment(autoescape).get_template(template).render(**_context(run), plots=plots or {})
     except (jinja2.UndefinedError, KeyError, TypeError) as err:
         raise RunDirError(
             f"{run.run_dir / 'metrics.json'}: lacks what the report needs ({err}); "
@@ -104,13 +104,33 @@ def render_markdown(run: RunFiles) -> str:
 
 
 def render_html(run: RunFiles) -> str:
-    return _render(run, "report.html.j2", autoescape=True)
+    return _render(run, "report.html.j2", autoescape=True, plots=_plots(run))
 
 
-def write_reports(run_dir: Path) -> tuple[Path, Path]:
-    """(Re)write report.md and report.html in run_dir from its files."""
+def _plots(run: RunFiles) -> dict[str, str]:
+    """The HTML report's figures, as data: URIs."""
+    from slmtier.report.plots import plot_cascade, plot_latency
+
+    plots = {}
+    cascade = run.metrics.get("cascade")
+    if cascade and cascade.get("test"):
+        plots["cascade"] = plot_cascade(cascade, run.metrics["comparison"]["metric"])
+    latencies = {
+        name: [row["latency_ms"] for row in rows if row.get("latency_ms")] for name, rows in run.predictions.items()
+    }
+    if any(latencies.values()):
+        plots["latency"] = plot_latency(latencies)
+    return plots
+
+
+def write_reports(run_dir: Path) -> tuple[Path, ...]:
+    """(Re)write report.md, report.html and (for runs with a decision to deploy) routing.yaml from its files."""
+    from slmtier.report.routing import write_routing
+
     run = load_run(run_dir)
     md_path, html_path = Path(run_dir) / "report.md", Path(run_dir) / "report.html"
     md_path.write_text(render_markdown(run), encoding="utf-8")
     html_path.write_text(render_html(run), encoding="utf-8")
-    return md_path, html_path
+    if "comparison" not in run.metrics:  # written by slmtier 0.1 before verdicts had intervals and costs
+        return md_path, html_path
+    return md_path, html_path, write_routing(run.metrics, run.config_text, run_dir)

@@ -1,0 +1,71 @@
+"""Figures for the HTML reports, rendered with matplotlib (Agg, no display) and embedded as data: URIs,
+so a report is one self-contained file that opens with no network."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
+
+COLOURS = {"slm": "#2f6fb3", "llm": "#b3432f", "baseline": "#b3432f", "cascade": "#3d8f4f", "random": "#999999"}
+
+
+def to_data_uri(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def plot_cascade(cascade: dict, metric: str) -> str:
+    """Quality against escalation rate on the test split, with random routing, both pure tiers and the
+    threshold fitted on validation."""
+    curve = cascade["test_curve"]
+    rates = [point["escalation_rate"] for point in curve]
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    axis.plot(rates, [p["quality"] for p in curve], color=COLOURS["cascade"], label="cascade (by confidence)")
+    axis.plot(
+        rates, [p["random_routing_quality"] for p in curve], "--", color=COLOURS["random"], label="random routing"
+    )
+    axis.scatter([0], [curve[0]["quality"]], color=COLOURS["slm"], zorder=3, label="always SLM")
+    axis.scatter([1], [curve[-1]["quality"]], color=COLOURS["llm"], zorder=3, label="always LLM")
+    fitted = cascade["test"]
+    axis.scatter([fitted["escalation_rate"]], [fitted["quality"]], marker="*", s=160, color="black", zorder=4,
+                 label=f"fitted threshold {fitted['threshold']:.3g}")  # fmt: skip
+    axis.axhline(cascade["target_quality"], color="#cccccc", linewidth=1)
+    axis.set_xlabel("share of requests escalated to the LLM")
+    axis.set_ylabel(f"{metric} (test)")
+    axis.legend(fontsize=8, loc="lower right")
+    axis.grid(alpha=0.3)
+    return to_data_uri(figure)
+
+
+def plot_latency(latencies: dict[str, list[float]]) -> str:
+    """Per-request latency distribution of every candidate (log scale: tiers differ by orders of magnitude)."""
+    names = [name for name, values in latencies.items() if values]
+    figure, axis = plt.subplots(figsize=(6, 0.6 + 0.55 * max(1, len(names))))
+    axis.boxplot([latencies[name] for name in names], vert=False, tick_labels=names, showfliers=True)
+    axis.set_xscale("log")
+    axis.set_xlabel("latency per request (ms, log scale)")
+    axis.grid(alpha=0.3, axis="x")
+    return to_data_uri(figure)
+
+
+def plot_frontier(points: list[dict], metric: str) -> str:
+    """Quality against USD per 1,000 requests, one point per tier/model (with its interval)."""
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    for point in points:
+        error = [[point["quality"] - point["low"]], [point["high"] - point["quality"]]]
+        colour = COLOURS.get(point["kind"], "#555555")
+        axis.errorbar([point["usd_per_1k"]], [point["quality"]], yerr=error, fmt="o", color=colour, capsize=3)
+        axis.annotate(point["label"], (point["usd_per_1k"], point["quality"]), fontsize=8,
+                      xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    axis.set_xscale("symlog", linthresh=0.01)
+    axis.set_xlabel("USD per 1,000 requests")
+    axis.set_ylabel(metric)
+    axis.grid(alpha=0.3)
+    return to_data_uri(figure)

@@ -1,0 +1,104 @@
+"""routing.yaml: the decision as the artefact a platform team deploys from.
+
+Schema (version 1):
+    version: 1
+    task: <recipe>                  # the task this route is for
+    tier: slm | cascade | llm       # where requests go
+    decided_by: <the rule, in words> and reason: <the figures>
+    slm:                            # present unless tier is llm
+      base_model: <hub id, local folder or embedded:NAME>
+      adapter: <absolute path to the LoRA adapter folder (safetensors)>
+      served_name: <model name to request from `slmtier serve` or vLLM>
+      serve: <the command that serves it>
+    cascade:                        # present when tier is cascade
+      confidence: <how the SLM's confidence is computed>
+      escalate_below: <threshold>   # send the request to the LLM when confidence < this
+      expected_escalation_rate: <share escalated on the test split>
+    llm:                            # the fallback (tier llm or cascade) or the tier kept
+      kind: openai_compatible | predictions | local
+      base_url / model              # for an endpoint
+    expected:                       # measured on the test split
+      metric, quality per tier, usd_per_1k per tier, p95_ms per tier, monthly_requests, monthly_usd per tier
+Built from the run's files only (metrics.json, config.yaml), like the reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+CONFIDENCE = {
+    "classification": "probability of the generated label (exp of its summed token log-probabilities)",
+    "extraction": "geometric-mean token probability of the answer; 0 when it is not valid JSON",
+    "summarization": "geometric-mean token probability of the summary",
+}
+
+
+def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
+    decision, candidates = metrics["decision"], metrics["candidates"]
+    llm_name = next(name for name in candidates if name != "slm")
+    tier = decision["verdict"]
+    routing: dict = {
+        "version": 1,
+        "task": metrics["recipe"],
+        "tier": tier,
+        "decided_by": decision["rule"],
+        "reason": decision["reason"],
+    }
+    if tier in ("slm", "cascade"):
+        adapter = (Path(run_dir) / "adapter").resolve()
+        routing["slm"] = {
+            "base_model": config["model"]["source"],
+            "adapter": str(adapter),
+            "served_name": metrics["recipe"],
+            "serve": f"slmtier serve {Path(run_dir).resolve()}",
+        }
+    cascade = metrics.get("cascade") or {}
+    if tier == "cascade":
+        routing["cascade"] = {
+            "confidence": CONFIDENCE[metrics["task_kind"]],
+            "escalate_below": cascade["fitted"]["threshold"],
+            "expected_escalation_rate": round(cascade["test"]["escalation_rate"], 4),
+        }
+    if tier in ("llm", "cascade"):
+        routing["llm"] = _llm_entry(config.get("baseline", {}), candidates[llm_name])
+    routing["expected"] = _expected(metrics, llm_name)
+    return routing
+
+
+def _llm_entry(baseline: dict, candidate: dict) -> dict:
+    kind = baseline.get("kind", "local")
+    if kind == "openai_compatible":
+        endpoint = baseline["endpoint"]
+        return {"kind": kind, "base_url": endpoint["base_url"], "model": endpoint["model"],
+                "api_key_env": endpoint.get("api_key_env")}  # fmt: skip
+    return {"kind": kind, "model": candidate["model"]}
+
+
+def _expected(metrics: dict, llm_name: str) -> dict:
+    comparison, economics = metrics.get("comparison") or {}, metrics.get("economics") or {}
+    candidates, cascade = metrics["candidates"], (metrics.get("cascade") or {}).get("test")
+    tiers = {"slm": candidates["slm"], "llm": candidates[llm_name]}
+    expected = {
+        "metric": comparison.get("metric", metrics["primary_metric"]),
+        "quality": {tier: round(c["quality"]["value"], 4) for tier, c in tiers.items()},
+        "usd_per_1k": {tier: c["cost"].get("per_1k_requests_usd") for tier, c in tiers.items()},
+        "p95_ms": {tier: c["latency_ms"]["p95"] for tier, c in tiers.items()},
+        "monthly_requests": economics.get("monthly_requests"),
+        "monthly_usd": {"slm": (economics.get("slm") or {}).get("usd"), "llm": economics.get("llm_usd")},
+    }
+    if cascade:
+        expected["quality"]["cascade"] = round(cascade["quality"], 4)
+        expected["usd_per_1k"]["cascade"] = cascade["usd_per_1k"]
+        expected["p95_ms"]["cascade"] = cascade["latency_p95_ms"]
+        expected["monthly_usd"]["cascade"] = economics.get("cascade_usd")
+    return expected
+
+
+def write_routing(metrics: dict, config_text: str, run_dir: Path) -> Path:
+    path = Path(run_dir) / "routing.yaml"
+    routing = build_routing(metrics, yaml.safe_load(config_text) or {}, run_dir)
+    header = "# slmtier routing for one task; schema: slmtier.report.routing (README: routing.yaml)\n"
+    path.write_text(header + yaml.safe_dump(routing, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
