@@ -1,6 +1,7 @@
 """The `slmtier` command.
 
-slmtier report RUN_DIR       rebuild report.md and report.html from a run's files (no model loaded)
+slmtier report RUN_DIR       rebuild report.md, report.html and routing.yaml from a run's files (no model loaded)
+slmtier report RUN_DIR... --out DIR   the architect report over many runs (tasks x models x seeds)
 slmtier serve RUN_DIR        serve the run's fine-tuned SLM over the OpenAI chat-completions API
 slmtier recipes              list the shipped recipes
 slmtier train recipe=NAME    same as `python train.py recipe=NAME` (Hydra overrides follow)
@@ -15,12 +16,20 @@ from pathlib import Path
 from slmtier.cli.errors import exit_on_user_error
 from slmtier.cli.serve import add_serve_command
 from slmtier.config import PROJECT_ROOT
+from slmtier.errors import SlmtierError
 
 
 def _report(args: argparse.Namespace) -> None:
     from slmtier.report import write_reports
+    from slmtier.report.aggregate import write_aggregate
 
-    for path in write_reports(Path(args.run_dir)):
+    if len(args.run_dirs) == 1 and args.out is None:
+        paths = write_reports(Path(args.run_dirs[0]))
+    elif args.out is None:
+        raise SlmtierError("several run directories: say where the combined report goes with --out DIR")
+    else:
+        paths = write_aggregate([Path(d) for d in args.run_dirs], Path(args.out))
+    for path in paths:
         print(path)
 
 
@@ -40,8 +49,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(prog="slmtier", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    report = commands.add_parser("report", help="rebuild report.md and report.html from a run directory")
-    report.add_argument("run_dir")
+    report = commands.add_parser(
+        "report", help="rebuild a run's reports, or with several runs (or --out) the combined architect report"
+    )
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", help="folder for the combined report.html, report.md and report.json")
     report.set_defaults(handler=_report)
     commands.add_parser("recipes", help="list the shipped recipes").set_defaults(handler=_recipes)
     add_serve_command(commands)

@@ -64,7 +64,8 @@ def plot_frontier(points: list[dict], metric: str) -> str:
         axis.errorbar([point["usd_per_1k"]], [point["quality"]], yerr=error, fmt="o", color=colour, capsize=3)
         axis.annotate(point["label"], (point["usd_per_1k"], point["quality"]), fontsize=8,
                       xytext=(4, 4), textcoords="offset points")  # fmt: skip
-    axis.set_xscale("symlog", linthresh=0.01)
+    if all(point["usd_per_1k"] > 0 for point in points):
+        axis.set_xscale("log")  # tiers differ by orders of magnitude in cost
     axis.set_xlabel("USD per 1,000 requests")
     axis.set_ylabel(metric)
     axis.grid(alpha=0.3)

@@ -134,3 +134,36 @@ def write_reports(run_dir: Path) -> tuple[Path, ...]:
     if "comparison" not in run.metrics:  # written by slmtier 0.1 before verdicts had intervals and costs
         return md_path, html_path
     return md_path, html_path, write_routing(run.metrics, run.config_text, run_dir)
+
+
+def render_aggregate(summary: dict) -> tuple[str, str]:
+    """(report.md, report.html) of an aggregate summary (report/aggregate.py); figures only in the HTML."""
+    from slmtier.report.plots import plot_cascade, plot_frontier, plot_latency
+
+    plots: dict[str, dict[str, str]] = {}
+    for name, task in summary["tasks"].items():
+        llm = task["candidates"][task["llm_name"]]
+        points = [
+            {"label": f"SLM {p['base_model']}", "kind": "slm", **p}
+            for p in task["models"]
+            if p["usd_per_1k"] is not None
+        ]
+        if llm["cost"].get("per_1k_requests_usd") is not None:
+            interval = llm["quality"]["interval"]
+            points.append({"label": f"LLM {llm['model']}", "kind": "llm", "quality": interval["value"],
+                           "low": interval["low"], "high": interval["high"],
+                           "usd_per_1k": llm["cost"]["per_1k_requests_usd"]})  # fmt: skip
+        plots[name] = {"frontier": plot_frontier(points, task["metric"]) if points else ""}
+        if task["cascade"] and task["cascade"].get("test"):
+            plots[name]["cascade"] = plot_cascade(task["cascade"], task["metric"])
+        if any(task["latency_samples"].values()):
+            plots[name]["latency"] = plot_latency(task["latency_samples"])
+    context = {"s": summary, "plots": plots}
+    try:
+        markdown = _environment(False).get_template("aggregate.md.j2").render(**context)
+        html = _environment(True).get_template("aggregate.html.j2").render(**context)
+    except (jinja2.UndefinedError, KeyError, TypeError) as err:
+        raise RunDirError(
+            f"the runs lack what the aggregate report needs ({err}); rerun them with this version"
+        ) from err
+    return markdown, html
