@@ -81,12 +81,15 @@ def test_threshold_fitting_on_a_crafted_case():
     slm = [[1, 1], [1, 1], [0, 1], [1, 1], [0, 1], [1, 1]]
     llm = [[1, 1]] * 6
     curve = build_curve(confidence, slm, llm, slm_usd_per_1k=0.1, llm_usd_per_1k=2.0)
-    assert [p["escalation_rate"] for p in curve] == pytest.approx([0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1])
+    # thresholds 0 (never), each confidence, and just above 1 (always)
+    assert [p["escalation_rate"] for p in curve] == pytest.approx([0, 0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1])
+    assert curve[0]["threshold"] == 0.0 and curve[-1]["threshold"] > 1.0
     fitted = fit_threshold(curve, target_quality=1.0)
     assert fitted["threshold"] == 0.7 and fitted["escalation_rate"] == pytest.approx(2 / 6)  # escalate 0.2 and 0.3
     assert fitted["quality"] == 1.0 and fitted["usd_per_1k"] == pytest.approx(0.1 + 2.0 * 2 / 6)
     assert fitted["random_routing_quality"] == pytest.approx(4 / 6 + 2 / 6 * 2 / 6)  # what chance would reach
-    assert fit_threshold(curve, target_quality=0.5)["escalation_rate"] == 0  # never escalating suffices
+    never = fit_threshold(curve, target_quality=0.5)
+    assert never["escalation_rate"] == 0 and never["threshold"] == 0.0  # never escalating suffices, on any data
     assert fit_threshold(curve, target_quality=1.01) is None
     on_test = evaluate_threshold(
         0.7, [0.1, 0.99], [[0, 1], [1, 1]], [[1, 1], [0, 1]], slm_usd_per_1k=0, llm_usd_per_1k=1

@@ -9,18 +9,23 @@ the reference a confidence signal has to beat.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from slmtier.benchmark.stats import ratio_of_sums
+
+ALWAYS = math.nextafter(1.0, 2.0)  # a threshold above every confidence: escalate everything
 
 
 def build_curve(
     confidence, slm_parts, llm_parts, *, slm_usd_per_1k: float, llm_usd_per_1k: float, empty_value: float = 1.0
 ) -> list[dict]:
-    """One point per threshold (escalate when confidence < threshold), from never to always escalating."""
+    """One point per threshold (escalate when confidence < threshold), from never (0) to always escalating
+    (just above 1: confidences are probabilities). Finite, so metrics.json stays plain JSON."""
     confidence = np.asarray(confidence, dtype=float)
     slm_parts, llm_parts = np.asarray(slm_parts, dtype=float), np.asarray(llm_parts, dtype=float)
-    thresholds = [*np.unique(confidence).tolist(), float("inf")]
+    thresholds = sorted({0.0, *np.unique(confidence).tolist(), ALWAYS})
     points = []
     for threshold in thresholds:
         point = evaluate_threshold(
