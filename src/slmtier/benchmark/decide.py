@@ -89,18 +89,19 @@ def _tier_checks(tier, metric, gap, policy, p95_ms, monthly_usd) -> list[dict]:
         f"{'above' if passed else 'not above'} -{policy.margin:g}"
     )
     checks = [{"tier": tier, "rule": "non-inferior", "passed": passed, "detail": detail}]
-    if policy.max_p95_latency_ms is not None:
-        p95 = p95_ms.get(tier)
-        ok = p95 is not None and p95 <= policy.max_p95_latency_ms
-        shown = "unknown" if p95 is None else f"{p95:,.0f} ms"
-        checks.append({"tier": tier, "rule": "latency SLO", "passed": ok,
-                       "detail": f"p95 latency {shown} vs SLO {policy.max_p95_latency_ms:g} ms"})  # fmt: skip
-    if policy.max_monthly_usd is not None:
-        usd = monthly_usd.get(tier)
-        ok = usd is not None and usd <= policy.max_monthly_usd
-        shown = "unknown" if usd is None else f"{usd:,.0f} USD"
-        checks.append({"tier": tier, "rule": "budget", "passed": ok,
-                       "detail": f"monthly cost {shown} vs budget {policy.max_monthly_usd:,.0f} USD"})  # fmt: skip
+    limits = [
+        ("latency SLO", "p95 latency", p95_ms.get(tier), policy.max_p95_latency_ms, "ms", "SLO"),
+        ("budget", "monthly cost", monthly_usd.get(tier), policy.max_monthly_usd, "USD", "budget"),
+    ]
+    for rule, what, measured, limit, unit, name in limits:
+        if limit is None:
+            continue
+        shown = "unknown" if measured is None else f"{measured:,.0f} {unit}"
+        detail = f"{what} {shown} vs {name} {limit:,.0f} {unit}"
+        # An unknown figure cannot be shown to be within the limit, so it does not pass.
+        checks.append(
+            {"tier": tier, "rule": rule, "passed": measured is not None and measured <= limit, "detail": detail}
+        )
     return checks
 
 
