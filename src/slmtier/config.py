@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -32,17 +33,30 @@ class ModelConfig:
     revision: str | None = None  # hub revision (branch, tag or commit); null = default branch
     dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
     trust_remote_code: bool = False  # off by default: a hub repo's Python code is not run unless asked
+    # What this base model needs (configs/model/ documents each):
+    architecture: str = ""  # transformers' model_type (llama, qwen2, qwen3, gemma3_text, phi3, mistral)
+    params_b: float | None = None  # parameters, billions
+    # The attention and MLP projections LoRA adapts; used when lora.target_modules is null. [] = all-linear.
+    lora_target_modules: list[str] = field(default_factory=list)
+    pad_token: str | None = None  # set when the tokenizer has none; null = reuse the end-of-sequence token
+    # Extra arguments to the chat template, in training and prediction alike (Qwen3: enable_thinking: false).
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    memory_gb_lora: float | None = None  # rough peak GPU memory for bf16 LoRA at batch 8 x 512 tokens
+    memory_gb_qlora: float | None = None  # the same with 4-bit QLoRA
 
 
 @dataclass
 class LoraConfig:
-    """peft.LoraConfig fields. target_modules: ["all-linear"] = every linear layer but the LM head."""
+    """peft.LoraConfig fields. target_modules: null = the base model's own list (model.lora_target_modules),
+    ["all-linear"] = every linear layer but the LM head."""
 
     r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
-    use_dora: bool = False
+    target_modules: list[str] | None = None
+    use_dora: bool = False  # DoRA: weight-decomposed LoRA (peft), a little slower, often a little better
+    # QLoRA: the frozen base in 4-bit NF4 with double quantisation and bf16 compute (bitsandbytes); CUDA only.
+    load_in_4bit: bool = False
 
 
 @dataclass

@@ -46,12 +46,13 @@ def generate_batched(
     bf16: bool = False,
     constraint: Callable[[], dict] | None = None,
     desc: str = "predict",
+    chat_template_kwargs: dict | None = None,
 ) -> list[Generation]:
     """One Generation per conversation (in input order), answering its last user turn.
 
     `constraint`, when given, makes the extra `generate` arguments (a grammar's logits processor) afresh
     for each batch, since grammar engines keep per-row state."""
-    prompts = [render_prompt(tokenizer, conversation) for conversation in conversations]
+    prompts = [render_prompt(tokenizer, conversation, **(chat_template_kwargs or {})) for conversation in conversations]
     lengths = [len(tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
     order = sorted(range(len(prompts)), key=lengths.__getitem__)
     generation_config = build_generation_config(tokenizer, max_new_tokens=max_new_tokens)
@@ -86,9 +87,11 @@ def generate_batched(
     return [results[i] for i in range(len(prompts))]
 
 
-def render_prompt(tokenizer, conversation: list[dict]) -> str:
-    """The chat template applied up to the assistant's turn."""
-    return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+def render_prompt(tokenizer, conversation: list[dict], **chat_template_kwargs) -> str:
+    """The chat template applied up to the assistant's turn (with the model's template quirks, if any)."""
+    return tokenizer.apply_chat_template(
+        conversation, tokenize=False, add_generation_prompt=True, **chat_template_kwargs
+    )
 
 
 def build_generation_config(tokenizer, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0):

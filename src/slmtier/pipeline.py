@@ -24,6 +24,7 @@ from slmtier.config import ModelConfig, RunConfig
 from slmtier.data import Splits, resolve_data_path
 from slmtier.errors import SlmtierError
 from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
+from slmtier.models.loading import check_4bit_supported
 from slmtier.tasks.chat import count_truncated
 from slmtier.training import TrainResult, build_sft_dataset, save_adapter, train_adapter
 
@@ -41,16 +42,19 @@ def check_config(cfg: RunConfig) -> None:
     if cfg.inference.constrained_json and cfg.task.kind != "extraction":
         raise SlmtierError("inference.constrained_json applies to extraction recipes only (JSON answers)")
     check_metric_paths(cfg.task.extra_metrics)
+    if cfg.lora.load_in_4bit:
+        check_4bit_supported()
     if cfg.baseline.model.source and not cfg.baseline.model.name:
         raise SlmtierError("baseline.model.name is empty; name the baseline model (it labels the report)")
     check_baseline(cfg)
 
 
 def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
-    """(model, tokenizer) for the SLM's base model, or for `model_cfg` when given."""
+    """(model, tokenizer) for the SLM's base model (4-bit with lora=qlora), or for `model_cfg` when given."""
+    quantize = model_cfg is None and cfg.lora.load_in_4bit
     model_cfg = model_cfg or cfg.model
     path = resolve_model_path(model_cfg, cfg.cache_dir)
-    return load_model(path, model_cfg), load_tokenizer(path, model_cfg)
+    return load_model(path, model_cfg, load_in_4bit=quantize), load_tokenizer(path, model_cfg)
 
 
 def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir: Path):
@@ -58,11 +62,12 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
     peft_model, result = train_adapter(
         model,
         tokenizer,
-        build_sft_dataset(task, splits.train),
+        build_sft_dataset(task, splits.train, chat_template_kwargs=cfg.model.chat_template_kwargs),
         trainer_cfg=cfg.trainer,
         lora_cfg=cfg.lora,
         work_dir=run_dir / "trainer",
         report_to=cfg.tracking.report_to,
+        model_targets=cfg.model.lora_target_modules,
     )
     save_adapter(peft_model, tokenizer, run_dir / "adapter")
     return peft_model, result
@@ -71,7 +76,10 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
 def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer) -> list[Candidate]:
     """The fine-tuned SLM, and the baseline (`baseline.kind`): by default the same base model, adapter off,
     prompted few-shot; or the LLM behind an OpenAI-compatible endpoint; or logged LLM answers."""
-    slm = LocalCandidate(SLM, f"{cfg.model.name} + LoRA", peft_model, tokenizer, **_local_settings(cfg))
+    slm = LocalCandidate(
+        SLM, f"{cfg.model.name} + LoRA", peft_model, tokenizer, **_local_settings(cfg),
+        chat_template_kwargs=cfg.model.chat_template_kwargs,
+    )  # fmt: skip
     return [slm, BASELINES[cfg.baseline.kind](cfg, splits, peft_model, tokenizer)]
 
 
@@ -87,20 +95,21 @@ def _local_settings(cfg: RunConfig) -> dict:
 def build_local_baseline(cfg: RunConfig, splits: Splits, peft_model, tokenizer) -> Candidate:
     base = cfg.baseline
     few_shot = select_few_shot(splits.train, base.few_shot_k, seed=base.seed)
+    model_cfg = base.model if base.model.source else cfg.model
     if not base.model.source:  # the generic model: the same weights with the adapter switched off
-        model, model_tokenizer, name, adapter_enabled = peft_model, tokenizer, cfg.model.name, False
+        model, model_tokenizer, adapter_enabled = peft_model, tokenizer, False
     else:
-        (model, model_tokenizer), name, adapter_enabled = load_base_model(cfg, base.model), base.model.name, True
-    baseline = LocalCandidate(
+        (model, model_tokenizer), adapter_enabled = load_base_model(cfg, base.model), True
+    return LocalCandidate(
         base.name,
-        f"{name} ({base.few_shot_k}-shot, untuned)",
+        f"{model_cfg.name} ({base.few_shot_k}-shot, untuned)",
         model,
         model_tokenizer,
         few_shot,
         adapter_enabled=adapter_enabled,
         **_local_settings(cfg),
+        chat_template_kwargs=model_cfg.chat_template_kwargs,
     )
-    return baseline
 
 
 def build_endpoint_baseline(cfg: RunConfig, splits: Splits, peft_model, tokenizer) -> Candidate:

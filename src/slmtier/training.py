@@ -33,13 +33,17 @@ class TrainResult:
     truncated_examples: int  # examples longer than trainer.max_length, cut at the end before training
 
 
-def build_sft_dataset(task, examples: list[Example]) -> Dataset:
-    """Conversational prompt-completion rows: the task's messages, then the gold answer as assistant turn."""
+def build_sft_dataset(task, examples: list[Example], *, chat_template_kwargs: dict | None = None) -> Dataset:
+    """Conversational prompt-completion rows: the task's messages, then the gold answer as assistant turn.
+    `chat_template_kwargs` (a model quirk such as Qwen3's enable_thinking) rides along in every row, where
+    TRL passes it to the chat template."""
+    extra = {"chat_template_kwargs": dict(chat_template_kwargs)} if chat_template_kwargs else {}
     return Dataset.from_list(
         [
             {
                 "prompt": task.build_messages(example),
                 "completion": [{"role": "assistant", "content": task.format_target(example.target)}],
+                **extra,
             }
             for example in examples
         ]
@@ -50,16 +54,27 @@ def count_too_long(tokenizer, dataset: Dataset, max_length: int) -> int:
     """Examples whose chat-formatted prompt + answer exceed max_length tokens (TRL cuts them silently)."""
     too_long = 0
     for row in dataset:
-        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False)
+        ids = tokenizer.apply_chat_template(
+            row["prompt"] + row["completion"],
+            tokenize=True,
+            return_dict=False,
+            **(row.get("chat_template_kwargs") or {}),
+        )
         too_long += len(ids) > max_length
     return too_long
 
 
-def build_peft_config(cfg: LoraConfig):
+def resolve_target_modules(cfg: LoraConfig, model_targets: list[str]) -> str | list[str]:
+    """lora.target_modules, else the model's own list, else every linear layer. "all-linear" is peft's
+    own shorthand (every linear layer except the output head) and must be passed as a string."""
+    targets = list(cfg.target_modules) if cfg.target_modules is not None else list(model_targets)
+    return "all-linear" if targets in ([], ["all-linear"]) else targets
+
+
+def build_peft_config(cfg: LoraConfig, model_targets: list[str] = ()):
     from peft import LoraConfig as PeftLoraConfig
 
-    # "all-linear" is peft's own shorthand (every linear layer except the output head); it must be a string.
-    targets = cfg.target_modules[0] if cfg.target_modules == ["all-linear"] else list(cfg.target_modules)
+    targets = resolve_target_modules(cfg, list(model_targets))
     return PeftLoraConfig(
         r=cfg.r,
         lora_alpha=cfg.lora_alpha,
@@ -107,8 +122,10 @@ def train_adapter(
     lora_cfg: LoraConfig,
     work_dir: Path,
     report_to: list[str] = (),
+    model_targets: list[str] = (),
 ):
-    """Attach LoRA, train, and return (the PEFT model, TrainResult). The base weights stay frozen."""
+    """Attach LoRA, train, and return (the PEFT model, TrainResult). The base weights stay frozen.
+    `model_targets`: the base model's own LoRA target modules (used when lora.target_modules is null)."""
     from trl import SFTTrainer
 
     truncated = count_too_long(tokenizer, train_dataset, trainer_cfg.max_length)
@@ -131,7 +148,7 @@ def train_adapter(
         args=build_sft_config(trainer_cfg, output_dir=work_dir, report_to=list(report_to)),
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        peft_config=build_peft_config(lora_cfg),
+        peft_config=build_peft_config(lora_cfg, model_targets),
     )
     output = trainer.train()
     tokens = int(trainer.state.num_input_tokens_seen)

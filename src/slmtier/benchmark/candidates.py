@@ -45,6 +45,7 @@ class LocalCandidate:
     bf16: bool = False
     constrained_json: bool = False  # extraction: decode only JSON objects of the task's fields
     info: dict = field(default_factory=lambda: {"kind": "local"})
+    chat_template_kwargs: dict = field(default_factory=dict)  # the model's template quirks (model config)
 
     def predict(self, task, examples: list[Example]) -> list[Generation]:
         conversations = [task.build_messages(example, few_shot=self.few_shot) for example in examples]
@@ -64,6 +65,7 @@ class LocalCandidate:
                 bf16=self.bf16,
                 constraint=constraint,
                 desc=self.name,
+                chat_template_kwargs=self.chat_template_kwargs,
             )
 
 

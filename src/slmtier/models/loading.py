@@ -65,18 +65,37 @@ def load_tokenizer(path: str, cfg: ModelConfig):
     from transformers import AutoTokenizer
 
     tokenizer = _from_pretrained(AutoTokenizer, path, cfg)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.pad_token is None:  # the model config names a dedicated pad token where the vocabulary has one
+        tokenizer.pad_token = cfg.pad_token or tokenizer.eos_token
     if tokenizer.chat_template is None:
         raise ModelSourceError(f"model {cfg.name!r} has no chat template; slmtier needs an instruct/chat model")
     return tokenizer
 
 
-def load_model(path: str, cfg: ModelConfig):
-    from transformers import AutoModelForCausalLM
+def check_4bit_supported() -> None:
+    """QLoRA needs CUDA. bitsandbytes 0.50 loads 4-bit weights on a CPU but warns that its 4-bit backward
+    there may be incorrect; a wrong gradient would spoil the adapter without any error, so slmtier refuses."""
+    if not torch.cuda.is_available():
+        raise ModelSourceError(
+            "lora=qlora (4-bit base model) needs a CUDA GPU: on a CPU bitsandbytes' 4-bit backward may be "
+            "incorrect. Use lora=default (or lora=dora) here, and QLoRA on a GPU"
+        )
+
+
+def load_model(path: str, cfg: ModelConfig, *, load_in_4bit: bool = False):
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     if cfg.dtype not in DTYPES:
         raise ModelSourceError(f"model.dtype {cfg.dtype!r} is not one of {sorted(DTYPES)}")
-    model = _from_pretrained(AutoModelForCausalLM, path, cfg, dtype=DTYPES[cfg.dtype], use_safetensors=True)
+    extra = {}
+    if load_in_4bit:
+        check_4bit_supported()
+        extra["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    model = _from_pretrained(AutoModelForCausalLM, path, cfg, dtype=DTYPES[cfg.dtype], use_safetensors=True, **extra)
     log.info("loaded %s (%.0fM parameters, %s)", cfg.name, model.num_parameters() / 1e6, model.dtype)
     return model

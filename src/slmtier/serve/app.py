@@ -116,7 +116,7 @@ def build_app(
             raise ApiError(400, f"max_tokens {max_tokens} exceeds this server's limit {max_tokens_limit}")
         loop = asyncio.get_running_loop()
         try:
-            prompt = render_prompt(engine.tokenizer, [_plain(m) for m in body.messages])
+            prompt = render_prompt(engine.tokenizer, [_plain(m) for m in body.messages], **engine.chat_template_kwargs)
         except (jinja2.TemplateError, ValueError) as err:  # e.g. a template that insists roles alternate
             raise ApiError(400, f"the model's chat template refused these messages: {err}") from err
         job = ChatJob(

@@ -62,6 +62,7 @@ class BatchingEngine:
     max_batch_size: int = 16
     max_wait_ms: float = 5.0
     bf16: bool = False
+    chat_template_kwargs: dict = field(default_factory=dict)  # the base model's template quirks
     stats: EngineStats = field(default_factory=EngineStats)
 
     def __post_init__(self):
