@@ -103,3 +103,19 @@ def test_report_opens_cleanly_in_a_headless_browser(two_runs, tmp_path):
     assert 'id="overview"' in dom.stdout and dom.stdout.count("<tr>") >= 3
     assert dom.stdout.count('data-plot="frontier"') == 1 and dom.stdout.count('data-plot="latency"') == 1
     assert "<script>" not in dom.stdout  # the browser did not turn data into markup
+
+
+def test_a_multirun_sweep_ends_with_one_combined_report(tiny_model_dir, small_data, tmp_path):
+    """`python train.py -m ...` (Hydra's sweep): one run directory per job, then the architect report."""
+    overrides = [o for o in tiny_overrides(tiny_model_dir, small_data, tmp_path / "unused") if "hydra.run.dir" not in o]
+    sweep = tmp_path / "sweep"
+    result = run_train_cli("-m", *overrides, "trainer.seed=1,2", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(path.parent for path in sweep.rglob("metrics.json"))
+    assert [job.relative_to(sweep).as_posix() for job in jobs] == [
+        "ticket_classifier/tiny/0",
+        "ticket_classifier/tiny/1",
+    ]
+    summary = json.loads((sweep / "report.json").read_text())
+    assert summary["runs"] == 2 and len(summary["tasks"]["ticket_classifier"]["models"]) == 2
+    assert (sweep / "report.html").stat().st_size > 10_000 and "combined report over 2 run(s)" in result.stdout

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from slmtier.cli.errors import exit_on_user_error
 from slmtier.config import CONFIG_DIR, RunConfig, register_configs, to_run_config
@@ -27,6 +27,7 @@ from slmtier.pipeline import (
 from slmtier.report import write_reports
 from slmtier.run_dir import write_config, write_metrics
 from slmtier.tasks import build_task
+from slmtier.tracking import log_run
 
 register_configs()
 # bitsandbytes (imported by peft) warns on every CPU start that an optional 4-bit kernel package is
@@ -62,5 +63,11 @@ def main(dict_cfg: DictConfig) -> None:
         metrics = summarise_run(cfg, recipe, task, splits, training, benchmark)
         write_metrics(metrics, run_dir)
         write_reports(run_dir)
+        log_run(
+            cfg.tracking.report_to,
+            run_dir=run_dir,
+            metrics=metrics,
+            config=OmegaConf.to_container(dict_cfg, resolve=True),
+        )
         print(f"run directory: {run_dir}")
         print(f"verdict: {metrics['decision']['verdict']} ({metrics['decision']['reason']})")
