@@ -26,7 +26,7 @@ from slmtier.errors import SlmtierError
 from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
 from slmtier.models.loading import check_4bit_supported
 from slmtier.tasks.chat import count_truncated
-from slmtier.training import TrainResult, build_sft_dataset, save_adapter, train_adapter
+from slmtier.training import TrainResult, build_sft_dataset, is_main_process, save_adapter, train_adapter
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,8 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
         report_to=cfg.tracking.report_to,
         model_targets=cfg.model.lora_target_modules,
     )
-    save_adapter(peft_model, tokenizer, run_dir / "adapter")
+    if is_main_process():  # every rank trained its share of the data; one writes the adapter
+        save_adapter(peft_model, tokenizer, run_dir / "adapter")
     return peft_model, result
 
 

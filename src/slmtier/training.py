@@ -8,6 +8,7 @@ prompt out of the loss (`completion_only_loss`).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class TrainResult:
     tokens: int  # non-padding tokens processed (prompt and answer)
     tokens_per_s: float
     truncated_examples: int  # examples longer than trainer.max_length, cut at the end before training
+    world_size: int = 1  # processes that trained together (torchrun / accelerate launch: data-parallel)
 
 
 def build_sft_dataset(task, examples: list[Example], *, chat_template_kwargs: dict | None = None) -> Dataset:
@@ -161,6 +163,7 @@ def train_adapter(
         tokens=tokens,
         tokens_per_s=tokens / runtime if runtime else 0.0,
         truncated_examples=truncated,
+        world_size=int(trainer.args.world_size),
     )
     log.info(
         "trained %d steps in %.0f s: loss %.3f, %.0f tokens/s",
@@ -176,3 +179,8 @@ def save_adapter(peft_model, tokenizer, adapter_dir: Path) -> None:
     """The adapter alone (safetensors) plus the tokenizer, loadable with peft's AutoPeftModelForCausalLM."""
     peft_model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
+
+
+def is_main_process() -> bool:
+    """True on the one process that saves, predicts and reports (rank 0 under torchrun or accelerate launch)."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -28,6 +28,7 @@ from slmtier.report import write_reports
 from slmtier.run_dir import write_config, write_metrics
 from slmtier.tasks import build_task
 from slmtier.tracking import log_run
+from slmtier.training import is_main_process
 
 register_configs()
 # bitsandbytes (imported by peft) warns on every CPU start that an optional 4-bit kernel package is
@@ -44,13 +45,16 @@ def main(dict_cfg: DictConfig) -> None:
 
         # --- Config and data: every row checked before any model is loaded
         check_config(cfg)  # before config.yaml is written: a key pasted into a config value is refused first
-        write_config(dict_cfg, run_dir)
+        if is_main_process():
+            write_config(dict_cfg, run_dir)
         task = build_task(cfg.task)
         splits = load_splits(cfg.data, task.check_target)
 
         # --- Fine-tune the SLM (LoRA) and save the adapter
         model, tokenizer = load_base_model(cfg)
         peft_model, training = run_training(cfg, task, splits, model, tokenizer, run_dir)
+        if not is_main_process():  # multi-process training (torchrun / accelerate launch): rank 0 carries on
+            return
 
         # --- Benchmark the SLM and the baseline on the test split
         candidates = build_candidates(cfg, task, splits, peft_model, tokenizer)

@@ -1,0 +1,43 @@
+"""Multi-process training on the CPU: torchrun with two processes (gloo), as accelerate launch would on GPUs."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, read_jsonl
+from test_smoke_tiny import tiny_overrides
+
+ACCELERATE = sorted((REPO / "configs" / "accelerate").glob("*.yaml"))
+
+
+def test_two_processes_train_one_adapter_and_one_report(tiny_model_dir, small_data, tmp_path):
+    run_dir = tmp_path / "run"
+    with socket.socket() as sock:  # a free port for the two processes to meet on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+               str(REPO / "train.py"), *tiny_overrides(tiny_model_dir, small_data, run_dir)]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["training"]["world_size"] == 2  # both ranks trained, data-parallel
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert result.stdout.count("run directory:") == 1  # only rank 0 benchmarked and reported
+    for name in ("slm", "baseline"):
+        rows = read_jsonl(run_dir / "predictions" / f"{name}.jsonl")
+        assert len(rows) == len({row["id"] for row in rows}) == len(read_jsonl(small_data["test"]))
+
+
+@pytest.mark.parametrize("path", ACCELERATE, ids=[p.stem for p in ACCELERATE])
+def test_accelerate_configs_load_with_accelerate(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    assert config.mixed_precision == "bf16" and config.num_machines == 1
+    assert path.read_text().splitlines()[0].startswith("# "), "each says what it is for and how to launch it"
+    if path.stem == "fsdp":
+        assert config.fsdp_config["fsdp_use_orig_params"] is True
