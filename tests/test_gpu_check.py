@@ -1,0 +1,26 @@
+"""scripts/gpu_check.py is for whoever has a GPU; its code path is smoke-tested here on the CPU."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_gpu_check_runs_its_tiny_shape_on_the_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--device", "cpu", "--tiny",
+               "--steps", "2", "--batch", "2", "--seq", "32", "--out", str(out)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["results"][0]["tokens_per_s"] > 0
+
+
+def test_gpu_check_refuses_without_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check.py")], capture_output=True, text=True)
+    assert result.returncode != 0 and "no CUDA GPU here" in result.stderr
