@@ -41,3 +41,30 @@ def test_accelerate_configs_load_with_accelerate(path):
     assert path.read_text().splitlines()[0].startswith("# "), "each says what it is for and how to launch it"
     if path.stem == "fsdp":
         assert config.fsdp_config["fsdp_use_orig_params"] is True
+
+
+def test_a_sweep_through_submitit_local_processes(tiny_model_dir, small_data, tmp_path):
+    """hydra/launcher=local_processes: submitit's local executor, the same path as hydra/launcher=slurm."""
+    from conftest import run_train_cli
+
+    overrides = [o for o in tiny_overrides(tiny_model_dir, small_data, tmp_path / "unused") if "hydra.run.dir" not in o]
+    sweep = tmp_path / "sweep"
+    result = run_train_cli(
+        "-m", "hydra/launcher=local_processes", *overrides, "trainer.seed=1,2", f"hydra.sweep.dir={sweep}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(path.parent.relative_to(sweep).as_posix() for path in sweep.rglob("metrics.json"))
+    assert jobs == ["ticket_classifier/tiny/0", "ticket_classifier/tiny/1"]
+    assert list((sweep / ".submitit").iterdir()), "submitit ran the jobs"
+    assert (sweep / "report.json").is_file()
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+
+    from slmtier.config import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["recipe=ticket_classifier", "hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1 and launcher.timeout_min == 240
