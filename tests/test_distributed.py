@@ -68,3 +68,20 @@ def test_slurm_launcher_config_composes():
         cfg = compose("train", overrides=["recipe=ticket_classifier", "hydra/launcher=slurm"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1 and launcher.timeout_min == 240
+
+
+def test_optuna_sweep_maximises_the_validation_score(tiny_model_dir, small_data, tmp_path):
+    """hydra/sweeper=optuna_lr_rank: two trials on the tiny model; the best parameters are written out."""
+    import yaml
+
+    from conftest import run_train_cli
+
+    overrides = [o for o in tiny_overrides(tiny_model_dir, small_data, tmp_path / "unused") if "hydra.run.dir" not in o]
+    sweep = tmp_path / "sweep"
+    result = run_train_cli("-m", "hydra/sweeper=optuna_lr_rank", "hydra.sweeper.n_trials=2", *overrides,
+                           f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {"trainer.learning_rate", "lora.r"}
+    assert 0.0 <= best["best_value"] <= 1.0  # the SLM's validation accuracy
+    assert len(list(sweep.rglob("metrics.json"))) == 2

@@ -31,6 +31,13 @@ def flatten_metrics(metrics: dict) -> dict[str, float | str]:
     return {key: value for key, value in flat.items() if value is not None}
 
 
+def sweep_objective(metrics: dict) -> float | None:
+    """The fine-tuned SLM's validation score (its per-example metric); None without a validation split.
+    Never the test score: the test split stays untouched by model and hyper-parameter choices."""
+    metric = (metrics.get("comparison") or {}).get("metric")
+    return (metrics["candidates"]["slm"].get("validation") or {}).get(metric)
+
+
 def log_run(report_to: list[str], *, run_dir: Path, metrics: dict, config: dict) -> None:
     """Send the benchmark and the reports to each tracker named in tracking.report_to."""
     if "wandb" in report_to:

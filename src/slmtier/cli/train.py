@@ -27,7 +27,7 @@ from slmtier.pipeline import (
 from slmtier.report import write_reports
 from slmtier.run_dir import write_config, write_metrics
 from slmtier.tasks import build_task
-from slmtier.tracking import log_run
+from slmtier.tracking import log_run, sweep_objective
 from slmtier.training import is_main_process
 
 register_configs()
@@ -37,7 +37,8 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
-def main(dict_cfg: DictConfig) -> None:
+def main(dict_cfg: DictConfig) -> float | None:
+    """Returns the SLM's validation score: the objective a Hydra sweeper (Optuna) maximises."""
     with exit_on_user_error():
         cfg: RunConfig = to_run_config(dict_cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -75,3 +76,4 @@ def main(dict_cfg: DictConfig) -> None:
         )
         print(f"run directory: {run_dir}")
         print(f"verdict: {metrics['decision']['verdict']} ({metrics['decision']['reason']})")
+        return sweep_objective(metrics)
