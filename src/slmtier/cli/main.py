@@ -3,6 +3,7 @@
 slmtier report RUN_DIR       rebuild report.md, report.html and routing.yaml from a run's files (no model loaded)
 slmtier report RUN_DIR... --out DIR   the architect report over many runs (tasks x models x seeds)
 slmtier serve RUN_DIR        serve the run's fine-tuned SLM over the OpenAI chat-completions API
+slmtier launch [opts] -- ARGS   run train.py ARGS on rented GPUs through SkyPilot (--dry-run prints the task)
 slmtier recipes              list the shipped recipes
 slmtier train recipe=NAME    same as `python train.py recipe=NAME` (Hydra overrides follow)
 """
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from slmtier.cli.errors import exit_on_user_error
+from slmtier.cli.launch import add_launch_command
 from slmtier.cli.serve import add_serve_command
 from slmtier.config import PROJECT_ROOT
 from slmtier.errors import SlmtierError
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     report.set_defaults(handler=_report)
     commands.add_parser("recipes", help="list the shipped recipes").set_defaults(handler=_recipes)
     add_serve_command(commands)
+    add_launch_command(commands)
     commands.add_parser("train", help="fine-tune, benchmark and decide: slmtier train recipe=NAME [overrides]")
     args = parser.parse_args(argv)
     with exit_on_user_error():

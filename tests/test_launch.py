@@ -1,0 +1,78 @@
+"""`slmtier launch`: a sweep as a SkyPilot task, checked by SkyPilot's own parser in its own environment
+(SkyPilot pins an old `click` that cannot live beside huggingface-hub and wandb). Parsing works offline;
+actually launching needs a cloud account and the network, which this test does not have."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from slmtier.errors import SlmtierError
+from slmtier.launch import LaunchSpec, build_sky_command, build_sky_task
+
+SKYPILOT = "skypilot==0.14.1"
+
+
+def launch(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "slmtier", "launch", *args], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, **(env or {})}, timeout=120)  # fmt: skip
+
+
+def test_task_carries_the_sweep_bucket_and_secret_names_only(tmp_path):
+    out = tmp_path / "task.yaml"
+    result = launch("--dry-run", "--gpus", "A100:1", "--spot", "--bucket", "s3://me/slmtier",
+                    "--secret", "WANDB_API_KEY", "--mount", "/data=s3://me/data", "--out", str(out), "--",
+                    "-m", "recipe=ticket_classifier", "model=qwen2_5_7b,qwen3_8b", "lora=qlora",
+                    env={"WANDB_API_KEY": "sk-planted-in-env-91c"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    task = yaml.safe_load(out.read_text())
+    assert task["resources"] == {"accelerators": "A100:1", "use_spot": True}
+    assert "python train.py -m recipe=ticket_classifier model=qwen2_5_7b,qwen3_8b lora=qlora" in task["run"]
+    assert 'hydra.sweep.dir=/outputs/slmtier/"${SKYPILOT_TASK_ID}"' in task["run"]
+    assert task["file_mounts"] == {"/data": "s3://me/data", "/outputs": {"source": "s3://me/slmtier", "mode": "MOUNT"}}
+    assert task["secrets"] == {"WANDB_API_KEY": None} and "sk-planted" not in out.read_text() + result.stdout
+    assert "sky launch -c slmtier --down --secret WANDB_API_KEY -y" in result.stdout
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(SlmtierError, match="names, not values"):
+        build_sky_task(LaunchSpec(train_args=["recipe=x"], secrets=["sk-abc=1"]))
+    assert "absolute remote path" in launch("--mount", "data=s3://x", "--", "recipe=x").stderr
+    assert "after --" in launch("--dry-run").stderr
+    spec = LaunchSpec(train_args=["recipe=x"], secrets=["HF_TOKEN"])
+    assert build_sky_command(REPO / "t.yaml", spec, managed=True)[:3] == ["sky", "jobs", "launch"]
+
+
+@pytest.fixture(scope="session")
+def sky_python(tmp_path_factory):
+    """A separate virtual environment with SkyPilot (about 35 s to build, from PyPI)."""
+    venv = tmp_path_factory.mktemp("skypilot-venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", SKYPILOT], capture_output=True, text=True,
+                         timeout=900)  # fmt: skip
+    if pip.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"could not install {SKYPILOT}: {pip.stderr[-1000:]}")
+        pytest.skip(f"could not install {SKYPILOT} (no package index?)")
+    return venv / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resources", [["--gpus", "H100:8", "--cloud", "aws"], ["--gpus", "none", "--cpus", "8+"]])
+def test_skypilot_parses_the_task(sky_python, tmp_path, resources):
+    out = tmp_path / "task.yaml"
+    result = launch("--dry-run", *resources, "--bucket", "s3://me/slmtier", "--secret", "WANDB_API_KEY",
+                    "--out", str(out), "--", "-m", "recipe=ticket_classifier", "trainer.seed=1,2")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    check = (
+        "import sky, sys\n"
+        "task = sky.Task.from_yaml(sys.argv[1])\n"
+        "print(task.name, sorted(str(r) for r in task.resources), sorted(task.storage_mounts))\n"
+    )
+    parsed = subprocess.run([str(sky_python), "-c", check, str(out)], capture_output=True, text=True, timeout=300)
+    assert parsed.returncode == 0, parsed.stderr[-2000:]
+    assert parsed.stdout.startswith("slmtier ") and "/outputs" in parsed.stdout
+    assert ("H100" in parsed.stdout) == ("H100:8" in resources)
