@@ -104,3 +104,35 @@ def test_dora_trains_on_the_tiny_model(tiny_model_dir, small_data, tmp_path):
     assert sorted(adapter["target_modules"]) == sorted(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+
+
+def test_full_fine_tuning_saves_the_whole_model(tiny_model_dir, small_data, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from conftest import run_train_cli
+    from test_smoke_tiny import tiny_overrides
+
+    run_dir = tmp_path / "run"
+    result = run_train_cli(
+        *tiny_overrides(tiny_model_dir, small_data, run_dir), "lora=full", "trainer.learning_rate=0.01"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (run_dir / "adapter").exists()
+    trained = load_file(run_dir / "model" / "model.safetensors")
+    original = load_file(tiny_model_dir / "model.safetensors")
+    name = "model.layers.0.mlp.down_proj.weight"
+    assert not torch.equal(trained[name], original[name]), "every weight is trained"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["candidates"]["slm"]["model"] == "tiny fully fine-tuned"
+    assert "model: " in (run_dir / "routing.yaml").read_text() or metrics["decision"]["verdict"] == "llm"
+
+
+def test_full_fine_tuning_and_4bit_exclude_each_other(tmp_path):
+    from conftest import run_train_cli
+
+    result = run_train_cli(
+        "recipe=ticket_classifier", "lora=full", "lora.load_in_4bit=true", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 2 and "exclude each other" in result.stderr

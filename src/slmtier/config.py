@@ -57,6 +57,8 @@ class LoraConfig:
     use_dora: bool = False  # DoRA: weight-decomposed LoRA (peft), a little slower, often a little better
     # QLoRA: the frozen base in 4-bit NF4 with double quantisation and bf16 compute (bitsandbytes); CUDA only.
     load_in_4bit: bool = False
+    # Train every weight instead of an adapter (lora=full); the whole model is saved in run_dir/model.
+    full_finetune: bool = False
 
 
 @dataclass

@@ -42,6 +42,8 @@ def check_config(cfg: RunConfig) -> None:
     if cfg.inference.constrained_json and cfg.task.kind != "extraction":
         raise SlmtierError("inference.constrained_json applies to extraction recipes only (JSON answers)")
     check_metric_paths(cfg.task.extra_metrics)
+    if cfg.lora.full_finetune and cfg.lora.load_in_4bit:
+        raise SlmtierError("lora.full_finetune and lora.load_in_4bit exclude each other: 4-bit weights are not trained")
     if cfg.lora.load_in_4bit:
         check_4bit_supported()
     if cfg.baseline.model.source and not cfg.baseline.model.name:
@@ -52,6 +54,10 @@ def check_config(cfg: RunConfig) -> None:
 def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
     """(model, tokenizer) for the SLM's base model (4-bit with lora=qlora), or for `model_cfg` when given."""
     quantize = model_cfg is None and cfg.lora.load_in_4bit
+    if cfg.lora.full_finetune and cfg.lora.load_in_4bit:
+        raise SlmtierError(
+            "lora.full_finetune and lora.load_in_4bit exclude each other: 4-bit weights cannot be trained"
+        )
     model_cfg = model_cfg or cfg.model
     path = resolve_model_path(model_cfg, cfg.cache_dir)
     return load_model(path, model_cfg, load_in_4bit=quantize), load_tokenizer(path, model_cfg)
@@ -69,16 +75,22 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
         report_to=cfg.tracking.report_to,
         model_targets=cfg.model.lora_target_modules,
     )
-    if is_main_process():  # every rank trained its share of the data; one writes the adapter
-        save_adapter(peft_model, tokenizer, run_dir / "adapter")
+    if is_main_process():  # every rank trained its share of the data; one writes the adapter (or model)
+        save_adapter(peft_model, tokenizer, run_dir / trained_folder(cfg))
     return peft_model, result
+
+
+def trained_folder(cfg: RunConfig) -> str:
+    """Where the trained weights go in the run directory: the adapter, or the whole model (lora=full)."""
+    return "model" if cfg.lora.full_finetune else "adapter"
 
 
 def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer) -> list[Candidate]:
     """The fine-tuned SLM, and the baseline (`baseline.kind`): by default the same base model, adapter off,
     prompted few-shot; or the LLM behind an OpenAI-compatible endpoint; or logged LLM answers."""
+    how = "fully fine-tuned" if cfg.lora.full_finetune else "+ LoRA"
     slm = LocalCandidate(
-        SLM, f"{cfg.model.name} + LoRA", peft_model, tokenizer, **_local_settings(cfg),
+        SLM, f"{cfg.model.name} {how}", peft_model, tokenizer, **_local_settings(cfg),
         chat_template_kwargs=cfg.model.chat_template_kwargs,
     )  # fmt: skip
     return [slm, BASELINES[cfg.baseline.kind](cfg, splits, peft_model, tokenizer)]
@@ -97,10 +109,10 @@ def build_local_baseline(cfg: RunConfig, splits: Splits, peft_model, tokenizer) 
     base = cfg.baseline
     few_shot = select_few_shot(splits.train, base.few_shot_k, seed=base.seed)
     model_cfg = base.model if base.model.source else cfg.model
-    if not base.model.source:  # the generic model: the same weights with the adapter switched off
+    if not base.model.source and not cfg.lora.full_finetune:  # the same weights with the adapter switched off
         model, model_tokenizer, adapter_enabled = peft_model, tokenizer, False
-    else:
-        (model, model_tokenizer), adapter_enabled = load_base_model(cfg, base.model), True
+    else:  # another model, or a fresh copy of the base (full fine-tuning changed the trained one)
+        (model, model_tokenizer), adapter_enabled = load_base_model(cfg, model_cfg), True
     return LocalCandidate(
         base.name,
         f"{model_cfg.name} ({base.few_shot_k}-shot, untuned)",

@@ -150,7 +150,7 @@ def train_adapter(
         args=build_sft_config(trainer_cfg, output_dir=work_dir, report_to=list(report_to)),
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        peft_config=build_peft_config(lora_cfg, model_targets),
+        peft_config=None if lora_cfg.full_finetune else build_peft_config(lora_cfg, model_targets),
     )
     output = trainer.train()
     tokens = int(trainer.state.num_input_tokens_seen)
@@ -176,8 +176,9 @@ def train_adapter(
 
 
 def save_adapter(peft_model, tokenizer, adapter_dir: Path) -> None:
-    """The adapter alone (safetensors) plus the tokenizer, loadable with peft's AutoPeftModelForCausalLM."""
-    peft_model.save_pretrained(adapter_dir)
+    """The adapter alone (safetensors) plus the tokenizer, loadable with peft's AutoPeftModelForCausalLM;
+    after full fine-tuning (a plain transformers model), the whole model, also as safetensors."""
+    peft_model.save_pretrained(adapter_dir, safe_serialization=True)
     tokenizer.save_pretrained(adapter_dir)
 
 

@@ -11,6 +11,7 @@ slmtier train recipe=NAME    same as `python train.py recipe=NAME` (Hydra overri
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from slmtier.cli.launch import add_launch_command
 from slmtier.cli.serve import add_serve_command
 from slmtier.config import PROJECT_ROOT
 from slmtier.errors import SlmtierError
+
+# bitsandbytes (imported by peft) warns on every CPU start that an optional 4-bit kernel package is missing;
+# slmtier never runs 4-bit on a CPU, so it is noise (the same line is in cli/train.py).
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def _report(args: argparse.Namespace) -> None:

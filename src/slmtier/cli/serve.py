@@ -41,7 +41,8 @@ def run_serve(args: argparse.Namespace) -> None:
     if args.host not in LOOPBACK and api_key is None:
         log.warning("binding %s without --api-key-env: anyone who can reach this port can use the model", args.host)
     name = args.name or _recipe_name(run_dir)
-    if name == run_cfg.model.name:
+    full = run_cfg.lora.full_finetune
+    if name == run_cfg.model.name and not full:
         raise SlmtierError(f"--name {name!r} is the base model's name, which serves the model without the adapter")
     model, tokenizer = load_run_model(run_dir, run_cfg)
     engine = BatchingEngine(
@@ -51,20 +52,21 @@ def run_serve(args: argparse.Namespace) -> None:
     app = build_app(
         engine,
         adapter_name=name,
-        base_name=run_cfg.model.name,
+        base_name=None if full else run_cfg.model.name,
         api_key=api_key,
         default_max_tokens=run_cfg.inference.max_new_tokens,
         max_tokens_limit=args.max_tokens_limit,
     )
     url = f"http://{args.host}:{args.port}/v1"
-    print(f"serving {name!r} (adapter) and {run_cfg.model.name!r} (base model) at {url}", flush=True)
+    what = f"{name!r} (fully fine-tuned)" if full else f"{name!r} (adapter) and {run_cfg.model.name!r} (base model)"
+    print(f"serving {what} at {url}", flush=True)
     key_env = args.api_key_env or "null"
     print(
         f"  benchmark against it: baseline=openai_compatible baseline.endpoint.base_url={url} "
         f"baseline.endpoint.model={name} baseline.endpoint.api_key_env={key_env}",
         flush=True,
     )
-    print(f"  at scale, the same adapter on vLLM: {build_vllm_command(run_cfg, run_dir / 'adapter', name)}", flush=True)
+    print(f"  at scale, the same adapter on vLLM: {build_vllm_command(run_cfg, run_dir, name)}", flush=True)
     engine.start()
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -7,7 +7,8 @@ Schema (version 1):
     decided_by: <the rule, in words> and reason: <the figures>
     slm:                            # present unless tier is llm
       base_model: <hub id, local folder or embedded:NAME>
-      adapter: <absolute path to the LoRA adapter folder (safetensors)>
+      adapter: <absolute path to the LoRA adapter folder (safetensors)>, or
+      model: <absolute path to the fully fine-tuned model (lora=full)>
       served_name: <model name to request from `slmtier serve` or vLLM>
       serve: <the command that serves it>
     cascade:                        # present when tier is cascade
@@ -47,10 +48,11 @@ def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
         "reason": decision["reason"],
     }
     if tier in ("slm", "cascade"):
-        adapter = (Path(run_dir) / "adapter").resolve()
+        full = bool(config.get("lora", {}).get("full_finetune"))
+        weights = (Path(run_dir) / ("model" if full else "adapter")).resolve()
         routing["slm"] = {
             "base_model": config["model"]["source"],
-            "adapter": str(adapter),
+            "model" if full else "adapter": str(weights),
             "served_name": metrics["recipe"],
             "serve": f"slmtier serve {Path(run_dir).resolve()}",
         }

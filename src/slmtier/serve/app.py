@@ -57,13 +57,15 @@ def build_app(
     engine: BatchingEngine,
     *,
     adapter_name: str,
-    base_name: str,
+    base_name: str | None,
     api_key: str | None = None,
     default_max_tokens: int = 256,
     max_tokens_limit: int = 2048,
 ) -> FastAPI:
     app = FastAPI(title="slmtier serve", docs_url=None, redoc_url=None)
-    models = {adapter_name: True, base_name: False}  # name -> adapter on?
+    models = {adapter_name: True}  # name -> adapter on? (a fully fine-tuned model has no base to switch to)
+    if base_name:
+        models[base_name] = False
     created = int(time.time())
 
     @app.exception_handler(ApiError)

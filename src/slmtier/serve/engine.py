@@ -57,7 +57,7 @@ class EngineStats:
 
 @dataclass
 class BatchingEngine:
-    model: object  # a PeftModel: the base weights plus the run's adapter
+    model: object  # a PeftModel (the base weights plus the run's adapter), or a fully fine-tuned model
     tokenizer: object
     max_batch_size: int = 16
     max_wait_ms: float = 5.0
@@ -197,11 +197,18 @@ def _settle(future: asyncio.Future, result, error) -> None:
 
 
 def load_run_model(run_dir: Path, run_cfg: RunConfig):
-    """(PeftModel, tokenizer): the run's base model with its saved adapter (safetensors only)."""
+    """(PeftModel, tokenizer): the run's base model with its saved adapter (safetensors only); after full
+    fine-tuning (run_dir/model), that model alone."""
+    import dataclasses
+
     from peft import PeftModel
 
     from slmtier.models import load_tokenizer
 
+    full = Path(run_dir) / "model"
+    if full.is_dir():
+        model_cfg = dataclasses.replace(run_cfg.model, source=str(full))
+        return load_model(str(full), model_cfg), load_tokenizer(str(full), model_cfg)
     adapter_dir = Path(run_dir) / "adapter"
     if not (adapter_dir / "adapter_model.safetensors").is_file():
         raise RunDirError(f"{adapter_dir}: no adapter_model.safetensors; did the run finish training?")

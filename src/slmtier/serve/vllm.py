@@ -12,8 +12,14 @@ from slmtier.models.loading import EMBEDDED_PREFIX
 VLLM_DEFAULT_MAX_LORA_RANK = 16
 
 
-def build_vllm_command(run_cfg: RunConfig, adapter_dir: Path, adapter_name: str) -> str:
-    """`vllm serve BASE --enable-lora --lora-modules NAME=PATH`; embedded models are named by their hub id."""
+def build_vllm_command(run_cfg: RunConfig, run_dir: Path, adapter_name: str) -> str:
+    """`vllm serve BASE --enable-lora --lora-modules NAME=PATH`; embedded models are named by their hub id.
+    A fully fine-tuned model is served by itself: `vllm serve RUN/model --served-model-name NAME`."""
+    if run_cfg.lora.full_finetune:
+        return shlex.join(
+            ["vllm", "serve", str((Path(run_dir) / "model").resolve()), "--served-model-name", adapter_name]
+        )
+    adapter_dir = Path(run_dir) / "adapter"
     source = run_cfg.model.source
     if source.startswith(EMBEDDED_PREFIX):
         source = EMBEDDED_MODELS[source.removeprefix(EMBEDDED_PREFIX)].hub_id
