@@ -266,7 +266,9 @@ def test_logged_llm_answers_as_the_baseline(tiny_model_dir, module_data, tmp_pat
         f"baseline.predictions.path={path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    llm = json.loads((tmp_path / "run" / "metrics.json").read_text())["candidates"]["llm"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    llm = metrics["candidates"]["llm"]
+    assert metrics["cascade"] is None  # the log has no validation answers: no cascade fitted to a hollow target
     assert llm["n"] == 12 and llm["quality"]["value"] == pytest.approx(10 / 12)  # 2 missing ids count as failed
     assert llm["requests"]["failed"] == 2 and llm["source"]["missing_ids"]["count"] == 2
     assert llm["source"]["missing_ids"]["first"] == [row["id"] for row in test_rows[10:]]

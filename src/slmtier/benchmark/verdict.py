@@ -3,6 +3,8 @@ each tier's cost, the cascade fitted on validation, the monthly projection, and 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from slmtier.benchmark.cascade import build_curve, evaluate_threshold, fit_threshold, route
@@ -12,6 +14,7 @@ from slmtier.benchmark.stats import bootstrap_interval, mcnemar_exact, paired_bo
 from slmtier.benchmark.summary import percentile
 from slmtier.config import DecisionConfig, HardwareConfig
 
+log = logging.getLogger(__name__)
 LOCAL_KINDS = {"local"}
 
 
@@ -54,7 +57,9 @@ def assess(
             comparison["n_needed_if_equal"] = required_n(discordant, policy.margin, confidence=policy.confidence)
     slm_usd, llm_usd = results[slm]["cost"].get("per_1k_requests_usd"), results[llm]["cost"].get("per_1k_requests_usd")
     cascade = None
-    if (
+    if policy.cascade and _mostly_failed(validation_rows.get(llm)):
+        log.warning("over half of the LLM's validation answers failed or are missing: no cascade is fitted")
+    elif (
         policy.cascade
         and slm in validation_rows
         and llm in validation_rows
@@ -79,6 +84,12 @@ def assess(
         cascade_gap=tested["gap"] if tested else None,
     )  # fmt: skip
     return {"comparison": comparison, "cascade": cascade, "economics": economics, "decision": decision.to_dict()}
+
+
+def _mostly_failed(rows: list[dict] | None) -> bool:
+    """A validation split the LLM mostly did not answer (e.g. production logs that cover the test ids only)
+    would fit the cascade to a meaningless target."""
+    return bool(rows) and sum(bool(row.get("error")) for row in rows) > len(rows) / 2
 
 
 def _is_local(result: dict) -> bool:
