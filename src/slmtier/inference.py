@@ -53,7 +53,7 @@ def generate_batched(
     `constraint`, when given, makes the extra `generate` arguments (a grammar's logits processor) afresh
     for each batch, since grammar engines keep per-row state."""
     prompts = [render_prompt(tokenizer, conversation, **(chat_template_kwargs or {})) for conversation in conversations]
-    lengths = [len(tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
+    lengths = [count_tokens(tokenizer, prompt) for prompt in prompts]
     order = sorted(range(len(prompts)), key=lengths.__getitem__)
     generation_config = build_generation_config(tokenizer, max_new_tokens=max_new_tokens)
     results: dict[int, Generation] = {}
@@ -85,6 +85,11 @@ def generate_batched(
                 )
             bar.update(len(rows))
     return [results[i] for i in range(len(prompts))]
+
+
+def count_tokens(tokenizer, text: str) -> int:
+    """Tokens of a text as the model sees it (no special tokens added: templates already hold them)."""
+    return len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
 def render_prompt(tokenizer, conversation: list[dict], **chat_template_kwargs) -> str:

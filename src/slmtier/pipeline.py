@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from slmtier.benchmark.verdict import assess
 from slmtier.config import ModelConfig, RunConfig
 from slmtier.data import Splits, resolve_data_path
 from slmtier.errors import SlmtierError
+from slmtier.inference import count_tokens
 from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
 from slmtier.models.loading import check_4bit_supported
 from slmtier.tasks.chat import count_truncated
@@ -150,7 +152,7 @@ def build_predictions_baseline(cfg: RunConfig, splits: Splits, peft_model, token
 
 
 def _token_counter(tokenizer):
-    return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
+    return functools.partial(count_tokens, tokenizer)
 
 
 BASELINES = {

@@ -10,7 +10,13 @@ import numpy as np
 from slmtier.benchmark.cascade import build_curve, evaluate_threshold, fit_threshold, route
 from slmtier.benchmark.cost import price_local, project_month
 from slmtier.benchmark.decide import decide
-from slmtier.benchmark.stats import bootstrap_interval, mcnemar_exact, paired_bootstrap_gap, required_n
+from slmtier.benchmark.stats import (
+    bootstrap_interval,
+    mcnemar_exact,
+    paired_bootstrap_gap,
+    ratio_of_sums,
+    required_n,
+)
 from slmtier.benchmark.summary import percentile
 from slmtier.config import DecisionConfig, HardwareConfig
 
@@ -45,7 +51,7 @@ def assess(
             val = parts_of(validation_rows[name])
             results[name]["validation"] = {
                 "n": len(val),
-                task.parts_metric: float(val[:, 0].sum() / max(val[:, 1].sum(), 1e-12)),
+                task.parts_metric: ratio_of_sums(val[:, 0], val[:, 1]),
             }
     slm_parts, llm_parts = parts_of(test_rows[slm]), parts_of(test_rows[llm])
     gap = paired_bootstrap_gap(slm_parts[:, 0], slm_parts[:, 1], llm_parts[:, 0], llm_parts[:, 1], **stats)
@@ -113,7 +119,7 @@ def fit_cascade(task, test_rows, validation_rows, *, slm, llm, policy, slm_usd, 
         return None
     costs = {"slm_usd_per_1k": slm_usd, "llm_usd_per_1k": llm_usd}
     slm_val, llm_val = parts_of(validation_rows[slm]), parts_of(validation_rows[llm])
-    target = float(llm_val[:, 0].sum() / max(llm_val[:, 1].sum(), 1e-12)) - policy.margin
+    target = ratio_of_sums(llm_val[:, 0], llm_val[:, 1]) - policy.margin
     curve = build_curve(confidence_val, slm_val, llm_val, **costs)
     fitted = fit_threshold(curve, target)
     if fitted is None:

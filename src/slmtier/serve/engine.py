@@ -22,7 +22,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from slmtier.config import RunConfig
 from slmtier.errors import RunDirError
-from slmtier.inference import build_generation_config, generate_batch
+from slmtier.inference import build_generation_config, count_tokens, generate_batch
 from slmtier.models import load_model, resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class BatchingEngine:
         self._thread.join(timeout=30)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+        return count_tokens(self.tokenizer, text)
 
     def submit(self, job: ChatJob) -> None:
         self._queue.put(job)
