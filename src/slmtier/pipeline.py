@@ -104,6 +104,7 @@ def _local_settings(cfg: RunConfig) -> dict:
         "max_new_tokens": cfg.inference.max_new_tokens,
         "bf16": resolve_bf16(cfg.inference.bf16),
         "constrained_json": cfg.inference.constrained_json,
+        "label_scoring": cfg.inference.label_scoring,
     }
 
 

@@ -20,6 +20,7 @@ from slmtier.benchmark.confidence import confidence_of
 from slmtier.constrained import build_constraint, build_json_schema
 from slmtier.data import Example
 from slmtier.inference import Generation, generate_batched
+from slmtier.label_scoring import score_labels
 
 
 class Candidate(Protocol):
@@ -44,6 +45,7 @@ class LocalCandidate:
     max_new_tokens: int = 16
     bf16: bool = False
     constrained_json: bool = False  # extraction: decode only JSON objects of the task's fields
+    label_scoring: bool = False  # classification: score the labels instead of generating (slmtier.label_scoring)
     info: dict = field(default_factory=lambda: {"kind": "local"})
     chat_template_kwargs: dict = field(default_factory=dict)  # the model's template quirks (model config)
 
@@ -56,6 +58,17 @@ class LocalCandidate:
         # The untuned baseline reuses the fine-tuned model's weights with the adapter off: one model in memory.
         switch = contextlib.nullcontext() if self.adapter_enabled else self.hf_model.disable_adapter()
         with switch:
+            if self.label_scoring and task.kind == "classification":
+                return score_labels(
+                    self.hf_model,
+                    self.tokenizer,
+                    conversations,
+                    list(task.labels),
+                    batch_size=self.batch_size,
+                    bf16=self.bf16,
+                    desc=self.name,
+                    chat_template_kwargs=self.chat_template_kwargs,
+                )
             return generate_batched(
                 self.hf_model,
                 self.tokenizer,
