@@ -29,17 +29,12 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Training throughput under several settings (ratios to the first), free vs schema-constrained JSON
-# generation, and the served SLM at several client concurrencies, each measured within one run
-# (about fifteen minutes on 2 CPU cores).
+# slmtier against plain baselines measured in the same run: training (vs Trainer + peft padded to max_length),
+# label scoring and batched generation (vs generate() one example at a time), `make demo` end to end, and the
+# LLM-tier client against `slmtier serve`; writes bench/results.{json,md} (about 20 minutes on 2 CPU cores).
+# `scripts/bench.py --render-only --readme README.md` puts the latest table in the README.
 bench: setup
-	mkdir -p bench
-	$(BIN)/python scripts/bench_train.py --steps 12 --settings fp32 bf16 bf16_lora_dropout bf16_random_order \
-		--out bench/train_throughput.json
-	$(BIN)/python scripts/bench_constrained.py --n 40 --out bench/constrained_fewshot.json
-	@run=$$(ls -d runs/ticket_classifier/*/*/adapter 2>/dev/null | tail -1); \
-	if [ -n "$$run" ]; then $(BIN)/python scripts/bench_serve.py --run-dir $$(dirname $$run) --out bench/serve.json; \
-	else echo "bench_serve.py skipped: no ticket_classifier run yet (make demo first)"; fi
+	$(BIN)/python scripts/bench.py
 
 # Every recipe on the embedded model, then the results table in README.md (about an hour on 2 CPU cores).
 results: setup

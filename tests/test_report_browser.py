@@ -24,8 +24,8 @@ NASTY = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'
 def two_runs(tiny_model_dir, tmp_path_factory) -> list[Path]:
     """The ticket task trained twice (two seeds), with a hostile ticket text in the test split."""
     folder = tmp_path_factory.mktemp("agg")
-    # First, so that among equally bad answers it is one of the worst errors the report shows.
-    test_rows = [{"id": "evil-1", "text": NASTY, "label": "billing"}] + read_jsonl(TICKETS / "test.jsonl")[:11]
+    # In every ticket, so that whichever errors the report shows as the worst carry it.
+    test_rows = [{**row, "text": f"{NASTY} {row['text']}"} for row in read_jsonl(TICKETS / "test.jsonl")[:12]]
     data = {
         "train": write_jsonl(folder / "train.jsonl", read_jsonl(TICKETS / "train.jsonl")[:24]),
         "validation": write_jsonl(folder / "validation.jsonl", read_jsonl(TICKETS / "validation.jsonl")[:8]),

@@ -270,7 +270,7 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     pricing: PricingConfig = field(default_factory=PricingConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
-    cache_dir: str = "~/.cache/slmtier"  # converted embedded models and the LLM response cache live here
+    cache_dir: str = "~/.cache/slmtier"  # converted embedded models, tokenised training sets, the LLM response cache
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:

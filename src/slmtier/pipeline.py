@@ -70,7 +70,12 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
     peft_model, result = train_adapter(
         model,
         tokenizer,
-        build_sft_dataset(task, splits.train, chat_template_kwargs=cfg.model.chat_template_kwargs),
+        build_sft_dataset(
+            task,
+            splits.train,
+            chat_template_kwargs=cfg.model.chat_template_kwargs,
+            cache_dir=Path(cfg.cache_dir).expanduser(),
+        ),
         trainer_cfg=cfg.trainer,
         lora_cfg=cfg.lora,
         work_dir=run_dir / "trainer",

@@ -8,13 +8,16 @@ prompt out of the loss (`completion_only_loss`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, load_from_disk
 
 from slmtier.config import LoraConfig, TrainerConfig
 from slmtier.data import Example
@@ -36,35 +39,56 @@ class TrainResult:
     world_size: int = 1  # processes that trained together (torchrun / accelerate launch: data-parallel)
 
 
-def build_sft_dataset(task, examples: list[Example], *, chat_template_kwargs: dict | None = None) -> Dataset:
+def build_sft_dataset(
+    task, examples: list[Example], *, chat_template_kwargs: dict | None = None, cache_dir: Path | None = None
+) -> Dataset:
     """Conversational prompt-completion rows: the task's messages, then the gold answer as assistant turn.
     `chat_template_kwargs` (a model quirk such as Qwen3's enable_thinking) rides along in every row, where
-    TRL passes it to the chat template."""
+    TRL passes it to the chat template.
+
+    With `cache_dir`, the rows are stored there once (named by their content) and read back from disk, so
+    `datasets` caches every later `map` over them, TRL's tokenisation included: a rerun or the next trial
+    of a sweep on the same data and tokenizer loads the tokens instead of computing them again (banking77,
+    10k rows: 26 s -> 0.1 s on the 2-core CPU)."""
     extra = {"chat_template_kwargs": dict(chat_template_kwargs)} if chat_template_kwargs else {}
-    return Dataset.from_list(
-        [
-            {
-                "prompt": task.build_messages(example),
-                "completion": [{"role": "assistant", "content": task.format_target(example.target)}],
-                **extra,
-            }
-            for example in examples
-        ]
-    )
+    rows = [
+        {
+            "prompt": task.build_messages(example),
+            "completion": [{"role": "assistant", "content": task.format_target(example.target)}],
+            **extra,
+        }
+        for example in examples
+    ]
+    if cache_dir is None:
+        return Dataset.from_list(rows)
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:20]
+    folder = Path(cache_dir) / "sft_datasets" / digest
+    if not folder.is_dir():
+        partial = folder.with_name(f"{digest}.partial-{os.getpid()}")
+        Dataset.from_list(rows).save_to_disk(str(partial))
+        try:
+            partial.rename(folder)
+        except OSError:  # another process stored the same rows first
+            shutil.rmtree(partial, ignore_errors=True)
+    return load_from_disk(str(folder))
 
 
 def count_too_long(tokenizer, dataset: Dataset, max_length: int) -> int:
-    """Examples whose chat-formatted prompt + answer exceed max_length tokens (TRL cuts them silently)."""
-    too_long = 0
-    for row in dataset:
-        ids = tokenizer.apply_chat_template(
-            row["prompt"] + row["completion"],
-            tokenize=True,
-            return_dict=False,
-            **(row.get("chat_template_kwargs") or {}),
-        )
-        too_long += len(ids) > max_length
-    return too_long
+    """Examples whose chat-formatted prompt + answer exceed max_length tokens (TRL cuts them silently).
+    A batched `map`, so a disk-backed dataset (build_sft_dataset's cache_dir) keeps the counts too."""
+
+    def count_tokens(batch: dict) -> dict:
+        kwargs = batch.get("chat_template_kwargs") or [{}] * len(batch["prompt"])
+        texts = [
+            tokenizer.apply_chat_template(prompt + completion, tokenize=False, **(extra or {}))
+            for prompt, completion, extra in zip(batch["prompt"], batch["completion"], kwargs, strict=True)
+        ]
+        return {"n_tokens": [len(ids) for ids in tokenizer(texts, add_special_tokens=False).input_ids]}
+
+    lengths = dataset.map(count_tokens, batched=True, remove_columns=dataset.column_names, desc="Counting tokens")[
+        "n_tokens"
+    ]
+    return sum(n > max_length for n in lengths)
 
 
 def resolve_target_modules(cfg: LoraConfig, model_targets: list[str]) -> str | list[str]:
@@ -126,9 +150,11 @@ def train_adapter(
     work_dir: Path,
     report_to: list[str] = (),
     model_targets: list[str] = (),
+    callbacks: list = (),
 ):
     """Attach LoRA, train, and return (the PEFT model, TrainResult). The base weights stay frozen.
-    `model_targets`: the base model's own LoRA target modules (used when lora.target_modules is null)."""
+    `model_targets`: the base model's own LoRA target modules (used when lora.target_modules is null);
+    `callbacks`: extra transformers TrainerCallbacks (a benchmark's timer, a notebook's progress)."""
     from trl import SFTTrainer
 
     truncated = count_too_long(tokenizer, train_dataset, trainer_cfg.max_length)
@@ -156,6 +182,7 @@ def train_adapter(
         train_dataset=train_dataset,
         processing_class=tokenizer,
         peft_config=None if lora_cfg.full_finetune else build_peft_config(lora_cfg, model_targets),
+        callbacks=list(callbacks) or None,
     )
     with score_answer_positions_only():
         output = trainer.train()

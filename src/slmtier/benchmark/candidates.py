@@ -8,7 +8,6 @@ A row whose request failed keeps its `error` and is scored like an unparseable a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 from slmtier.benchmark.confidence import confidence_of
 from slmtier.constrained import build_constraint, build_json_schema
 from slmtier.data import Example
-from slmtier.inference import Generation, generate_batched
+from slmtier.inference import Generation, generate_batched, merged_adapter
 from slmtier.label_scoring import score_labels
 
 
@@ -56,7 +55,7 @@ class LocalCandidate:
             schema = build_json_schema(task.fields)
             constraint = build_constraint(schema, self.tokenizer, self.hf_model.config.vocab_size)
         # The untuned baseline reuses the fine-tuned model's weights with the adapter off: one model in memory.
-        switch = contextlib.nullcontext() if self.adapter_enabled else self.hf_model.disable_adapter()
+        switch = merged_adapter(self.hf_model) if self.adapter_enabled else self.hf_model.disable_adapter()
         with switch:
             if self.label_scoring and task.kind == "classification":
                 return score_labels(

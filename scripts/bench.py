@@ -1,0 +1,498 @@
+"""`make bench`: slmtier's speed against plain baselines measured in the same run, on this machine.
+
+    python scripts/bench.py                       # everything, about 18 minutes on 2 CPU cores
+    python scripts/bench.py --only train classify # some parts
+
+Each measurement runs in its own child process (its own peak memory, no state carried between them) on the
+same data, one after another:
+- matmul: the machine's fp32 and bf16 matmul peak, the ceiling for model-FLOPs utilisation (MFU);
+- train: useful (non-padding) tokens/s, peak RSS and the validation accuracy reached, for a plain reference
+  (transformers Trainer + peft, fp32, every example padded to trainer.max_length), TRL's SFTTrainer as it
+  comes (fp32, padded to the longest in the batch) and slmtier's defaults, the same LoRA config, data,
+  batch size and number of steps;
+- classify: label scoring vs generate() one example at a time (and batched generation), test accuracy of each;
+- generate: extraction answers generated one at a time vs in length-sorted batches, micro-F1 of each;
+- demo: `python train.py recipe=ticket_classifier` end to end; then serve: the demo's SLM behind
+  `slmtier serve`, through slmtier's LLM-tier client at several concurrencies (scripts/bench_serve.py).
+Writes bench/results.json and bench/results.md; `--readme README.md` puts the table in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PARTS = ["matmul", "train", "classify", "generate", "demo", "serve"]
+TRAIN_SETTINGS = ["reference", "trl_plain", "slmtier"]
+
+
+# ---------------------------------------------------------------- children: one measurement each
+
+
+def child_matmul(args) -> dict:
+    """Sustained GFLOP/s of a square matmul, fp32 and bf16, best of several rounds."""
+    import torch
+
+    result = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = (torch.randn(2048, 2048, dtype=dtype) for _ in range(2))
+        a @ b  # warm-up
+        best = 0.0
+        for _ in range(5):
+            began = time.perf_counter()
+            for _ in range(4):
+                a @ b
+            best = max(best, 4 * 2 * 2048**3 / (time.perf_counter() - began) / 1e9)
+        result[f"{name}_gflops"] = round(best, 1)
+    result["threads"] = torch.get_num_threads()
+    return result
+
+
+def load_recipe(recipe: str, overrides: list[str] = ()):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from slmtier.config import CONFIG_DIR, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return OmegaConf.to_object(compose("train", overrides=[f"recipe={recipe}", *overrides]))
+
+
+class StepTimer:
+    """Useful tokens and seconds between the end of step `skip` and the end of training: the first steps pay
+    one-off costs (allocator, kernels) that a longer run amortises."""
+
+    def __new__(cls, skip: int):
+        from transformers import TrainerCallback
+
+        class _Timer(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step == skip:
+                    self.began, self.tokens_before = time.perf_counter(), int(state.num_input_tokens_seen)
+
+            def on_train_end(self, args, state, control, **kwargs):
+                self.seconds = time.perf_counter() - self.began
+                self.tokens = int(state.num_input_tokens_seen) - self.tokens_before
+
+        return _Timer()
+
+
+def child_train(args) -> dict:
+    """Train `args.setting` for `args.steps` steps; speed, memory, loss and validation accuracy."""
+    import torch
+
+    from slmtier.data import load_splits
+    from slmtier.label_scoring import score_labels
+    from slmtier.models import resolve_bf16
+    from slmtier.pipeline import load_base_model
+    from slmtier.tasks import build_task
+    from slmtier.training import build_sft_dataset, save_adapter, train_adapter
+
+    cfg = load_recipe(args.recipe)
+    task = build_task(cfg.task)
+    splits = load_splits(cfg.data, task.check_target)
+    model, tokenizer = load_base_model(cfg)
+    body_params = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
+    timer = StepTimer(skip=2)
+    trainer_cfg = replace(cfg.trainer, max_steps=args.steps, logging_steps=args.steps)
+    dataset = build_sft_dataset(task, splits.train, chat_template_kwargs=cfg.model.chat_template_kwargs)
+    work = Path(args.work) / args.setting
+    if args.setting == "slmtier":
+        peft_model, result = train_adapter(
+            model, tokenizer, dataset, trainer_cfg=trainer_cfg, lora_cfg=cfg.lora, work_dir=work,
+            model_targets=cfg.model.lora_target_modules, callbacks=[timer],
+        )  # fmt: skip
+        save_adapter(peft_model, tokenizer, Path(args.work) / "adapter")
+        loss, bf16 = result.train_loss, resolve_bf16(cfg.trainer.bf16)
+    elif args.setting == "trl_plain":
+        peft_model, loss = train_trl_plain(model, tokenizer, dataset, cfg, trainer_cfg, work, timer)
+        bf16 = False
+    else:
+        peft_model, loss = train_reference(model, tokenizer, dataset, cfg, trainer_cfg, work, timer)
+        bf16 = False
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    began = time.perf_counter()
+    answers = score_labels(
+        peft_model, tokenizer, [task.build_messages(e) for e in splits.validation], list(task.labels),
+        bf16=resolve_bf16(cfg.inference.bf16), desc="validation",
+    )  # fmt: skip
+    accuracy = sum(task.parse(a.raw_output) == e.target for a, e in zip(answers, splits.validation, strict=True))
+    tokens_per_s = timer.tokens / timer.seconds
+    return {
+        "setting": args.setting,
+        "steps": args.steps,
+        "timed_steps": args.steps - 2,
+        "useful_tokens_timed": timer.tokens,
+        "tokens_per_s": round(tokens_per_s, 1),
+        "dtype": "bf16 autocast" if bf16 else "fp32",
+        # LoRA: the forward pass and the backward pass through the frozen weights, ~2 + 2 FLOPs per weight
+        # and token (the adapters' own gradients are tiny); embeddings and the LM head left out.
+        "model_tflops_per_s": round(4 * body_params * tokens_per_s / 1e12, 4),
+        "body_params_m": round(body_params / 1e6, 1),
+        "train_loss": round(loss, 4),
+        "peak_rss_mb": round(peak_rss_mb),
+        "validation_accuracy": round(accuracy / len(splits.validation), 4),
+        "validation_n": len(splits.validation),
+        "validation_wall_s": round(time.perf_counter() - began, 1),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def train_reference(model, tokenizer, dataset, cfg, trainer_cfg, work: Path, timer):
+    """The plain recipe: transformers Trainer + peft, fp32, sdpa attention, every example padded to
+    trainer.max_length, loss on the answer tokens (prompt and padding labelled -100), random order."""
+    from peft import get_peft_model
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    from slmtier.training import build_peft_config
+
+    def tokenize(row):
+        kwargs = row.get("chat_template_kwargs") or {}
+        prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True, **kwargs)
+        full = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False, **kwargs)
+        prompt_len = len(tokenizer(prompt, add_special_tokens=False).input_ids)
+        ids = tokenizer(full, add_special_tokens=False).input_ids[: trainer_cfg.max_length]
+        pad = trainer_cfg.max_length - len(ids)
+        labels = [-100] * prompt_len + ids[prompt_len:]
+        return {
+            "input_ids": ids + [tokenizer.pad_token_id] * pad,
+            "attention_mask": [1] * len(ids) + [0] * pad,
+            "labels": labels + [-100] * pad,
+        }
+
+    tokenized = dataset.map(tokenize, remove_columns=dataset.column_names)
+    peft_model = get_peft_model(model, build_peft_config(cfg.lora, cfg.model.lora_target_modules))
+    training_args = TrainingArguments(
+        output_dir=str(work), max_steps=trainer_cfg.max_steps,
+        per_device_train_batch_size=trainer_cfg.per_device_train_batch_size,
+        learning_rate=trainer_cfg.learning_rate, lr_scheduler_type=trainer_cfg.lr_scheduler_type,
+        warmup_steps=trainer_cfg.warmup_steps, logging_steps=trainer_cfg.logging_steps, seed=trainer_cfg.seed,
+        use_cpu=True, bf16=False, save_strategy="no", report_to="none", include_num_input_tokens_seen="non_padding",
+    )  # fmt: skip
+    trainer = Trainer(
+        model=peft_model, args=training_args, train_dataset=tokenized, data_collator=default_data_collator,
+        callbacks=[timer],
+    )  # fmt: skip
+    output = trainer.train()
+    return peft_model, output.training_loss
+
+
+def train_trl_plain(model, tokenizer, dataset, cfg, trainer_cfg, work: Path, timer):
+    """TRL's SFTTrainer as it comes: fp32, sdpa, batches padded to their longest example, random order,
+    the LM head over every position (its default off CUDA)."""
+    from trl import SFTTrainer
+
+    from slmtier.training import build_peft_config, build_sft_config
+
+    plain = replace(trainer_cfg, bf16=False, train_sampling_strategy="random")
+    trainer = SFTTrainer(
+        model=model, args=build_sft_config(plain, output_dir=work, report_to=[]), train_dataset=dataset,
+        processing_class=tokenizer, peft_config=build_peft_config(cfg.lora, cfg.model.lora_target_modules),
+        callbacks=[timer],
+    )  # fmt: skip
+    output = trainer.train()
+    return trainer.model, output.training_loss
+
+
+def child_classify(args) -> dict:
+    """Label scoring vs generate() one example at a time vs batched generation, with the bench's adapter.
+    The per-example baseline is the plain PeftModel; the other two run as slmtier predicts (adapter merged)."""
+    from peft import PeftModel
+
+    from slmtier.data import load_splits
+    from slmtier.inference import generate_batched, merged_adapter
+    from slmtier.label_scoring import score_labels
+    from slmtier.models import resolve_bf16
+    from slmtier.pipeline import load_base_model
+    from slmtier.tasks import build_task
+
+    cfg = load_recipe(args.recipe)
+    task = build_task(cfg.task)
+    test = load_splits(cfg.data, task.check_target).test
+    model, tokenizer = load_base_model(cfg)
+    model = PeftModel.from_pretrained(model, str(Path(args.work) / "adapter"), is_trainable=False)
+    conversations = [task.build_messages(example) for example in test]
+    bf16 = resolve_bf16(cfg.inference.bf16)
+
+    def merged(predict):
+        with merged_adapter(model):
+            return predict()
+
+    methods = {
+        "generate_per_example": lambda: generate_batched(
+            model, tokenizer, conversations, batch_size=1, max_new_tokens=cfg.inference.max_new_tokens, bf16=bf16,
+            desc="generate, one at a time",
+        ),
+        "generate_batched": lambda: merged(lambda: generate_batched(
+            model, tokenizer, conversations, batch_size=cfg.inference.batch_size,
+            max_new_tokens=cfg.inference.max_new_tokens, bf16=bf16, desc="generate, batched",
+        )),
+        "label_scoring": lambda: merged(lambda: score_labels(
+            model, tokenizer, conversations, list(task.labels), batch_size=cfg.inference.batch_size, bf16=bf16
+        )),
+    }  # fmt: skip
+    result, parsed = timed_predictions(methods, task, test)
+    reference = parsed["generate_per_example"]
+    result["label_scoring_vs_generate"] = [
+        {"id": e.id, "gold": e.target, "generated": g, "scored": s}
+        for e, g, s in zip(test, reference, parsed["label_scoring"], strict=True)
+        if g != s
+    ]
+    return result
+
+
+def timed_predictions(methods: dict, task, examples) -> tuple[dict, dict]:
+    """Each method's wall time, examples/s and task metric, and its parsed answers."""
+    result, parsed = {"n": len(examples)}, {}
+    for name, predict in methods.items():
+        began = time.perf_counter()
+        answers = predict()
+        wall = time.perf_counter() - began
+        parsed[name] = [task.parse(a.raw_output) for a in answers]
+        scores = task.score(parsed[name], [e.target for e in examples], inputs=[e.input for e in examples])
+        result[name] = {
+            "wall_s": round(wall, 2),
+            "examples_per_s": round(len(examples) / wall, 3),
+            task.parts_metric: round(scores[task.parts_metric], 4),
+        }
+    return result, parsed
+
+
+def child_generate(args) -> dict:
+    """Extraction answers generated one example at a time vs in length-sorted batches (the untuned model)."""
+    from slmtier.data import load_splits
+    from slmtier.inference import generate_batched
+    from slmtier.models import resolve_bf16
+    from slmtier.pipeline import load_base_model
+    from slmtier.tasks import build_task
+
+    cfg = load_recipe(args.generate_recipe)
+    task = build_task(cfg.task)
+    test = load_splits(cfg.data, task.check_target).test[: args.generate_n]
+    model, tokenizer = load_base_model(cfg)
+    conversations = [task.build_messages(example) for example in test]
+    settings = {"max_new_tokens": cfg.inference.max_new_tokens, "bf16": resolve_bf16(cfg.inference.bf16)}
+    methods = {
+        "generate_per_example": lambda: generate_batched(
+            model, tokenizer, conversations, batch_size=1, desc="one at a time", **settings
+        ),
+        "generate_batched": lambda: generate_batched(
+            model, tokenizer, conversations, batch_size=cfg.inference.batch_size, desc="batched", **settings
+        ),
+    }
+    result, parsed = timed_predictions(methods, task, test)
+    result["recipe"] = args.generate_recipe
+    result["same_answers"] = sum(a == b for a, b in zip(*parsed.values(), strict=True))
+    return result
+
+
+CHILDREN = {"matmul": child_matmul, "train": child_train, "classify": child_classify, "generate": child_generate}
+
+
+# ---------------------------------------------------------------- parent: run the children, write the table
+
+
+def run_child(part: str, args, *extra: str) -> dict:
+    out = Path(args.work) / f"{part}{'-' + extra[-1] if extra else ''}.json"
+    command = [sys.executable, __file__, "--child", part, "--child-out", str(out), *forwarded(args), *extra]
+    subprocess.run(command, check=True, cwd=REPO)
+    return json.loads(out.read_text())
+
+
+def forwarded(args) -> list[str]:
+    return [
+        "--work", str(args.work), "--steps", str(args.steps), "--recipe", args.recipe,
+        "--generate-recipe", args.generate_recipe, "--generate-n", str(args.generate_n),
+    ]  # fmt: skip
+
+
+def run_demo(args) -> dict:
+    run_dir = Path(args.work) / "demo"
+    began = time.perf_counter()
+    command = [sys.executable, "train.py", f"recipe={args.recipe}", f"hydra.run.dir={run_dir}"]
+    subprocess.run(command, check=True, cwd=REPO)
+    wall = time.perf_counter() - began
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    candidates = metrics["candidates"]
+    return {
+        "wall_s": round(wall, 1),
+        "run_dir": str(run_dir),
+        "training_s": round(metrics["training"]["runtime_s"], 1),
+        "training_tokens_per_s": round(metrics["training"]["tokens_per_s"], 1),
+        "accuracy": {name: round(c["accuracy"], 4) for name, c in candidates.items()},
+        "verdict": metrics["decision"]["verdict"],
+    }
+
+
+def run_serve(args, demo: dict) -> dict:
+    out = Path(args.work) / "serve.json"
+    command = [sys.executable, "scripts/bench_serve.py", "--run-dir", demo["run_dir"], "--n", str(args.serve_n)]
+    subprocess.run([*command, "--out", str(out)], check=True, cwd=REPO)
+    return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS)
+    parser.add_argument("--steps", type=int, default=16, help="training steps per setting (the first 2 untimed)")
+    parser.add_argument("--recipe", default="ticket_classifier")
+    parser.add_argument("--generate-recipe", default="order_extractor")
+    parser.add_argument("--generate-n", type=int, default=24, help="test examples for the generation comparison")
+    parser.add_argument("--serve-n", type=int, default=64, help="requests per concurrency in the serve part")
+    parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
+    parser.add_argument("--readme", type=Path, help="replace the bench table in this README")
+    parser.add_argument("--render-only", action="store_true", help="measure nothing: render --out's results")
+    parser.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--setting", choices=TRAIN_SETTINGS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.child_out.write_text(json.dumps(CHILDREN[args.child](args), indent=2) + "\n")
+        return
+    if args.render_only:
+        finish(json.loads(args.out.read_text()), args)
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    results = json.loads(args.out.read_text()) if args.out.is_file() and set(args.only) != set(PARTS) else {}
+    results["machine"] = describe_machine()
+    results["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if "matmul" in args.only:
+        results["matmul"] = run_child("matmul", args)
+    if "train" in args.only:
+        results["train"] = {s: run_child("train", args, "--setting", s) for s in TRAIN_SETTINGS}
+    if "classify" in args.only:
+        results["classify"] = run_child("classify", args)
+    if "generate" in args.only:
+        results["generate"] = run_child("generate", args)
+    if "demo" in args.only:
+        results["demo"] = run_demo(args)
+    if "serve" in args.only and "demo" in results:
+        results["serve"] = run_serve(args, results["demo"])
+    results["bench_wall_s"] = round(time.perf_counter() - began, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    finish(results, args)
+
+
+def finish(results: dict, args) -> None:
+    table = render_table(results)
+    (args.out.parent / "results.md").write_text(table)
+    print(table)
+    if args.readme:
+        replace_block(args.readme, table)
+
+
+def describe_machine() -> str:
+    import torch
+
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").open() if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+
+
+def render_table(results: dict) -> str:
+    """The Markdown the README shows: every speed figure with its ratio and the quality it came with."""
+    lines = [
+        f"Measured {results['date']} on {results['machine']} "
+        f"(`make bench`, {results.get('bench_wall_s', 0) / 60:.0f} min).",
+        "",
+    ]
+    matmul = results.get("matmul")
+    if matmul:
+        lines += [
+            f"Matmul peak in the same run: {matmul['fp32_gflops']:.0f} GFLOP/s fp32, "
+            f"{matmul['bf16_gflops']:.0f} GFLOP/s bf16.",
+            "",
+        ]
+    train = results.get("train")
+    if train:
+        reference = train["reference"]["tokens_per_s"]
+        lines += [
+            f"**Training** ({train['slmtier']['steps']} steps of batch 8 on `ticket_classifier`, SmolLM2-135M, "
+            "LoRA r=16; tokens/s over the last steps; validation accuracy by label scoring after those steps):",
+            "",
+            "| setting | useful tokens/s | ratio | MFU | peak RSS | train loss | validation accuracy |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        names = {
+            "reference": "reference: Trainer + peft, fp32, padded to max_length",
+            "trl_plain": "TRL SFTTrainer as it comes (fp32)",
+            "slmtier": "**slmtier defaults**",
+        }
+        for key, label in names.items():
+            row = train[key]
+            peak = matmul["bf16_gflops"] if matmul and row["dtype"] != "fp32" else (matmul or {}).get("fp32_gflops")
+            mfu = f"{100 * row['model_tflops_per_s'] * 1000 / peak:.0f}% of {row['dtype'].split()[0]}" if peak else "–"
+            lines.append(
+                f"| {label} | {row['tokens_per_s']:.0f} | {row['tokens_per_s'] / reference:.2f} | {mfu} | "
+                f"{row['peak_rss_mb']} MB | {row['train_loss']:.3f} | {100 * row['validation_accuracy']:.1f}% |"
+            )
+        lines.append("")
+    for part, title, metric in (
+        ("classify", "Classification prediction", "accuracy"),
+        ("generate", "Extraction prediction", "micro_f1"),
+    ):
+        block = results.get(part)
+        if not block:
+            continue
+        base = block["generate_per_example"]["examples_per_s"]
+        lines += [
+            f"**{title}** ({block['n']} test examples):",
+            "",
+            f"| method | examples/s | ratio | {metric} |",
+            "|---|---|---|---|",
+        ]
+        for method in ("generate_per_example", "generate_batched", "label_scoring"):
+            if method in block:
+                row = block[method]
+                speed = row["examples_per_s"]
+                lines.append(f"| {method.replace('_', ' ')} | {speed:.2f} | {speed / base:.1f} | {row[metric]:.3f} |")
+        lines.append("")
+    demo = results.get("demo")
+    if demo:
+        accuracy = ", ".join(f"{k} {100 * v:.1f}%" for k, v in demo["accuracy"].items())
+        lines += [
+            f"**`make demo`** end to end: {demo['wall_s'] / 60:.1f} min (training {demo['training_s']:.0f} s at "
+            f"{demo['training_tokens_per_s']:.0f} tokens/s); test accuracy {accuracy}; verdict `{demo['verdict']}`.",
+            "",
+        ]
+    serve = results.get("serve")
+    if serve:
+        lines += ["**LLM-tier client against `slmtier serve`** (the demo's SLM on loopback):", "",
+                  "| client concurrency | requests/s | ratio | p50 / p95 ms |", "|---|---|---|---|"]  # fmt: skip
+        for row in serve["results"]:
+            latency = f"{row['latency_ms_p50']:.0f} / {row['latency_ms_p95']:.0f}"
+            lines.append(
+                f"| {row['concurrency']} | {row['requests_per_s']:.2f} | {row['throughput_ratio']:.2f} | {latency} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def replace_block(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start not in text:
+        raise SystemExit(f"{readme}: no {start} ... {end} block to replace")
+    head, rest = text.split(start, 1)
+    readme.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+
+
+if __name__ == "__main__":
+    main()
