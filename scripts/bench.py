@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -319,6 +320,7 @@ def forwarded(args) -> list[str]:
 
 def run_demo(args) -> dict:
     run_dir = Path(args.work) / "demo"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resumed one
     began = time.perf_counter()
     command = [sys.executable, "train.py", f"recipe={args.recipe}", f"hydra.run.dir={run_dir}"]
     subprocess.run(command, check=True, cwd=REPO)
