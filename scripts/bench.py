@@ -1,20 +1,22 @@
 """`make bench`: slmtier's speed against plain baselines measured in the same run, on this machine.
 
-    python scripts/bench.py                       # everything, about 18 minutes on 2 CPU cores
-    python scripts/bench.py --only train classify # some parts
+    python scripts/bench.py                       # everything, about 20 minutes on 2 CPU cores
+    python scripts/bench.py --only matmul train   # some parts (merged into bench/results.json)
 
-Each measurement runs in its own child process (its own peak memory, no state carried between them) on the
-same data, one after another:
+Each measurement runs in its own child process (its own peak memory, no state carried over), on the same
+data, one after another:
 - matmul: the machine's fp32 and bf16 matmul peak, the ceiling for model-FLOPs utilisation (MFU);
-- train: useful (non-padding) tokens/s, peak RSS and the validation accuracy reached, for a plain reference
-  (transformers Trainer + peft, fp32, every example padded to trainer.max_length), TRL's SFTTrainer as it
-  comes (fp32, padded to the longest in the batch) and slmtier's defaults, the same LoRA config, data,
-  batch size and number of steps;
-- classify: label scoring vs generate() one example at a time (and batched generation), test accuracy of each;
-- generate: extraction answers generated one at a time vs in length-sorted batches, micro-F1 of each;
-- demo: `python train.py recipe=ticket_classifier` end to end; then serve: the demo's SLM behind
-  `slmtier serve`, through slmtier's LLM-tier client at several concurrencies (scripts/bench_serve.py).
-Writes bench/results.json and bench/results.md; `--readme README.md` puts the table in the README.
+- train: the plain reference (transformers Trainer + peft, fp32, every example padded to trainer.max_length;
+  a few steps: speed and memory only) and TRL's SFTTrainer as it comes (fp32, padded to the longest in the
+  batch, random order; one epoch: speed, memory, validation accuracy), same LoRA config, data and batch size;
+- demo: `python train.py recipe=ticket_classifier` end to end, which is also slmtier's own training row
+  (one epoch with the shipped defaults: speed, memory, validation accuracy);
+- classify: label scoring vs generate() one example at a time (and batched generation), with the demo's
+  adapter on the ticket test set, and with the untuned model on banking77 (77 labels listed in the prompt;
+  needs ../shared/data, skipped without it);
+- generate: extraction answers generated one at a time vs in length-sorted batches;
+- serve: the demo's SLM behind `slmtier serve`, through slmtier's LLM-tier client at several concurrencies.
+Writes bench/results.json and bench/results.md; `--render-only --readme README.md` puts the table in the README.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ["matmul", "train", "classify", "generate", "demo", "serve"]
-TRAIN_SETTINGS = ["reference", "trl_plain", "slmtier"]
+PARTS = ["matmul", "train", "demo", "classify", "generate", "serve"]
+TRAIN_SETTINGS = ["reference", "trl_plain"]
 
 
 # ---------------------------------------------------------------- children: one measurement each
@@ -82,15 +84,21 @@ class StepTimer:
                 if state.global_step == skip:
                     self.began, self.tokens_before = time.perf_counter(), int(state.num_input_tokens_seen)
 
+            def on_train_begin(self, args, state, control, **kwargs):
+                if skip == 0:
+                    self.began, self.tokens_before = time.perf_counter(), 0
+
             def on_train_end(self, args, state, control, **kwargs):
                 self.seconds = time.perf_counter() - self.began
                 self.tokens = int(state.num_input_tokens_seen) - self.tokens_before
+                self.steps = state.global_step - skip
 
         return _Timer()
 
 
 def child_train(args) -> dict:
-    """Train `args.setting` for `args.steps` steps; speed, memory, loss and validation accuracy."""
+    """Train `args.setting`: the reference for a few timed steps (after 2 untimed), TRL's trainer for one epoch
+    (the recipe's own length), then its validation accuracy by label scoring."""
     import torch
 
     from slmtier.data import load_splits
@@ -98,56 +106,44 @@ def child_train(args) -> dict:
     from slmtier.models import resolve_bf16
     from slmtier.pipeline import load_base_model
     from slmtier.tasks import build_task
-    from slmtier.training import build_sft_dataset, save_adapter, train_adapter
+    from slmtier.training import build_sft_dataset
 
     cfg = load_recipe(args.recipe)
     task = build_task(cfg.task)
     splits = load_splits(cfg.data, task.check_target)
     model, tokenizer = load_base_model(cfg)
-    body_params = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
-    timer = StepTimer(skip=2)
-    trainer_cfg = replace(cfg.trainer, max_steps=args.steps, logging_steps=args.steps)
+    body_params = count_body_params(model)
+    reference = args.setting == "reference"
+    timer = StepTimer(skip=2 if reference else 0)
+    steps = args.reference_steps if reference else cfg.trainer.max_steps
+    trainer_cfg = replace(cfg.trainer, max_steps=steps)
     dataset = build_sft_dataset(task, splits.train, chat_template_kwargs=cfg.model.chat_template_kwargs)
-    work = Path(args.work) / args.setting
-    if args.setting == "slmtier":
-        peft_model, result = train_adapter(
-            model, tokenizer, dataset, trainer_cfg=trainer_cfg, lora_cfg=cfg.lora, work_dir=work,
-            model_targets=cfg.model.lora_target_modules, callbacks=[timer],
-        )  # fmt: skip
-        save_adapter(peft_model, tokenizer, Path(args.work) / "adapter")
-        loss, bf16 = result.train_loss, resolve_bf16(cfg.trainer.bf16)
-    elif args.setting == "trl_plain":
-        peft_model, loss = train_trl_plain(model, tokenizer, dataset, cfg, trainer_cfg, work, timer)
-        bf16 = False
-    else:
-        peft_model, loss = train_reference(model, tokenizer, dataset, cfg, trainer_cfg, work, timer)
-        bf16 = False
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    began = time.perf_counter()
-    answers = score_labels(
-        peft_model, tokenizer, [task.build_messages(e) for e in splits.validation], list(task.labels),
-        bf16=resolve_bf16(cfg.inference.bf16), desc="validation",
-    )  # fmt: skip
-    accuracy = sum(task.parse(a.raw_output) == e.target for a, e in zip(answers, splits.validation, strict=True))
-    tokens_per_s = timer.tokens / timer.seconds
-    return {
+    train = train_reference if reference else train_trl_plain
+    peft_model, loss = train(model, tokenizer, dataset, cfg, trainer_cfg, Path(args.work) / args.setting, timer)
+    result = {
         "setting": args.setting,
-        "steps": args.steps,
-        "timed_steps": args.steps - 2,
+        "steps": timer.steps,
         "useful_tokens_timed": timer.tokens,
-        "tokens_per_s": round(tokens_per_s, 1),
-        "dtype": "bf16 autocast" if bf16 else "fp32",
-        # LoRA: the forward pass and the backward pass through the frozen weights, ~2 + 2 FLOPs per weight
-        # and token (the adapters' own gradients are tiny); embeddings and the LM head left out.
-        "model_tflops_per_s": round(4 * body_params * tokens_per_s / 1e12, 4),
+        "tokens_per_s": round(timer.tokens / timer.seconds, 1),
+        "dtype": "fp32",
         "body_params_m": round(body_params / 1e6, 1),
         "train_loss": round(loss, 4),
-        "peak_rss_mb": round(peak_rss_mb),
-        "validation_accuracy": round(accuracy / len(splits.validation), 4),
-        "validation_n": len(splits.validation),
-        "validation_wall_s": round(time.perf_counter() - began, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads": torch.get_num_threads(),
     }
+    if not reference:
+        answers = score_labels(
+            peft_model, tokenizer, [task.build_messages(e) for e in splits.validation], list(task.labels),
+            bf16=resolve_bf16(cfg.inference.bf16), desc="validation",
+        )  # fmt: skip
+        correct = sum(task.parse(a.raw_output) == e.target for a, e in zip(answers, splits.validation, strict=True))
+        result["validation_accuracy"] = round(correct / len(splits.validation), 4)
+    return result
+
+
+def count_body_params(model) -> int:
+    """Parameters outside the embeddings and the LM head: the ones every token passes through."""
+    return sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
 
 
 def train_reference(model, tokenizer, dataset, cfg, trainer_cfg, work: Path, timer):
@@ -207,8 +203,9 @@ def train_trl_plain(model, tokenizer, dataset, cfg, trainer_cfg, work: Path, tim
 
 
 def child_classify(args) -> dict:
-    """Label scoring vs generate() one example at a time vs batched generation, with the bench's adapter.
-    The per-example baseline is the plain PeftModel; the other two run as slmtier predicts (adapter merged)."""
+    """Label scoring vs generate() one example at a time vs batched generation. Ticket recipe: the demo's
+    fine-tuned adapter, whole test set; banking77 (`--classify-recipe`): the untuned model, a seeded sample.
+    The per-example baseline is the plain (PeftModel) generate; the others run as slmtier predicts."""
     from peft import PeftModel
 
     from slmtier.data import load_splits
@@ -218,13 +215,17 @@ def child_classify(args) -> dict:
     from slmtier.pipeline import load_base_model
     from slmtier.tasks import build_task
 
-    cfg = load_recipe(args.recipe)
+    tuned = args.classify_recipe == args.recipe
+    overrides = [] if tuned else [f"data.max_test_examples={args.classify_n}"]
+    cfg = load_recipe(args.classify_recipe, overrides)
     task = build_task(cfg.task)
     test = load_splits(cfg.data, task.check_target).test
     model, tokenizer = load_base_model(cfg)
-    model = PeftModel.from_pretrained(model, str(Path(args.work) / "adapter"), is_trainable=False)
+    if tuned:
+        model = PeftModel.from_pretrained(model, str(Path(args.work) / "demo" / "adapter"), is_trainable=False)
     conversations = [task.build_messages(example) for example in test]
-    bf16 = resolve_bf16(cfg.inference.bf16)
+    settings = {"bf16": resolve_bf16(cfg.inference.bf16), "max_new_tokens": cfg.inference.max_new_tokens}
+    batch = cfg.inference.batch_size
 
     def merged(predict):
         with merged_adapter(model):
@@ -232,22 +233,22 @@ def child_classify(args) -> dict:
 
     methods = {
         "generate_per_example": lambda: generate_batched(
-            model, tokenizer, conversations, batch_size=1, max_new_tokens=cfg.inference.max_new_tokens, bf16=bf16,
-            desc="generate, one at a time",
+            model, tokenizer, conversations, batch_size=1, desc="generate, one at a time", **settings
         ),
-        "generate_batched": lambda: merged(lambda: generate_batched(
-            model, tokenizer, conversations, batch_size=cfg.inference.batch_size,
-            max_new_tokens=cfg.inference.max_new_tokens, bf16=bf16, desc="generate, batched",
-        )),
-        "label_scoring": lambda: merged(lambda: score_labels(
-            model, tokenizer, conversations, list(task.labels), batch_size=cfg.inference.batch_size, bf16=bf16
-        )),
-    }  # fmt: skip
+        "generate_batched": lambda: merged(
+            lambda: generate_batched(model, tokenizer, conversations, batch_size=batch, desc="batched", **settings)
+        ),
+        "label_scoring": lambda: merged(
+            lambda: score_labels(
+                model, tokenizer, conversations, list(task.labels), batch_size=batch, bf16=settings["bf16"]
+            )
+        ),
+    }
     result, parsed = timed_predictions(methods, task, test)
-    reference = parsed["generate_per_example"]
-    result["label_scoring_vs_generate"] = [
+    result["recipe"], result["model"] = args.classify_recipe, "fine-tuned (demo adapter)" if tuned else "untuned"
+    result["differences"] = [
         {"id": e.id, "gold": e.target, "generated": g, "scored": s}
-        for e, g, s in zip(test, reference, parsed["label_scoring"], strict=True)
+        for e, g, s in zip(test, parsed["generate_per_example"], parsed["label_scoring"], strict=True)
         if g != s
     ]
     return result
@@ -313,26 +314,37 @@ def run_child(part: str, args, *extra: str) -> dict:
 
 def forwarded(args) -> list[str]:
     return [
-        "--work", str(args.work), "--steps", str(args.steps), "--recipe", args.recipe,
+        "--work", str(args.work), "--reference-steps", str(args.reference_steps), "--recipe", args.recipe,
         "--generate-recipe", args.generate_recipe, "--generate-n", str(args.generate_n),
+        "--classify-n", str(args.classify_n),
     ]  # fmt: skip
 
 
 def run_demo(args) -> dict:
+    """`python train.py recipe=...` end to end, through a small wrapper process whose only child it is, so
+    that the children's peak RSS is the demo's own."""
     run_dir = Path(args.work) / "demo"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resumed one
-    began = time.perf_counter()
     command = [sys.executable, "train.py", f"recipe={args.recipe}", f"hydra.run.dir={run_dir}"]
-    subprocess.run(command, check=True, cwd=REPO)
-    wall = time.perf_counter() - began
+    wrapper = (
+        "import resource, subprocess, sys, time; began = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True); "
+        "print(time.perf_counter() - began, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", wrapper, *command], check=True, cwd=REPO, stdout=subprocess.PIPE)
+    wall, peak_kb = out.stdout.decode().split()[-2:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    candidates = metrics["candidates"]
+    training, candidates = metrics["training"], metrics["candidates"]
     return {
-        "wall_s": round(wall, 1),
+        "wall_s": round(float(wall), 1),
         "run_dir": str(run_dir),
-        "training_s": round(metrics["training"]["runtime_s"], 1),
-        "training_tokens_per_s": round(metrics["training"]["tokens_per_s"], 1),
+        "peak_rss_mb": round(int(peak_kb) / 1024),
+        "training_s": round(training["runtime_s"], 1),
+        "training_steps": training["steps"],
+        "training_tokens_per_s": round(training["tokens_per_s"], 1),
+        "train_loss": round(training["train_loss"], 4),
         "accuracy": {name: round(c["accuracy"], 4) for name, c in candidates.items()},
+        "validation_accuracy": {name: c.get("validation", {}).get("accuracy") for name, c in candidates.items()},
         "verdict": metrics["decision"]["verdict"],
     }
 
@@ -347,11 +359,14 @@ def run_serve(args, demo: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS)
-    parser.add_argument("--steps", type=int, default=16, help="training steps per setting (the first 2 untimed)")
+    parser.add_argument("--reference-steps", type=int, default=6, help="steps of the padded reference (2 untimed)")
     parser.add_argument("--recipe", default="ticket_classifier")
     parser.add_argument("--generate-recipe", default="order_extractor")
-    parser.add_argument("--generate-n", type=int, default=24, help="test examples for the generation comparison")
-    parser.add_argument("--serve-n", type=int, default=64, help="requests per concurrency in the serve part")
+    parser.add_argument("--generate-n", type=int, default=12, help="test examples for the generation comparison")
+    parser.add_argument("--classify-recipe", default="ticket_classifier", help=argparse.SUPPRESS)
+    parser.add_argument("--wide-recipe", default="banking77", help="the many-label recipe of the classify part")
+    parser.add_argument("--classify-n", type=int, default=48, help="test examples of the many-label recipe")
+    parser.add_argument("--serve-n", type=int, default=48, help="requests per concurrency in the serve part")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
     parser.add_argument("--readme", type=Path, help="replace the bench table in this README")
@@ -375,12 +390,14 @@ def main() -> None:
         results["matmul"] = run_child("matmul", args)
     if "train" in args.only:
         results["train"] = {s: run_child("train", args, "--setting", s) for s in TRAIN_SETTINGS}
-    if "classify" in args.only:
-        results["classify"] = run_child("classify", args)
-    if "generate" in args.only:
-        results["generate"] = run_child("generate", args)
     if "demo" in args.only:
         results["demo"] = run_demo(args)
+    if "classify" in args.only:
+        results["classify"] = run_child("classify", args, "--classify-recipe", args.recipe)
+        if (REPO.parent / "shared" / "data" / "banking77").is_dir():
+            results["classify_wide"] = run_child("classify", args, "--classify-recipe", args.wide_recipe)
+    if "generate" in args.only:
+        results["generate"] = run_child("generate", args)
     if "serve" in args.only and "demo" in results:
         results["serve"] = run_serve(args, results["demo"])
     results["bench_wall_s"] = round(time.perf_counter() - began, 1)
@@ -412,72 +429,38 @@ def render_table(results: dict) -> str:
     """The Markdown the README shows: every speed figure with its ratio and the quality it came with."""
     lines = [
         f"Measured {results['date']} on {results['machine']} "
-        f"(`make bench`, {results.get('bench_wall_s', 0) / 60:.0f} min).",
+        f"(`make bench`, {results.get('bench_wall_s', 0) / 60:.0f} min in all).",
         "",
     ]
-    matmul = results.get("matmul")
+    matmul = results.get("matmul") or {}
     if matmul:
         lines += [
             f"Matmul peak in the same run: {matmul['fp32_gflops']:.0f} GFLOP/s fp32, "
             f"{matmul['bf16_gflops']:.0f} GFLOP/s bf16.",
             "",
         ]
-    train = results.get("train")
-    if train:
-        reference = train["reference"]["tokens_per_s"]
-        lines += [
-            f"**Training** ({train['slmtier']['steps']} steps of batch 8 on `ticket_classifier`, SmolLM2-135M, "
-            "LoRA r=16; tokens/s over the last steps; validation accuracy by label scoring after those steps):",
-            "",
-            "| setting | useful tokens/s | ratio | MFU | peak RSS | train loss | validation accuracy |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        names = {
-            "reference": "reference: Trainer + peft, fp32, padded to max_length",
-            "trl_plain": "TRL SFTTrainer as it comes (fp32)",
-            "slmtier": "**slmtier defaults**",
-        }
-        for key, label in names.items():
-            row = train[key]
-            peak = matmul["bf16_gflops"] if matmul and row["dtype"] != "fp32" else (matmul or {}).get("fp32_gflops")
-            mfu = f"{100 * row['model_tflops_per_s'] * 1000 / peak:.0f}% of {row['dtype'].split()[0]}" if peak else "–"
-            lines.append(
-                f"| {label} | {row['tokens_per_s']:.0f} | {row['tokens_per_s'] / reference:.2f} | {mfu} | "
-                f"{row['peak_rss_mb']} MB | {row['train_loss']:.3f} | {100 * row['validation_accuracy']:.1f}% |"
-            )
-        lines.append("")
-    for part, title, metric in (
-        ("classify", "Classification prediction", "accuracy"),
-        ("generate", "Extraction prediction", "micro_f1"),
-    ):
-        block = results.get(part)
-        if not block:
-            continue
-        base = block["generate_per_example"]["examples_per_s"]
-        lines += [
-            f"**{title}** ({block['n']} test examples):",
-            "",
-            f"| method | examples/s | ratio | {metric} |",
-            "|---|---|---|---|",
-        ]
-        for method in ("generate_per_example", "generate_batched", "label_scoring"):
-            if method in block:
-                row = block[method]
-                speed = row["examples_per_s"]
-                lines.append(f"| {method.replace('_', ' ')} | {speed:.2f} | {speed / base:.1f} | {row[metric]:.3f} |")
-        lines.append("")
+    lines += training_rows(results.get("train"), results.get("demo"), matmul)
+    for key in ("classify", "classify_wide", "generate"):
+        block = results.get(key)
+        if block:
+            lines += prediction_rows(block)
     demo = results.get("demo")
     if demo:
         accuracy = ", ".join(f"{k} {100 * v:.1f}%" for k, v in demo["accuracy"].items())
         lines += [
-            f"**`make demo`** end to end: {demo['wall_s'] / 60:.1f} min (training {demo['training_s']:.0f} s at "
-            f"{demo['training_tokens_per_s']:.0f} tokens/s); test accuracy {accuracy}; verdict `{demo['verdict']}`.",
+            f"**`make demo`** end to end: {demo['wall_s'] / 60:.1f} min, peak RSS {demo['peak_rss_mb']:,} MB; "
+            f"test accuracy {accuracy}; verdict `{demo['verdict']}`.",
             "",
         ]
     serve = results.get("serve")
     if serve:
-        lines += ["**LLM-tier client against `slmtier serve`** (the demo's SLM on loopback):", "",
-                  "| client concurrency | requests/s | ratio | p50 / p95 ms |", "|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "**LLM-tier client against `slmtier serve`** (the demo's SLM on loopback, "
+            f"{serve['n']} requests per concurrency):",
+            "",
+            "| client concurrency | requests/s | ratio | p50 / p95 ms |",
+            "|---|---|---|---|",
+        ]
         for row in serve["results"]:
             latency = f"{row['latency_ms_p50']:.0f} / {row['latency_ms_p95']:.0f}"
             lines.append(
@@ -485,6 +468,68 @@ def render_table(results: dict) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def training_rows(train: dict | None, demo: dict | None, matmul: dict) -> list[str]:
+    if not train:
+        return []
+    reference = train["reference"]["tokens_per_s"]
+    slm = demo and {
+        "tokens_per_s": demo["training_tokens_per_s"], "dtype": "bf16", "peak_rss_mb": demo["peak_rss_mb"],
+        "steps": demo["training_steps"], "train_loss": demo["train_loss"],
+        "validation_accuracy": demo["validation_accuracy"].get("slm"),
+    }  # fmt: skip
+    rows = [
+        ("reference: Trainer + peft, fp32, padded to max_length", train["reference"]),
+        ("TRL SFTTrainer as it comes, fp32", train["trl_plain"]),
+        ("**slmtier defaults** (the demo's training)", slm),
+    ]
+    body = train["reference"]["body_params_m"] * 1e6
+    lines = [
+        "**Training** (`ticket_classifier`, SmolLM2-135M, LoRA r=16 on all projections, batch 8; useful = "
+        "non-padding tokens; MFU = 4 FLOPs per body weight and useful token over the matmul peak of the dtype):",
+        "",
+        "| setting | steps | useful tokens/s | ratio | MFU | peak RSS | train loss | validation accuracy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, row in rows:
+        if not row:
+            continue
+        dtype = "bf16" if row["dtype"].startswith("bf16") else "fp32"
+        peak = matmul.get(f"{dtype}_gflops")
+        mfu = f"{100 * 4 * body * row['tokens_per_s'] / 1e9 / peak:.0f}% ({dtype})" if peak else "–"
+        accuracy = row.get("validation_accuracy")
+        shown = f"{100 * accuracy:.1f}%" if accuracy is not None else "– (too few steps)"
+        lines.append(
+            f"| {label} | {row['steps']} | {row['tokens_per_s']:.0f} | {row['tokens_per_s'] / reference:.2f} | "
+            f"{mfu} | {row['peak_rss_mb']:,} MB | {row['train_loss']:.3f} | {shown} |"
+        )
+    return [*lines, ""]
+
+
+def prediction_rows(block: dict) -> list[str]:
+    metric = "accuracy" if "accuracy" in block["generate_per_example"] else "micro_f1"
+    base = block["generate_per_example"]["examples_per_s"]
+    title = "Classification" if metric == "accuracy" else "Extraction"
+    lines = [
+        f"**{title} prediction** (`{block['recipe']}`, {block.get('model', 'untuned')} model, "
+        f"{block['n']} test examples):",
+        "",
+        f"| method | examples/s | ratio | {metric} |",
+        "|---|---|---|---|",
+    ]
+    for method in ("generate_per_example", "generate_batched", "label_scoring"):
+        if method in block:
+            row = block[method]
+            speed = row["examples_per_s"]
+            lines.append(f"| {method.replace('_', ' ')} | {speed:.2f} | {speed / base:.1f} | {row[metric]:.3f} |")
+    if "differences" in block:
+        invalid = sum(d["generated"] is None for d in block["differences"])
+        lines.append(
+            f"\nLabel scoring and per-example generation disagree on {len(block['differences'])} of {block['n']} "
+            f"({invalid} where generation named no label)."
+        )
+    return [*lines, ""]
 
 
 def replace_block(readme: Path, table: str) -> None:

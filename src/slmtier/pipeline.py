@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
+import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,6 +56,22 @@ def check_config(cfg: RunConfig) -> None:
     check_baseline(cfg)
 
 
+def check_resumable(config_yaml: str, run_dir: Path) -> dict | None:
+    """What an existing run directory holds: None for a fresh one or an interrupted run of this same config
+    (which then resumes: training from its checkpoint, predictions from their saved rows); the metrics of a
+    finished run (nothing to redo). A run directory holding another config is refused, not mixed."""
+    existing = run_dir / "config.yaml"
+    if not existing.is_file():
+        return None
+    if existing.read_text(encoding="utf-8") != config_yaml:
+        raise SlmtierError(
+            f"{run_dir} already holds a run with a different config; to resume it, rerun its own command "
+            "(config.yaml there); for a new run choose another hydra.run.dir or remove that folder"
+        )
+    metrics = run_dir / "metrics.json"
+    return json.loads(metrics.read_text(encoding="utf-8")) if metrics.is_file() else None
+
+
 def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
     """(model, tokenizer) for the SLM's base model (4-bit with lora=qlora), or for `model_cfg` when given."""
     quantize = model_cfg is None and cfg.lora.load_in_4bit
@@ -66,7 +85,19 @@ def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
 
 
 def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir: Path):
-    """LoRA fine-tuning on the train split; the adapter lands in run_dir/adapter."""
+    """LoRA fine-tuning on the train split; the adapter lands in run_dir/adapter (the model in run_dir/model
+    after lora=full) and the training summary in run_dir/training.json.
+
+    Rerun in the same run directory: a finished training is loaded from those files instead of repeated, and
+    an interrupted one resumes from its newest checkpoint in run_dir/trainer (trainer.save_steps)."""
+    summary = run_dir / "training.json"
+    if summary.is_file() and (run_dir / trained_folder(cfg)).is_dir():
+        from slmtier.serve.engine import load_run_model
+
+        log.info("training finished in an earlier attempt: loading %s", run_dir / trained_folder(cfg))
+        del model
+        trained, tokenizer = load_run_model(run_dir, cfg)
+        return trained, TrainResult(**json.loads(summary.read_text()))
     peft_model, result = train_adapter(
         model,
         tokenizer,
@@ -84,6 +115,12 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
     )
     if is_main_process():  # every rank trained its share of the data; one writes the adapter (or model)
         save_adapter(peft_model, tokenizer, run_dir / trained_folder(cfg))
+        # Written last and atomically: its presence says the weights beside it are complete.
+        partial = summary.with_suffix(".json.partial")
+        partial.write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, summary)
+        for checkpoint in (run_dir / "trainer").glob("checkpoint-*"):  # the final weights are saved
+            shutil.rmtree(checkpoint, ignore_errors=True)
     return peft_model, result
 
 
@@ -213,14 +250,14 @@ def run_benchmark(
             run.validation_rows[candidate.name], _ = run_candidate(
                 candidate, task, splits.validation, predictions_dir, split="validation"
             )
-        rows, wall_s = run_candidate(candidate, task, splits.test, predictions_dir)
+        rows, timing = run_candidate(candidate, task, splits.test, predictions_dir)
         result = summarise_candidate(task, rows, model=candidate.model, extra_metrics=extra_metrics)
         result["source"] = candidate.info
         concurrency = getattr(candidate, "batch_size", None) or getattr(
             getattr(candidate, "endpoint", None), "max_concurrency", None
         )
-        result["throughput"] = {"requests_per_s": len(rows) / wall_s if wall_s > 0 else None, "wall_s": wall_s,
-                                "concurrency": concurrency}  # fmt: skip
+        result["throughput"] = {"requests_per_s": timing.requests_per_s, "wall_s": timing.wall_s,
+                                "rows_timed": timing.rows, "concurrency": concurrency}  # fmt: skip
         run.results[candidate.name], run.test_rows[candidate.name] = result, rows
         log.info("%s: %s = %.3f", candidate.name, task.metric, result["quality"]["value"])
     return run

@@ -37,6 +37,7 @@ class TrainResult:
     tokens_per_s: float
     truncated_examples: int  # examples longer than trainer.max_length, cut at the end before training
     world_size: int = 1  # processes that trained together (torchrun / accelerate launch: data-parallel)
+    resumed_from_step: int | None = None  # the checkpoint this run carried on from, after a crash or kill
 
 
 def build_sft_dataset(
@@ -135,7 +136,9 @@ def build_sft_config(cfg: TrainerConfig, *, output_dir: Path, report_to: list[st
         seed=cfg.seed,
         completion_only_loss=True,
         include_num_input_tokens_seen="non_padding",
-        save_strategy="no",
+        save_strategy="steps" if cfg.save_steps > 0 else "no",
+        save_steps=cfg.save_steps if cfg.save_steps > 0 else 500,
+        save_total_limit=2,  # the newest may be cut short by a kill; the one before it is then used
         report_to=report_to or "none",
     )
 
@@ -184,21 +187,27 @@ def train_adapter(
         peft_config=None if lora_cfg.full_finetune else build_peft_config(lora_cfg, model_targets),
         callbacks=list(callbacks) or None,
     )
+    checkpoint = find_last_checkpoint(work_dir)
+    if checkpoint is not None:
+        log.info("resuming training from %s", checkpoint)
     with score_answer_positions_only():
-        output = trainer.train()
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if attention:  # prediction and serving keep the model's default kernel (sdpa generated faster here)
         trainer.model.set_attn_implementation(original_attention)
     tokens = int(trainer.state.num_input_tokens_seen)
     runtime = float(output.metrics["train_runtime"])
+    # Speed counts only what this process trained; the checkpoint's tokens were trained before the kill.
+    before = json.loads((checkpoint / "trainer_state.json").read_text()) if checkpoint else {}
     result = TrainResult(
         train_loss=float(output.training_loss),
         runtime_s=runtime,
         steps=int(trainer.state.global_step),
         examples=len(train_dataset),
         tokens=tokens,
-        tokens_per_s=tokens / runtime if runtime else 0.0,
+        tokens_per_s=(tokens - int(before.get("num_input_tokens_seen", 0))) / runtime if runtime else 0.0,
         truncated_examples=truncated,
         world_size=int(trainer.args.world_size),
+        resumed_from_step=before.get("global_step"),
     )
     log.info(
         "trained %d steps in %.0f s: loss %.3f, %.0f tokens/s",
@@ -208,6 +217,22 @@ def train_adapter(
         result.tokens_per_s,
     )
     return trainer.model, result
+
+
+def find_last_checkpoint(work_dir: Path) -> Path | None:
+    """The newest complete Trainer checkpoint in work_dir, or None. The Trainer writes trainer_state.json last,
+    so a checkpoint folder without it was cut short by a kill: it is removed, so that neither the resume nor
+    the Trainer's own rotation of old checkpoints counts it."""
+    complete = []
+    for folder in Path(work_dir).glob("checkpoint-*"):
+        if not folder.name.removeprefix("checkpoint-").isdigit():
+            continue
+        if (folder / "trainer_state.json").is_file():
+            complete.append(folder)
+        else:
+            log.warning("removing %s: a checkpoint cut short (no trainer_state.json)", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+    return max(complete, key=lambda f: int(f.name.removeprefix("checkpoint-")), default=None)
 
 
 def resolve_attn_implementation(cfg: TrainerConfig, device: torch.device) -> str | None:

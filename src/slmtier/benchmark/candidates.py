@@ -9,6 +9,7 @@ A row whose request failed keeps its `error` and is scored like an unparseable a
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -16,10 +17,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from slmtier.benchmark.confidence import confidence_of
+from slmtier.benchmark.progress import append_rows, progress_path, read_finished
 from slmtier.constrained import build_constraint, build_json_schema
 from slmtier.data import Example
 from slmtier.inference import Generation, generate_batched, merged_adapter
 from slmtier.label_scoring import score_labels
+
+log = logging.getLogger(__name__)
 
 
 class Candidate(Protocol):
@@ -102,42 +106,82 @@ def select_few_shot(examples: list[Example], k: int, *, seed: int) -> list[Examp
     return chosen
 
 
+# Rows predicted between two writes of the progress file: batch_size (or the endpoint's concurrency) x this.
+CHUNK_BATCHES = 8
+
+
 def run_candidate(
     candidate: Candidate, task, examples: list[Example], predictions_dir: Path, *, split: str = "test"
-) -> tuple[list[dict], float]:
+) -> tuple[list[dict], PredictionTiming]:
     """Predict, parse and score every example; write predictions/<name>.jsonl (<name>.<split>.jsonl for
-    other splits); return its rows and the wall time of the whole prediction in seconds."""
-    began = time.perf_counter()
-    generations = candidate.predict(task, examples)
-    wall_s = time.perf_counter() - began
-    rows = []
-    for example, generation in zip(examples, generations, strict=True):
-        parsed = task.parse(generation.raw_output)
-        numerator, denominator = task.score_parts(parsed, example.target)
-        rows.append(
-            {
-                "id": example.id,
-                "input": example.input,
-                "raw_output": generation.raw_output,
-                "parsed": parsed,
-                "gold": example.target,
-                "correct": task.score_example(parsed, example.target),
-                "latency_ms": None if generation.latency_ms is None else round(generation.latency_ms, 3),
-                "input_tokens": generation.input_tokens,
-                "output_tokens": generation.output_tokens,
-                "batch_size": generation.batch_size,
-                "error": generation.error,
-                "cost_usd": generation.cost_usd,
-                "usage_estimated": generation.usage_estimated,
-                "cached": generation.cached,
-                "attempts": generation.attempts,
-                "confidence": confidence_of(task.kind, parsed, generation.token_logprobs),
-                "score_parts": [numerator, denominator],
-            }
-        )
+    other splits); return its rows and the time this process spent predicting.
+
+    Rows are saved as they complete (slmtier.benchmark.progress): rerun in the same run directory after a
+    crash or kill, the rows already there are kept and only the missing examples are predicted."""
     suffix = "" if split == "test" else f".{split}"
-    write_jsonl(predictions_dir / f"{candidate.name}{suffix}.jsonl", rows)
-    return rows, wall_s
+    final = predictions_dir / f"{candidate.name}{suffix}.jsonl"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    done = read_finished(final, [example.id for example in examples])
+    todo = [example for example in examples if example.id not in done]
+    if done:
+        log.info("%s (%s): %d of %d rows kept from an earlier attempt", candidate.name, split, len(done), len(examples))
+    width = getattr(candidate, "batch_size", None) or getattr(
+        getattr(candidate, "endpoint", None), "max_concurrency", 16
+    )
+    chunk = max(1, width) * CHUNK_BATCHES
+    wall_s = 0.0
+    with progress_path(final).open("a", encoding="utf-8") as handle:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            began = time.perf_counter()
+            generations = candidate.predict(task, part)
+            wall_s += time.perf_counter() - began
+            rows = [build_row(task, example, generation) for example, generation in zip(part, generations, strict=True)]
+            append_rows(handle, rows)
+            done.update((row["id"], row) for row in rows)
+    ordered = [done[example.id] for example in examples]
+    write_jsonl(final, ordered)
+    progress_path(final).unlink(missing_ok=True)
+    if not todo:  # all predicted by an earlier attempt: its batches' wall times, from the rows
+        timed = [row for row in ordered if row.get("latency_ms") is not None]
+        wall_s = sum(row["latency_ms"] / 1000 / (row.get("batch_size") or 1) for row in timed)
+        return ordered, PredictionTiming(rows=len(timed), wall_s=wall_s)
+    return ordered, PredictionTiming(rows=len(todo), wall_s=wall_s)
+
+
+@dataclass(frozen=True)
+class PredictionTiming:
+    rows: int  # rows this process predicted (fewer than the split after a resume)
+    wall_s: float  # the time it took
+
+    @property
+    def requests_per_s(self) -> float | None:
+        return self.rows / self.wall_s if self.rows and self.wall_s > 0 else None
+
+
+def build_row(task, example: Example, generation: Generation) -> dict:
+    """One predictions/*.jsonl row: the example, the raw answer, its parse and score, and how it came."""
+    parsed = task.parse(generation.raw_output)
+    numerator, denominator = task.score_parts(parsed, example.target)
+    return {
+        "id": example.id,
+        "input": example.input,
+        "raw_output": generation.raw_output,
+        "parsed": parsed,
+        "gold": example.target,
+        "correct": task.score_example(parsed, example.target),
+        "latency_ms": None if generation.latency_ms is None else round(generation.latency_ms, 3),
+        "input_tokens": generation.input_tokens,
+        "output_tokens": generation.output_tokens,
+        "batch_size": generation.batch_size,
+        "error": generation.error,
+        "cost_usd": generation.cost_usd,
+        "usage_estimated": generation.usage_estimated,
+        "cached": generation.cached,
+        "attempts": generation.attempts,
+        "confidence": confidence_of(task.kind, parsed, generation.token_logprobs),
+        "score_parts": [numerator, denominator],
+    }
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

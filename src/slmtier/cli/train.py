@@ -19,6 +19,7 @@ from slmtier.data import load_splits
 from slmtier.pipeline import (
     build_candidates,
     check_config,
+    check_resumable,
     load_base_model,
     run_benchmark,
     run_training,
@@ -46,6 +47,11 @@ def main(dict_cfg: DictConfig) -> float | None:
 
         # --- Config and data: every row checked before any model is loaded
         check_config(cfg)  # before config.yaml is written: a key pasted into a config value is refused first
+        # A rerun in the same run directory (hydra.run.dir, a sweep's job folder) resumes an interrupted run.
+        finished = check_resumable(OmegaConf.to_yaml(dict_cfg, resolve=True), run_dir)
+        if finished is not None:
+            print(f"run directory: {run_dir} (finished earlier; nothing to redo)")
+            return sweep_objective(finished)
         if is_main_process():
             write_config(dict_cfg, run_dir)
         task = build_task(cfg.task)

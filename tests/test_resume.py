@@ -1,0 +1,170 @@
+"""A killed run resumes: `python train.py` is SIGKILLed at random points during training and during
+prediction, several times, then rerun with the same command (same hydra.run.dir). Training carries on from
+its newest checkpoint, prediction from the rows already saved, and the end result is the uninterrupted run's:
+the same adapter (max abs difference below 1e-6 on the tiny model), the same predictions, every test id once.
+Also: the same seed and data give identical metrics twice on CPU."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import REPO, TICKETS, read_jsonl, write_jsonl
+from slmtier.benchmark.progress import append_rows, progress_path, read_finished
+from test_smoke_tiny import tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("resume-data")
+    return {
+        split: write_jsonl(folder / f"{split}.jsonl", read_jsonl(TICKETS / f"{split}.jsonl")[:n])
+        for split, n in (("train", 32), ("validation", 16), ("test", 40))
+    }
+
+
+def command(model_dir, data, run_dir: Path) -> list[str]:
+    overrides = tiny_overrides(model_dir, data, run_dir)
+    # 32 steps with a checkpoint every 4; prediction one example at a time, so both last long enough to be hit.
+    extra = ["trainer.max_steps=32", "trainer.per_device_train_batch_size=2", "trainer.save_steps=4"]
+    return [sys.executable, str(REPO / "train.py"), *overrides, *extra, "inference.batch_size=1"]
+
+
+def run_to_end(cmd: list[str], log: Path) -> None:
+    with log.open("a") as out:
+        result = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=300)
+    assert result.returncode == 0, log.read_text()[-3000:]
+
+
+def kill_when(cmd: list[str], log: Path, ready, rng: random.Random) -> bool:
+    """Start the run, wait until `ready()` (or the run ends), then SIGKILL it after a random delay.
+    True when it was killed, False when it finished first."""
+    with log.open("a") as out:
+        process = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        while process.poll() is None and not ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.6))
+        killed = process.poll() is None
+        if killed:
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    return killed
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    return [p for p in (run_dir / "trainer").glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+
+
+def saved_rows(run_dir: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in (run_dir / "predictions").glob("*.progress"))
+
+
+def test_killed_runs_resume_to_the_uninterrupted_result(tiny_model_dir, data, tmp_path):
+    rng = random.Random(7)
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    log = tmp_path / "resumed.log"
+    run_to_end(command(tiny_model_dir, data, reference), tmp_path / "reference.log")
+
+    cmd = command(tiny_model_dir, data, resumed)
+    kills = 0
+    for _ in range(2):  # during training, once a checkpoint exists
+        kills += kill_when(cmd, log, lambda: len(checkpoints(resumed)) > 0, rng)
+    assert not (resumed / "training.json").exists(), "the kills were meant to land during training"
+    for _ in range(2):  # during prediction, once some rows are saved
+        kills += kill_when(cmd, log, lambda: saved_rows(resumed) > rng.randint(1, 12), rng)
+    assert kills >= 3, log.read_text()[-3000:]
+    run_to_end(cmd, log)
+
+    text = log.read_text()
+    assert "resuming training from" in text and "rows kept from an earlier attempt" in text
+    training = json.loads((resumed / "training.json").read_text())
+    assert training["resumed_from_step"] and training["steps"] == 32
+    assert not checkpoints(resumed), "checkpoints are removed once the final adapter is saved"
+    # The same adapter as the uninterrupted run.
+    ours = load_file(resumed / "adapter" / "adapter_model.safetensors")
+    theirs = load_file(reference / "adapter" / "adapter_model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert max((ours[k] - theirs[k]).abs().max().item() for k in ours) < 1e-6
+    # Every test id exactly once, nothing half-written left behind, the same answers.
+    test_ids = [row["id"] for row in read_jsonl(data["test"])]
+    for name in ("slm", "baseline"):
+        rows = read_jsonl(resumed / "predictions" / f"{name}.jsonl")
+        assert [row["id"] for row in rows] == test_ids
+        expected = {row["id"]: row["raw_output"] for row in read_jsonl(reference / "predictions" / f"{name}.jsonl")}
+        assert {row["id"]: row["raw_output"] for row in rows} == expected
+    assert not list((resumed / "predictions").glob("*.progress")) and not list(resumed.rglob("*.partial"))
+    ours_metrics = json.loads((resumed / "metrics.json").read_text())
+    theirs_metrics = json.loads((reference / "metrics.json").read_text())
+    for name in ("slm", "baseline"):
+        assert ours_metrics["candidates"][name]["quality"] == theirs_metrics["candidates"][name]["quality"]
+    assert ours_metrics["decision"]["verdict"] == theirs_metrics["decision"]["verdict"]
+
+    # A finished run is not redone; a different config in the same folder is refused.
+    before = (resumed / "metrics.json").stat().st_mtime_ns
+    run_to_end(cmd, log)
+    assert (resumed / "metrics.json").stat().st_mtime_ns == before and "finished earlier" in log.read_text()
+    other = subprocess.run([*cmd, "trainer.learning_rate=0.5"], cwd=REPO, capture_output=True, text=True)
+    assert other.returncode != 0 and "different config" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_same_seed_and_data_give_identical_metrics(tiny_model_dir, data, tmp_path):
+    runs = []
+    for name in ("first", "second"):
+        run_dir = tmp_path / name
+        run_to_end(command(tiny_model_dir, data, run_dir)[:-1] + ["trainer.max_steps=8"], tmp_path / f"{name}.log")
+        runs.append(json.loads((run_dir / "metrics.json").read_text()))
+    for name in ("slm", "baseline"):
+        first, second = (run["candidates"][name] for run in runs)
+        assert first["quality"] == second["quality"] and first["confusion"] == second["confusion"]
+    assert runs[0]["training"]["train_loss"] == runs[1]["training"]["train_loss"]
+    assert runs[0]["comparison"] == runs[1]["comparison"]
+
+
+def test_a_torn_last_line_is_predicted_again(tmp_path):
+    final = tmp_path / "slm.jsonl"
+    with progress_path(final).open("a") as handle:
+        append_rows(handle, [{"id": "a", "x": 1}, {"id": "b", "x": 2}])
+        handle.write('{"id": "c", "x"')  # the kill landed mid-line
+    assert sorted(read_finished(final, ["a", "b", "c"])) == ["a", "b"]
+    assert sorted(read_finished(final, ["a", "c"])) == ["a"]  # rows of other ids are not kept
+    final.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n')
+    assert sorted(read_finished(final, ["a", "b", "c"])) == ["a", "b", "c"]  # a whole final file wins
+
+
+def test_resumed_prediction_keeps_saved_rows_and_predicts_the_rest(tmp_path):
+    from slmtier.benchmark.candidates import run_candidate
+    from slmtier.data import Example
+    from slmtier.inference import Generation
+    from slmtier.tasks.classification import Classification
+
+    task = Classification(instruction="{labels}", labels=("billing", "refund"))
+    examples = [Example(id=f"e{i}", input=f"text {i}", target="billing") for i in range(30)]
+
+    class Counting:
+        name, model, info, batch_size = "slm", "m", {}, 2
+        seen: list[str] = []
+
+        def predict(self, task, chunk):
+            self.seen += [e.id for e in chunk]
+            return [Generation("billing", 10.0, 3, 1, batch_size=2) for _ in chunk]
+
+    candidate = Counting()
+    with progress_path(tmp_path / "slm.jsonl").open("w") as handle:
+        append_rows(handle, [{"id": "e3", "raw_output": "refund", "latency_ms": 1.0, "batch_size": 1}])
+    rows, timing = run_candidate(candidate, task, examples, tmp_path)
+    assert [row["id"] for row in rows] == [e.id for e in examples]
+    assert "e3" not in candidate.seen and len(candidate.seen) == 29 and timing.rows == 29
+    assert rows[3]["raw_output"] == "refund"  # kept as saved
+    assert not progress_path(tmp_path / "slm.jsonl").exists()
+    candidate.seen.clear()
+    rows_again, timing_again = run_candidate(candidate, task, examples, tmp_path)
+    assert candidate.seen == [] and rows_again == rows and timing_again.requests_per_s is not None
