@@ -51,7 +51,7 @@ def server(trained_run, tmp_path_factory):
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "slmtier", "serve", str(trained_run), "--port", str(port),
-             "--api-key-env", "SLMTIER_TEST_KEY", "--max-wait-ms", "50"],
+             "--api-key-env", "SLMTIER_TEST_KEY", "--max-wait-ms", "50", "--max-body-bytes", "20000"],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -116,6 +116,49 @@ def test_serve_speaks_the_openai_api(server):
     assert "vllm serve" in server["log"].read_text() and "--enable-lora --lora-modules ticket_classifier=" in (
         server["log"].read_text()
     )
+
+
+def own_address() -> str | None:
+    """This machine's address on its outward interface (no packet is sent), None if it has only loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_bad_requests_get_4xx_and_the_server_lives_on(server):
+    url, endpoint = server["url"], f"{server['url']}/v1/chat/completions"
+    malformed = httpx.post(endpoint, content=b'{"model": "ticket_classifier", "messages": [', headers=AUTH)
+    assert malformed.status_code == 400 and "error" in malformed.json()
+    wrong_types = [
+        {"model": "ticket_classifier", "messages": "hello"},
+        {"model": "ticket_classifier", "messages": [{"role": "user", "content": 5}]},
+        {"model": "ticket_classifier", "messages": [{"role": "user", "content": "x"}], "max_tokens": -3},
+        {"model": "ticket_classifier", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"},
+        {"messages": [{"role": "user", "content": "x"}]},
+        [1, 2, 3],
+    ]
+    for body in wrong_types:
+        response = httpx.post(endpoint, json=body, headers=AUTH)
+        assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error", body
+    too_many = chat(url, max_tokens=100_000)
+    assert too_many.status_code == 400 and "exceeds this server's limit" in too_many.json()["error"]["message"]
+    huge = chat(url, messages=[{"role": "user", "content": "x" * 50_000}])
+    assert huge.status_code == 413 and "exceeds this server's limit" in huge.json()["error"]["message"]
+
+    def endless():
+        yield b'{"model": "ticket_classifier", "messages": ['
+        yield b"[" * 1000
+
+    assert httpx.post(endpoint, content=endless(), headers=AUTH).status_code == 411  # no declared length
+    assert httpx.get(f"{url}/health").status_code == 200 and chat(url, max_tokens=2).status_code == 200
+    address = own_address()
+    if address:  # bound to loopback only: the machine's own outward address does not answer
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{address}:{url.rsplit(':', 1)[1]}/health", timeout=2)
 
 
 def stream_text(url, **body) -> tuple[str, list[dict]]:

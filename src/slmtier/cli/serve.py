@@ -24,6 +24,7 @@ def add_serve_command(commands) -> None:
     serve.add_argument("--max-batch-size", type=int, default=16, help="requests answered in one generate call")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
     serve.add_argument("--max-tokens-limit", type=int, default=2048, help="largest max_tokens a request may ask")
+    serve.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted")
     serve.set_defaults(handler=run_serve)
 
 
@@ -56,6 +57,7 @@ def run_serve(args: argparse.Namespace) -> None:
         api_key=api_key,
         default_max_tokens=run_cfg.inference.max_new_tokens,
         max_tokens_limit=args.max_tokens_limit,
+        max_body_bytes=args.max_body_bytes,
     )
     url = f"http://{args.host}:{args.port}/v1"
     what = f"{name!r} (fully fine-tuned)" if full else f"{name!r} (adapter) and {run_cfg.model.name!r} (base model)"

@@ -61,6 +61,7 @@ def build_app(
     api_key: str | None = None,
     default_max_tokens: int = 256,
     max_tokens_limit: int = 2048,
+    max_body_bytes: int = 1_000_000,
 ) -> FastAPI:
     app = FastAPI(title="slmtier serve", docs_url=None, redoc_url=None)
     models = {adapter_name: True}  # name -> adapter on? (a fully fine-tuned model has no base to switch to)
@@ -82,6 +83,20 @@ def build_app(
     async def invalid_request(_: Request, err: RequestValidationError):  # OpenAI answers 400, not 422
         problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in err.errors())
         return JSONResponse({"error": {"message": problems, "type": "invalid_request_error", "code": None}}, 400)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        """Requests declare their size and stay under max_body_bytes: a huge or endless body is refused before
+        it is read (413 / 411), so one client cannot exhaust the server's memory."""
+        if request.method == "POST":
+            length = request.headers.get("content-length")
+            if length is None or not length.isdigit():
+                return _error(411, "a Content-Length header is required")
+            if int(length) > max_body_bytes:
+                return _error(
+                    413, f"request body of {int(length):,} bytes exceeds this server's limit {max_body_bytes:,}"
+                )
+        return await call_next(request)
 
     @app.middleware("http")
     async def check_key(request: Request, call_next):
@@ -237,3 +252,7 @@ def _usage(result: ChatResult) -> dict:
         "completion_tokens": result.completion_tokens,
         "total_tokens": result.prompt_tokens + result.completion_tokens,
     }
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": None}}, status)
