@@ -290,3 +290,54 @@ def test_the_cache_takes_writes_from_parallel_processes(tmp_path):
     assert [worker.exitcode for worker in workers] == [0, 0, 0]
     cache = ResponseCache(path)
     assert len(cache) == 450 and cache.get("2-149") == {"content": "2/149"}
+
+
+def test_soak_1200_requests_with_a_fifth_faulty(tmp_path):
+    """1,200 rows against the fault server, ~20% of attempts failing in every way it knows (429 with
+    Retry-After, 500, timeouts, dropped connections, malformed bodies), some rows failing for good. Every row
+    ends answered with its own answer or recorded as failed with its reason; none missing or duplicated; the
+    run stops by itself within its bounds; a rerun pays for no answered row."""
+    import random
+
+    faults = ["429", "500", "slow", "malformed", "drop"]
+    rng = random.Random(0)
+    doomed = set(rng.sample(range(1200), 12))  # these fail every attempt
+    fates: dict[tuple[str, int], str] = {}
+
+    def soak_plan(text: str, attempt: int) -> str:
+        row = int(text.split()[-1])
+        if row in doomed:
+            return "500"
+        key = (text, attempt)
+        if key not in fates:  # the first decision for this attempt sticks (a retry is a new attempt)
+            fates[key] = rng.choice(faults) if rng.random() < 0.2 else "ok"
+        return fates[key]
+
+    n, cache_path = 1200, tmp_path / "cache.sqlite"
+    with FaultServer(soak_plan, slow_s=1.0, retry_after="0.01") as server:
+        endpoint = endpoint_for(server, max_concurrency=32, timeout_s=0.5, max_retries=4)
+        began = time.monotonic()
+        outcomes, client, cache = ask(endpoint, cache_path, conversations(n))
+        elapsed = time.monotonic() - began
+        first_requests = len(server.seen)
+        rerun, _, rerun_cache = ask(endpoint, cache_path, conversations(n))
+        asked_again = {text for text, _, _ in server.seen[first_requests:]}
+
+    assert len(outcomes) == n and elapsed < 120  # bounded: it stops by itself
+    answered = [i for i, o in enumerate(outcomes) if o.reply is not None]
+    failed = [i for i, o in enumerate(outcomes) if o.reply is None]
+    assert set(answered) | set(failed) == set(range(n)) and not set(answered) & set(failed)
+    for i in answered:
+        assert outcomes[i].reply.content == f"echo: row {i}" and outcomes[i].error is None
+    assert doomed <= set(failed)
+    for i in failed:
+        assert outcomes[i].error and outcomes[i].attempts == 5  # the reason, after every allowed attempt
+    # A fifth of the attempts were faults of every kind; the client counted exactly what the server saw.
+    total = sum(server.faults.values())
+    assert 0.15 < (total - server.faults["ok"]) / total < 0.3 and set(faults) <= set(server.faults)
+    # Attempts the client counts include a few lost on a dropped keep-alive connection before reaching the server.
+    assert n <= first_requests <= client.requests_sent == sum(o.attempts for o in outcomes)
+    # The rerun: answered rows come from the cache, only the failed ones are asked again.
+    assert rerun_cache.hits == len(answered) and rerun_cache.misses == len(failed)
+    assert all(rerun[i].cached and rerun[i].attempts == 0 for i in answered)
+    assert asked_again == {f"row {i}" for i in failed}
