@@ -136,3 +136,14 @@ def test_metrics_missing_keys_is_a_run_dir_error(tmp_path):
     write_metrics(metrics, run)
     with pytest.raises(RunDirError, match="lacks what the report needs"):
         render_markdown(load_run(run))
+
+
+def test_remote_code_is_named_only_when_it_ran(tmp_path):
+    run = make_run_dir(tmp_path / "run")
+    assert "Remote code ran" not in render_markdown(load_run(run)) + render_html(load_run(run))
+    metrics_path = run / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["training"]["trust_remote_code"] = True
+    metrics_path.write_text(json.dumps(metrics))
+    markdown, html = render_markdown(load_run(run)), render_html(load_run(run))
+    assert "**Remote code ran**" in markdown and "<b>Remote code ran</b>" in html

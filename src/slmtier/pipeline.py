@@ -19,6 +19,7 @@ from slmtier.baselines.openai_compatible import (
     default_cache_path,
     read_api_key,
 )
+from slmtier.baselines.predictions_file import join_logged_answers
 from slmtier.baselines.pricing import resolve_endpoint_price
 from slmtier.benchmark.candidates import Candidate, LocalCandidate, run_candidate, select_few_shot
 from slmtier.benchmark.extra_metrics import check_metric_paths
@@ -61,7 +62,8 @@ def check_resumable(config_yaml: str, run_dir: Path) -> dict | None:
     (which then resumes: training from its checkpoint, predictions from their saved rows); the metrics of a
     finished run (nothing to redo). A run directory holding another config is refused, not mixed."""
     existing = run_dir / "config.yaml"
-    if not existing.is_file():
+    started = any((run_dir / name).exists() for name in ("trainer", "training.json", "predictions"))
+    if not existing.is_file() or not started:  # nothing done yet (a start-up that failed): start afresh
         return None
     if existing.read_text(encoding="utf-8") != config_yaml:
         raise SlmtierError(
@@ -70,6 +72,13 @@ def check_resumable(config_yaml: str, run_dir: Path) -> dict | None:
         )
     metrics = run_dir / "metrics.json"
     return json.loads(metrics.read_text(encoding="utf-8")) if metrics.is_file() else None
+
+
+def check_logged_answers(cfg: RunConfig, splits: Splits) -> None:
+    """baseline=predictions: the log joined to the test split before any training; gaps either way are
+    counted and logged, and a log that answers none of the test ids is refused."""
+    if cfg.baseline.kind == "predictions":
+        join_logged_answers(cfg.baseline.predictions, [example.id for example in splits.test])
 
 
 def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
@@ -288,6 +297,7 @@ def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, training: T
         "training": {
             "base_model": cfg.model.name,
             "source": cfg.model.source,
+            "trust_remote_code": cfg.model.trust_remote_code,  # the report says so when on
             **asdict(training),
             "lora": asdict(cfg.lora),
             "trainer": asdict(cfg.trainer),

@@ -97,6 +97,7 @@ class PredictionsFileCandidate:
     pricing: PricingConfig
     count_tokens: Callable[[str], int]
     info: dict = field(default_factory=dict)
+    instant: bool = True  # answers are read, not computed: predicted in one go, no progress file
 
     def predict(self, task, examples: list[Example]) -> list[Generation]:
         path, answers = load_logged_answers(self.config)

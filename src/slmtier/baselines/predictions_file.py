@@ -4,17 +4,24 @@
      "usage": {"prompt_tokens": 431, "completion_tokens": 2}}
 
 Only `id` and `output` are required. Rows are joined to the test split by id: test ids absent from the
-file become failed rows (counted and listed, never guessed); ids the test split lacks are counted too.
+file become failed rows (counted and listed, never guessed); ids the test split lacks are counted too. A file
+that answers none of the test ids (the wrong id field, another split's log) is refused: its benchmark would
+only measure failures.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from slmtier.config import PredictionsFileConfig
 from slmtier.data.loading import MAX_LISTED_PROBLEMS, read_rows, resolve_data_path
 from slmtier.errors import DataError
+
+log = logging.getLogger(__name__)
+MAX_LISTED_IDS = 5
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,40 @@ def load_logged_answers(cfg: PredictionsFileConfig) -> tuple[Path, dict[str, Log
             f"{path}: no rows; expected one JSON object per line with {cfg.id_field!r} and {cfg.output_field!r}"
         )
     return path, answers
+
+
+@dataclass(frozen=True)
+class LoggedJoin:
+    """The logged answers joined to the test split by id."""
+
+    path: Path
+    answers: dict[str, LoggedAnswer]
+    missing: list[str]  # test ids without an answer: scored as failed answers
+    unmatched: list[str]  # ids in the file that the test split lacks: ignored
+
+
+def join_logged_answers(cfg: PredictionsFileConfig, test_ids: Sequence[str]) -> LoggedJoin:
+    """Read the file and join it to the test split: gaps either way are counted and logged; a file that
+    answers no test id at all raises DataError, naming ids from both sides so the mismatch shows."""
+    path, answers = load_logged_answers(cfg)
+    test_set = set(test_ids)
+    missing = [test_id for test_id in test_ids if test_id not in answers]
+    unmatched = [key for key in answers if key not in test_set]
+    if test_ids and len(missing) == len(test_ids):
+        raise DataError(
+            f"{path}: none of the {len(test_ids)} test ids has an answer in the file (its ids look like "
+            f"{list(answers)[:3]}, the test split's like {list(test_ids)[:3]}). Is baseline.predictions.id_field "
+            f"({cfg.id_field!r}) the field that holds the test id, and is this the log of data.test?"
+        )
+    if missing:
+        log.warning(
+            "%d test id(s) have no answer in %s (counted as failed): %s", len(missing), path, missing[:MAX_LISTED_IDS]
+        )
+    if unmatched:
+        log.warning(
+            "%d id(s) in %s are not in the test split (ignored): %s", len(unmatched), path, unmatched[:MAX_LISTED_IDS]
+        )
+    return LoggedJoin(path, answers, missing, unmatched)
 
 
 def _check_row(row: dict, cfg: PredictionsFileConfig, seen: dict[str, LoggedAnswer]) -> str | None:

@@ -128,7 +128,8 @@ def run_candidate(
     width = getattr(candidate, "batch_size", None) or getattr(
         getattr(candidate, "endpoint", None), "max_concurrency", 16
     )
-    chunk = max(1, width) * CHUNK_BATCHES
+    # A candidate that only reads answers (a log file) has nothing worth saving as it goes: one chunk.
+    chunk = max(1, len(todo)) if getattr(candidate, "instant", False) else max(1, width) * CHUNK_BATCHES
     wall_s = 0.0
     with progress_path(final).open("a", encoding="utf-8") as handle:
         for start in range(0, len(todo), chunk):

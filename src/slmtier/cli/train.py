@@ -15,10 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from slmtier.cli.errors import exit_on_user_error
 from slmtier.config import CONFIG_DIR, RunConfig, register_configs, to_run_config
-from slmtier.data import load_splits
+from slmtier.data import load_splits, report_long_inputs
 from slmtier.pipeline import (
     build_candidates,
     check_config,
+    check_logged_answers,
     check_resumable,
     load_base_model,
     run_benchmark,
@@ -56,6 +57,8 @@ def main(dict_cfg: DictConfig) -> float | None:
             write_config(dict_cfg, run_dir)
         task = build_task(cfg.task)
         splits = load_splits(cfg.data, task.check_target)
+        report_long_inputs(splits, cfg.task.max_input_words)
+        check_logged_answers(cfg, splits)
 
         # --- Fine-tune the SLM (LoRA) and save the adapter
         model, tokenizer = load_base_model(cfg)

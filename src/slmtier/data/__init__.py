@@ -1,5 +1,6 @@
 """Load and validate task data: every problem is reported with file:line before any training starts."""
 
+from slmtier.data.checks import report_long_inputs
 from slmtier.data.loading import Example, Splits, load_splits, resolve_data_path
 
-__all__ = ["Example", "Splits", "load_splits", "resolve_data_path"]
+__all__ = ["Example", "Splits", "load_splits", "report_long_inputs", "resolve_data_path"]

@@ -4,6 +4,8 @@ All problems in a file are collected and reported together, each as `file:line: 
 hurried recipe author fixes them in one pass instead of one per run. Field names may be dotted paths into
 nested JSON (`userInput.text`); a CSV cell holding a JSON object or list (a target of an extraction task)
 is decoded; with `id_field: null` rows are numbered by line (`test-12`).
+
+Once all splits are read, leakage between them is checked (slmtier.data.checks).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from slmtier.config import PROJECT_ROOT, DataConfig
+from slmtier.data.checks import check_leakage
 from slmtier.errors import DataError
 
 MAX_LISTED_PROBLEMS = 20
@@ -56,17 +59,17 @@ def load_records(
     target_field: str,
     query_field: str | None = None,
     check_target: Callable[[Any], str | None],
+    key: str = "data.*",
 ) -> list[Example]:
     """Examples from one JSONL or CSV file, or a hub dataset split (`hub:<repo>@<split>`); raises DataError
-    listing every bad row as file:line (hub rows: `hub:<repo>@<split>:<row number>`)."""
+    listing every bad row as file:line (hub rows: `hub:<repo>@<split>:<row number>`). `key` is the config
+    key that names the file (data.train), for messages."""
     if path.startswith(HUB_PREFIX):
         file, rows = Path(path), _read_hub_rows(path)
     else:
-        file = resolve_data_path(path)
-        if not file.is_file():
-            raise DataError(
-                f"{path}: data file not found (looked in {Path.cwd()} and {PROJECT_ROOT}); fix data.* paths"
-            )
+        file = _find_file(path, key)
+        fields = {"data.id_field": id_field, "data.text_field": text_field, "data.target_field": target_field}
+        _check_csv_header(file, fields)
         rows = read_rows(file)
     fields = (id_field, text_field, target_field, query_field)
     problems: list[str] = []
@@ -89,8 +92,36 @@ def load_records(
         more = f"\n  ... and {len(problems) - MAX_LISTED_PROBLEMS} more" if len(problems) > MAX_LISTED_PROBLEMS else ""
         raise DataError(f"{len(problems)} bad row(s) in {file}:\n  {listed}{more}")
     if not examples:
-        raise DataError(f"{file}: the file has no rows; every split needs at least one example")
+        raise DataError(f"{key}: {file}: the file has no rows; every split needs at least one example")
     return examples
+
+
+def _find_file(path: str, key: str) -> Path:
+    if not path.strip():
+        raise DataError(f"{key} is empty; set it to a .jsonl or .csv file")
+    file = resolve_data_path(path)
+    if file.is_dir():
+        raise DataError(f"{key}: {path} is a folder; point {key} at one .jsonl or .csv file")
+    if not file.is_file():
+        raise DataError(f"{key}: {path}: data file not found (looked in {Path.cwd()} and {PROJECT_ROOT}); fix {key}")
+    return file
+
+
+def _check_csv_header(file: Path, fields: dict[str, str | None]) -> None:
+    """A column the recipe names but the CSV header lacks is one mistake, said once rather than on every row."""
+    if file.suffix.lower() != ".csv":
+        return
+    try:
+        with file.open(encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except UnicodeDecodeError:
+        return  # read_rows names the line
+    for config_key, name in fields.items():
+        if name and name.split(".")[0] not in header:
+            raise DataError(
+                f"{file}:1: no column {name!r} ({config_key}) in the header {header}; "
+                f"rename the column or set {config_key}"
+            )
 
 
 def _read_hub_rows(spec: str) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -117,21 +148,18 @@ def read_rows(file: Path) -> Iterator[tuple[int, dict | None, str | None]]:
     """(line number, row, problem) for each non-blank row; the row is None when the problem is set."""
     raw = file.read_bytes()
     if file.suffix.lower() == ".csv":
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            line_no = raw.count(b"\n", 0, err.start) + 1
-            yield line_no, None, f"not valid UTF-8 ({err.reason} at byte {err.start}); re-save as UTF-8"
-            return
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        for row in reader:
-            yield reader.line_num, {key: _maybe_json(value) for key, value in row.items()}, None
+        yield from _read_csv_rows(raw)
+        return
+    if raw.lstrip()[:1] == b"[" and _is_json_array(raw):
+        convert = f"jq -c '.[]' {file.name} > {file.stem}.jsonl"
+        yield 1, None, f"the file is one JSON array, not JSON Lines (one object per line); convert it: {convert}"
         return
     for line_no, line in enumerate(raw.split(b"\n"), start=1):
         try:
-            decoded = line.decode("utf-8")
+            # utf-8-sig on line 1: a byte-order mark (saved by a Windows editor) is not part of the data.
+            decoded = line.decode("utf-8-sig" if line_no == 1 else "utf-8")
         except UnicodeDecodeError as err:
-            yield line_no, None, f"not valid UTF-8 ({err.reason} at byte {err.start}); re-save as UTF-8"
+            yield line_no, None, _not_utf8(err, err.start + 1)
             continue
         if not decoded.strip():
             continue
@@ -144,6 +172,36 @@ def read_rows(file: Path) -> Iterator[tuple[int, dict | None, str | None]]:
             yield line_no, None, f"expected a JSON object, got {type(row).__name__}"
             continue
         yield line_no, row, None
+
+
+def _read_csv_rows(raw: bytes) -> Iterator[tuple[int, dict | None, str | None]]:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line_no = raw.count(b"\n", 0, err.start) + 1
+        yield line_no, None, _not_utf8(err, err.start - raw.rfind(b"\n", 0, err.start))
+        return
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        # DictReader files extra cells under None and fills missing ones with None: both are a broken row.
+        extra, missing = row.pop(None, []), [key for key, value in row.items() if value is None]
+        if extra or missing:
+            cells, header = len(row) + len(extra) - len(missing), len(reader.fieldnames)
+            yield reader.line_num, None, f"{cells} cells where the header has {header}; quote a cell that holds a comma"
+            continue
+        yield reader.line_num, {key: _maybe_json(value) for key, value in row.items()}, None
+
+
+def _not_utf8(err: UnicodeDecodeError, column: int) -> str:
+    """`column`: the bad byte's place in its line, counted from 1."""
+    return f"not valid UTF-8 ({err.reason} at byte {column} of the line); re-save as UTF-8"
+
+
+def _is_json_array(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw), list)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
 
 
 def _maybe_json(cell: str | None) -> Any:
@@ -180,7 +238,9 @@ def _build_example(
     values = {name: _lookup(row, name) for name in fields if name}
     missing = [name for name, value in values.items() if value is _MISSING and name != query_field]
     if missing:
-        return None, f"missing field(s) {missing}; the row has {sorted(row)}"
+        keys = {id_field: "data.id_field", text_field: "data.text_field", target_field: "data.target_field"}
+        named_by = ", ".join(keys[name] for name in missing)
+        return None, f"missing field(s) {missing} ({named_by}); the row has {sorted(row)}"
     row_id = values[id_field] if id_field else default_id
     if not isinstance(row_id, (str, int)) or isinstance(row_id, bool) or str(row_id).strip() == "":
         return None, f"field {id_field!r} must be a non-empty string or integer, got {row_id!r}"
@@ -194,6 +254,8 @@ def _build_example(
         query = None
     if query is not None and not isinstance(query, str):
         return None, f"field {query_field!r} must be a string, got {type(query).__name__}"
+    if values[target_field] is None:
+        return None, f"field {target_field!r} is null; every row needs its gold answer"
     problem = check_target(values[target_field])
     if problem:
         return None, f"field {target_field!r}: {problem}"
@@ -201,9 +263,12 @@ def _build_example(
 
 
 def load_splits(cfg: DataConfig, check_target: Callable[[Any], str | None]) -> Splits:
-    """Train, validation (may be empty when not configured) and test, all validated."""
+    """Train, validation (may be empty when not configured) and test, all validated, leakage checked."""
+    for key, limit in (("max_train_examples", cfg.max_train_examples), ("max_test_examples", cfg.max_test_examples)):
+        if limit is not None and limit < 1:
+            raise DataError(f"data.{key} must be at least 1 (null = every row), got {limit}")
 
-    def load(path: str) -> list[Example]:
+    def load(path: str, key: str) -> list[Example]:
         return load_records(
             path,
             id_field=cfg.id_field,
@@ -211,13 +276,16 @@ def load_splits(cfg: DataConfig, check_target: Callable[[Any], str | None]) -> S
             target_field=cfg.target_field,
             query_field=cfg.query_field,
             check_target=check_target,
+            key=key,
         )
 
-    return Splits(
-        train=sample(load(cfg.train), cfg.max_train_examples, seed=cfg.sample_seed),
-        validation=load(cfg.validation) if cfg.validation else [],
-        test=sample(load(cfg.test), cfg.max_test_examples, seed=cfg.sample_seed),
+    splits = Splits(
+        train=sample(load(cfg.train, "data.train"), cfg.max_train_examples, seed=cfg.sample_seed),
+        validation=load(cfg.validation, "data.validation") if cfg.validation else [],
+        test=sample(load(cfg.test, "data.test"), cfg.max_test_examples, seed=cfg.sample_seed),
     )
+    check_leakage(splits)
+    return splits
 
 
 def sample(examples: list[Example], limit: int | None, *, seed: int) -> list[Example]:
