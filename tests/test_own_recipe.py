@@ -53,7 +53,7 @@ def write_reviews(folder):
         f'"Review {i}: {"great, works well" if i % 2 else "broke after a day"}",{"positive" if i % 2 else "negative"}'
         for i in range(12)
     ]
-    (folder / "reviews_train.csv").write_text("\n".join(rows) + "\n")
+    (folder / "reviews_train.csv").write_text("\n".join(rows[:1] + rows[5:]) + "\n")  # held-out test rows
     (folder / "reviews_test.csv").write_text("\n".join(rows[:5]) + "\n")
 
 
@@ -66,7 +66,7 @@ def write_invoices(folder):
         }
         for i in range(12)
     ]
-    write_jsonl(folder / "invoices_train.jsonl", rows)
+    write_jsonl(folder / "invoices_train.jsonl", rows[4:])
     write_jsonl(folder / "invoices_test.jsonl", rows[:4])
 
 
@@ -79,7 +79,7 @@ def write_digests(folder):
         }
         for i in range(10)
     ]
-    write_jsonl(folder / "digest_train.jsonl", rows)
+    write_jsonl(folder / "digest_train.jsonl", rows[3:])
     write_jsonl(folder / "digest_test.jsonl", rows[:3])
 
 
