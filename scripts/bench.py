@@ -272,7 +272,9 @@ def timed_predictions(methods: dict, task, examples) -> tuple[dict, dict]:
 
 
 def child_generate(args) -> dict:
-    """Extraction answers generated one example at a time vs in length-sorted batches (the untuned model)."""
+    """Extraction answers generated one example at a time vs in length-sorted batches: the untuned model
+    prompted with 3 training examples, as the default baseline is (so its answers are JSON worth scoring)."""
+    from slmtier.benchmark.candidates import select_few_shot
     from slmtier.data import load_splits
     from slmtier.inference import generate_batched
     from slmtier.models import resolve_bf16
@@ -281,9 +283,11 @@ def child_generate(args) -> dict:
 
     cfg = load_recipe(args.generate_recipe)
     task = build_task(cfg.task)
-    test = load_splits(cfg.data, task.check_target).test[: args.generate_n]
+    splits = load_splits(cfg.data, task.check_target)
+    test = splits.test[: args.generate_n]
     model, tokenizer = load_base_model(cfg)
-    conversations = [task.build_messages(example) for example in test]
+    few_shot = select_few_shot(splits.train, 3, seed=0)
+    conversations = [task.build_messages(example, few_shot=few_shot) for example in test]
     settings = {"max_new_tokens": cfg.inference.max_new_tokens, "bf16": resolve_bf16(cfg.inference.bf16)}
     methods = {
         "generate_per_example": lambda: generate_batched(
@@ -294,7 +298,7 @@ def child_generate(args) -> dict:
         ),
     }
     result, parsed = timed_predictions(methods, task, test)
-    result["recipe"] = args.generate_recipe
+    result["recipe"], result["model"] = args.generate_recipe, "untuned, 3-shot"
     result["same_answers"] = sum(a == b for a, b in zip(*parsed.values(), strict=True))
     return result
 

@@ -14,7 +14,10 @@ def test_gpu_check_runs_its_tiny_shape_on_the_cpu(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert report["device"] == "cpu" and report["results"][0]["tokens_per_s"] > 0
+    assert report["device"] == "cpu"
+    rows = {row["setting"]: row for row in report["results"]}
+    assert set(rows) == {"reference", "lora_bf16"} and all(r["useful_tokens_per_s"] > 0 for r in rows.values())
+    assert rows["lora_bf16"]["ratio_to_reference"] > 0
 
 
 def test_gpu_check_refuses_without_cuda():

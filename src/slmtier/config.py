@@ -75,8 +75,10 @@ class TrainerConfig:
     weight_decay: float = 0.0
     max_length: int = 512  # tokens per training example; longer ones are cut (and counted)
     bf16: bool | None = None  # null = on where the hardware computes bf16 natively (CUDA, AVX512-BF16/AMX CPUs)
-    # random | group_by_length (batches of similar length: little padding) | sequential
-    train_sampling_strategy: str = "group_by_length"
+    # random | group_by_length | sequential. Every batch is padded only to its own longest example either way.
+    # group_by_length (batches of similar length) trained 1.34x faster on the ticket recipe but reached lower
+    # validation accuracy (87.5% vs 93.8%, one epoch): similar lengths made batches of similar tickets.
+    train_sampling_strategy: str = "random"
     gradient_checkpointing: bool = False  # trades ~30% speed for activation memory; off for small models
     # A checkpoint (adapter, optimizer, scheduler, RNG states) every save_steps optimizer steps in run_dir/trainer;
     # rerunning in the same run directory after a crash or kill -9 resumes from the newest one. 0 = none.
