@@ -151,16 +151,21 @@ def run_cli_train(name: str, tmp_path: Path) -> None:
     case, expect = read_case(name)
     run = tmp_path / "run"
     overrides = [fill(override, case) for override in expect["overrides"]]
-    result = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *overrides, f"hydra.run.dir={run}", f"cache_dir={tmp_path / 'cache'}"],
+    train = [str(REPO / "train.py"), *overrides, f"hydra.run.dir={run}", f"cache_dir={tmp_path / 'cache'}"]
+    check_cli_result(run_python(train, expect), expect["error"], case, run)
+    check_nothing_to_trust(run, RESULTS)
+
+
+def run_python(arguments: list[str], expect: dict) -> subprocess.CompletedProcess:
+    """`python <arguments>` from the repo root, as a user runs it (HYDRA_FULL_ERROR unset)."""
+    return subprocess.run(
+        [sys.executable, *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
         env=without_hydra_full_error(expect.get("env")),
         timeout=300,
     )
-    check_cli_result(result, expect["error"], case, run)
-    check_nothing_to_trust(run, RESULTS)
 
 
 def copy_run(case: Path, tmp_path: Path) -> Path:
@@ -172,15 +177,7 @@ def copy_run(case: Path, tmp_path: Path) -> Path:
 def run_cli_report(name: str, tmp_path: Path) -> None:
     case, expect = read_case(name)
     run = copy_run(case, tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "slmtier", "report", str(run)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=without_hydra_full_error(expect.get("env")),
-        timeout=300,
-    )
-    check_cli_result(result, expect["error"], case, run)
+    check_cli_result(run_python(["-m", "slmtier", "report", str(run)], expect), expect["error"], case, run)
     check_nothing_to_trust(run, REPORTS)
 
 
