@@ -168,3 +168,31 @@ def test_resumed_prediction_keeps_saved_rows_and_predicts_the_rest(tmp_path):
     candidate.seen.clear()
     rows_again, timing_again = run_candidate(candidate, task, examples, tmp_path)
     assert candidate.seen == [] and rows_again == rows and timing_again.requests_per_s is not None
+
+
+def test_local_models_save_in_chunks_and_the_llm_tier_in_one_call(tmp_path):
+    from slmtier.benchmark.candidates import CHUNK_BATCHES, run_candidate
+    from slmtier.data import Example
+    from slmtier.inference import Generation
+    from slmtier.tasks.classification import Classification
+
+    task = Classification(instruction="{labels}", labels=("billing", "refund"))
+    examples = [Example(id=f"e{i}", input=f"text {i}", target="billing") for i in range(100)]
+
+    class Recorder:
+        model, info = "m", {}
+
+        def __init__(self, name, **settings):
+            self.name, self.calls = name, []
+            self.__dict__.update(settings)
+
+        def predict(self, task, chunk):
+            self.calls.append(len(chunk))
+            return [Generation("billing", 1.0, 3, 1) for _ in chunk]
+
+    local = Recorder("slm", batch_size=2)
+    run_candidate(local, task, examples, tmp_path)
+    assert local.calls == [2 * CHUNK_BATCHES] * (100 // (2 * CHUNK_BATCHES)) + [100 % (2 * CHUNK_BATCHES)]
+    llm = Recorder("llm", one_call=True)  # its `info` (cache hits, spend) must describe the whole split
+    run_candidate(llm, task, examples, tmp_path)
+    assert llm.calls == [100]

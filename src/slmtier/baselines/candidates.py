@@ -43,6 +43,9 @@ class EndpointCandidate:
     count_tokens: Callable[[str], int]  # the fallback when the endpoint reports no usage
     few_shot: list[Example] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # what metrics.json records about the source; filled by predict
+    # A split in one call (so `info` counts all of it): each paid answer is saved in the response cache as it
+    # arrives, so a killed run loses nothing paid and needs no progress file of its own.
+    one_call: bool = True
 
     def predict(self, task, examples: list[Example]) -> list[Generation]:
         conversations = [task.build_messages(example, few_shot=self.few_shot) for example in examples]
@@ -97,7 +100,7 @@ class PredictionsFileCandidate:
     pricing: PricingConfig
     count_tokens: Callable[[str], int]
     info: dict = field(default_factory=dict)
-    instant: bool = True  # answers are read, not computed: predicted in one go, no progress file
+    one_call: bool = True  # answers are read, not computed: no progress to save as it goes
 
     def predict(self, task, examples: list[Example]) -> list[Generation]:
         path, answers = load_logged_answers(self.config)

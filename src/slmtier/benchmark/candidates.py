@@ -106,7 +106,7 @@ def select_few_shot(examples: list[Example], k: int, *, seed: int) -> list[Examp
     return chosen
 
 
-# Rows predicted between two writes of the progress file: batch_size (or the endpoint's concurrency) x this.
+# Rows a local model predicts between two writes of the progress file: its batch_size x this.
 CHUNK_BATCHES = 8
 
 
@@ -125,11 +125,9 @@ def run_candidate(
     todo = [example for example in examples if example.id not in done]
     if done:
         log.info("%s (%s): %d of %d rows kept from an earlier attempt", candidate.name, split, len(done), len(examples))
-    width = getattr(candidate, "batch_size", None) or getattr(
-        getattr(candidate, "endpoint", None), "max_concurrency", 16
-    )
-    # A candidate that only reads answers (a log file) has nothing worth saving as it goes: one chunk.
-    chunk = max(1, len(todo)) if getattr(candidate, "instant", False) else max(1, width) * CHUNK_BATCHES
+    width = getattr(candidate, "batch_size", None) or 16
+    # The LLM tier (a log file, an endpoint behind the response cache) keeps its answers itself: one call.
+    chunk = max(1, len(todo)) if getattr(candidate, "one_call", False) else max(1, width) * CHUNK_BATCHES
     wall_s = 0.0
     with progress_path(final).open("a", encoding="utf-8") as handle:
         for start in range(0, len(todo), chunk):
