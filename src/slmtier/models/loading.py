@@ -38,7 +38,7 @@ def resolve_bf16(requested: bool | None) -> bool:
     """bf16 as asked, or (None) where it is native: a bf16 CUDA GPU, or a CPU with AVX512-BF16 or AMX.
 
     On this project's 2-core AVX512-BF16 CPU, bf16 autocast trained 1.2-1.5x faster than fp32 with
-    the same loss curve (scripts/bench_train.py); on CPUs without it, bf16 is emulated and slower.
+    the same loss curve (measured with scripts/bench.py); on CPUs without it, bf16 is emulated and slower.
     """
     if requested is not None:
         return requested
