@@ -104,8 +104,8 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
         from slmtier.serve.engine import load_run_model
 
         log.info("training finished in an earlier attempt: loading %s", run_dir / trained_folder(cfg))
-        del model
-        trained, tokenizer = load_run_model(run_dir, cfg)
+        # The adapter goes on the base model already loaded; a fully fine-tuned model replaces it.
+        trained, tokenizer = load_run_model(run_dir, cfg, base=None if cfg.lora.full_finetune else model)
         return trained, TrainResult(**json.loads(summary.read_text()))
     peft_model, result = train_adapter(
         model,

@@ -137,7 +137,7 @@ def build_sft_config(cfg: TrainerConfig, *, output_dir: Path, report_to: list[st
         completion_only_loss=True,
         include_num_input_tokens_seen="non_padding",
         save_strategy="steps" if cfg.save_steps > 0 else "no",
-        save_steps=cfg.save_steps if cfg.save_steps > 0 else 500,
+        save_steps=max(cfg.save_steps, 1),  # read only with save_strategy="steps"
         save_total_limit=2,  # the newest may be cut short by a kill; the one before it is then used
         report_to=report_to or "none",
     )

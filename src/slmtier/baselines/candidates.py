@@ -107,10 +107,7 @@ class PredictionsFileCandidate:
         test_ids = {example.id for example in examples}
         missing = [example.id for example in examples if example.id not in answers]
         unmatched = [key for key in answers if key not in test_ids]
-        if missing:
-            log.warning("%d test id(s) have no answer in %s (counted as failed): %s", len(missing), path, missing[:5])
-        if unmatched:
-            log.warning("%d id(s) in %s are not in the test split (ignored): %s", len(unmatched), path, unmatched[:5])
+        # Not logged here: the start-up check (pipeline.check_logged_answers) has said it for the test split.
         generations = [self._generation(task, example, answers.get(example.id)) for example in examples]
         self.info = {
             "kind": "predictions",

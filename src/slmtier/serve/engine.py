@@ -196,9 +196,9 @@ def _settle(future: asyncio.Future, result, error) -> None:
         future.set_result(result)
 
 
-def load_run_model(run_dir: Path, run_cfg: RunConfig):
+def load_run_model(run_dir: Path, run_cfg: RunConfig, *, base=None):
     """(PeftModel, tokenizer): the run's base model with its saved adapter (safetensors only); after full
-    fine-tuning (run_dir/model), that model alone."""
+    fine-tuning (run_dir/model), that model alone. `base`: the base model when already loaded."""
     import dataclasses
 
     from peft import PeftModel
@@ -212,7 +212,7 @@ def load_run_model(run_dir: Path, run_cfg: RunConfig):
     adapter_dir = Path(run_dir) / "adapter"
     if not (adapter_dir / "adapter_model.safetensors").is_file():
         raise RunDirError(f"{adapter_dir}: no adapter_model.safetensors; did the run finish training?")
-    path = resolve_model_path(run_cfg.model, run_cfg.cache_dir)
-    base = load_model(path, run_cfg.model)
+    if base is None:
+        base = load_model(resolve_model_path(run_cfg.model, run_cfg.cache_dir), run_cfg.model)
     tokenizer = load_tokenizer(str(adapter_dir), run_cfg.model)
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False), tokenizer
