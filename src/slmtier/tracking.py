@@ -32,10 +32,12 @@ def flatten_metrics(metrics: dict) -> dict[str, float | str]:
 
 
 def sweep_objective(metrics: dict) -> float | None:
-    """The fine-tuned SLM's validation score (its per-example metric); None without a validation split.
-    Never the test score: the test split stays untouched by model and hyper-parameter choices."""
+    """The fine-tuned SLM's validation score (its per-example metric), or the encoder's in a run without the
+    SLM tier; None without a validation split. Never the test score: the test split stays untouched by model
+    and hyper-parameter choices."""
     metric = (metrics.get("comparison") or {}).get("metric")
-    return (metrics["candidates"]["slm"].get("validation") or {}).get(metric)
+    tier = "slm" if "slm" in metrics["candidates"] else "encoder"
+    return (metrics["candidates"][tier].get("validation") or {}).get(metric)
 
 
 def log_run(report_to: list[str], *, run_dir: Path, metrics: dict, config: dict) -> None:

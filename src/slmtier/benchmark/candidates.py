@@ -162,7 +162,10 @@ def build_row(task, example: Example, generation: Generation) -> dict:
     """One predictions/*.jsonl row: the example, the raw answer, its parse and score, and how it came."""
     parsed = task.parse(generation.raw_output)
     numerator, denominator = task.score_parts(parsed, example.target)
-    return {
+    confidence = generation.confidence
+    if confidence is None:
+        confidence = confidence_of(task.kind, parsed, generation.token_logprobs)
+    row = {
         "id": example.id,
         "input": example.input,
         "raw_output": generation.raw_output,
@@ -178,9 +181,12 @@ def build_row(task, example: Example, generation: Generation) -> dict:
         "usage_estimated": generation.usage_estimated,
         "cached": generation.cached,
         "attempts": generation.attempts,
-        "confidence": confidence_of(task.kind, parsed, generation.token_logprobs),
+        "confidence": confidence,
         "score_parts": [numerator, denominator],
     }
+    if generation.confidence_uncalibrated is not None:
+        row["confidence_uncalibrated"] = generation.confidence_uncalibrated
+    return row
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from slmtier.benchmark.cascade import build_curve, evaluate_threshold, fit_threshold, route
 from slmtier.benchmark.cost import price_local, project_month
-from slmtier.benchmark.decide import decide
+from slmtier.benchmark.decide import TierEvidence, decide_tiers
 from slmtier.benchmark.stats import (
     bootstrap_interval,
     mcnemar_exact,
@@ -34,13 +34,15 @@ def assess(
     test_rows: dict[str, list[dict]],
     validation_rows: dict[str, list[dict]],
     *,
-    slm: str,
+    tiers: list[str],
     llm: str,
     policy: DecisionConfig,
     hardware: HardwareConfig,
 ) -> dict:
-    """Adds intervals and costs to `results` (metrics.json's candidates) and returns the comparison,
-    cascade, economics and decision entries of metrics.json."""
+    """Adds intervals and costs to `results` (metrics.json's candidates) and returns metrics.json's `tiers`
+    (per local tier: its comparison with the LLM, its cascade and its monthly economics), `lead_tier` (the
+    tier the verdict is about: the chosen one, or for `llm` the best local one), that tier's comparison,
+    cascade and economics again at the top level, and the decision."""
     stats = {"n_resamples": policy.n_resamples, "confidence": policy.confidence, "seed": policy.seed}
     for name, rows in test_rows.items():
         parts = parts_of(rows)
@@ -53,9 +55,35 @@ def assess(
                 "n": len(val),
                 task.parts_metric: ratio_of_sums(val[:, 0], val[:, 1]),
             }
+    per_tier = {
+        tier: compare_tier(
+            task, results, test_rows, validation_rows, tier=tier, llm=llm, policy=policy, hardware=hardware
+        )  # fmt: skip
+        for tier in tiers
+    }
+    evidence = []
+    for tier, entry in per_tier.items():
+        tested = entry["cascade"]["test"] if entry["cascade"] and entry["cascade"].get("test") else None
+        economics = entry["economics"]
+        evidence.append(TierEvidence(
+            tier, entry["comparison"]["gap"], results[tier]["latency_ms"]["p95"], (economics["slm"] or {}).get("usd"),
+            results[tier]["cost"].get("per_1k_requests_usd"), tested["gap"] if tested else None,
+            tested["latency_p95_ms"] if tested else None, economics.get("cascade_usd"),
+        ))  # fmt: skip
+    llm_monthly = next(iter(per_tier.values()))["economics"]["llm_usd"]
+    decision = decide_tiers(metric=task.parts_metric, policy=policy, tiers=evidence, llm_monthly_usd=llm_monthly)
+    lead = decision.tier or max(tiers, key=lambda tier: results[tier]["quality"]["interval"]["value"])
+    return {"tiers": per_tier, "lead_tier": lead, **per_tier[lead], "decision": decision.to_dict()}
+
+
+def compare_tier(task, results, test_rows, validation_rows, *, tier, llm, policy, hardware) -> dict:
+    """One local tier against the LLM: the paired comparison, the cascade (tier first, LLM when unsure) fitted
+    on validation, and the monthly economics (`economics.slm` holds this tier's boxes)."""
+    stats = {"n_resamples": policy.n_resamples, "confidence": policy.confidence, "seed": policy.seed}
+    slm = tier
     slm_parts, llm_parts = parts_of(test_rows[slm]), parts_of(test_rows[llm])
     gap = paired_bootstrap_gap(slm_parts[:, 0], slm_parts[:, 1], llm_parts[:, 0], llm_parts[:, 1], **stats)
-    comparison = {"metric": task.parts_metric, "margin": policy.margin, "gap": gap.to_dict()}
+    comparison = {"tier": tier, "metric": task.parts_metric, "margin": policy.margin, "gap": gap.to_dict()}
     if task.parts_metric == "accuracy":
         comparison["mcnemar"] = mcnemar_exact(slm_parts[:, 0] > 0.5, llm_parts[:, 0] > 0.5)
         discordant = (comparison["mcnemar"]["a_only"] + comparison["mcnemar"]["b_only"]) / len(slm_parts)
@@ -79,17 +107,7 @@ def assess(
         slm=results[slm]["cost"], llm=results[llm]["cost"], llm_is_local=_is_local(results[llm]), hardware=hardware,
         volume=policy.monthly_requests, cascade_rate=tested["escalation_rate"] if tested else None,
     )  # fmt: skip
-    decision = decide(
-        metric=task.parts_metric,
-        gap=gap.to_dict(),
-        policy=policy,
-        p95_ms={"slm": results[slm]["latency_ms"]["p95"], "llm": results[llm]["latency_ms"]["p95"],
-                "cascade": tested["latency_p95_ms"] if tested else None},
-        monthly_usd={"slm": (economics["slm"] or {}).get("usd"), "llm": economics["llm_usd"],
-                     "cascade": economics.get("cascade_usd")},
-        cascade_gap=tested["gap"] if tested else None,
-    )  # fmt: skip
-    return {"comparison": comparison, "cascade": cascade, "economics": economics, "decision": decision.to_dict()}
+    return {"comparison": comparison, "cascade": cascade, "economics": economics}
 
 
 def _mostly_failed(rows: list[dict] | None) -> bool:

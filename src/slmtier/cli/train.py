@@ -17,12 +17,14 @@ from slmtier.cli.errors import exit_on_user_error
 from slmtier.config import CONFIG_DIR, RunConfig, register_configs, to_run_config
 from slmtier.data import load_splits, report_long_inputs
 from slmtier.pipeline import (
+    SLM,
     build_candidates,
     check_config,
     check_logged_answers,
     check_resumable,
     load_base_model,
     run_benchmark,
+    run_encoder,
     run_training,
     summarise_run,
 )
@@ -60,21 +62,24 @@ def main(dict_cfg: DictConfig) -> float | None:
         report_long_inputs(splits, cfg.task.max_input_words)
         check_logged_answers(cfg, splits)
 
-        # --- Fine-tune the SLM (LoRA) and save the adapter
-        model, tokenizer = load_base_model(cfg)
-        peft_model, training = run_training(cfg, task, splits, model, tokenizer, run_dir)
+        # --- Fine-tune the local tiers: the SLM (LoRA; adapter saved), the encoder (calibrated on validation)
+        model, tokenizer = load_base_model(cfg)  # the SLM's base; also the default baseline's model
+        peft_model, training = model, None
+        if SLM in cfg.tiers:
+            peft_model, training = run_training(cfg, task, splits, model, tokenizer, run_dir)
         if not is_main_process():  # multi-process training (torchrun / accelerate launch): rank 0 carries on
             return
+        encoder, encoder_entry = run_encoder(cfg, splits, run_dir)
 
-        # --- Benchmark the SLM and the baseline on the test split
-        candidates = build_candidates(cfg, task, splits, peft_model, tokenizer)
+        # --- Benchmark every tier and the baseline on the test split
+        candidates = build_candidates(cfg, task, splits, peft_model, tokenizer, encoder)
         benchmark = run_benchmark(
             task, candidates, splits, run_dir / "predictions",
             extra_metrics=cfg.task.extra_metrics, validation=cfg.decision.cascade,
         )  # fmt: skip
 
         # --- Decide and report
-        metrics = summarise_run(cfg, recipe, task, splits, training, benchmark)
+        metrics = summarise_run(cfg, recipe, task, splits, training, benchmark, encoder_entry)
         write_metrics(metrics, run_dir)
         write_reports(run_dir)
         log_run(

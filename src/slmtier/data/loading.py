@@ -279,9 +279,15 @@ def load_splits(cfg: DataConfig, check_target: Callable[[Any], str | None]) -> S
             key=key,
         )
 
+    train = load(cfg.train, "data.train")
+    validation = load(cfg.validation, "data.validation") if cfg.validation else []
+    if cfg.validation_holdout is not None:
+        if cfg.validation:
+            raise DataError("data.validation_holdout applies only when data.validation is null; set one of them")
+        train, validation = hold_out(train, cfg.validation_holdout, seed=cfg.sample_seed, file=cfg.train)
     splits = Splits(
-        train=sample(load(cfg.train, "data.train"), cfg.max_train_examples, seed=cfg.sample_seed),
-        validation=load(cfg.validation, "data.validation") if cfg.validation else [],
+        train=sample(train, cfg.max_train_examples, seed=cfg.sample_seed),
+        validation=validation,
         test=sample(load(cfg.test, "data.test"), cfg.max_test_examples, seed=cfg.sample_seed),
     )
     check_leakage(splits)
@@ -294,3 +300,17 @@ def sample(examples: list[Example], limit: int | None, *, seed: int) -> list[Exa
         return examples
     keep = set(random.Random(seed).sample(range(len(examples)), limit))
     return [example for index, example in enumerate(examples) if index in keep]
+
+
+def hold_out(examples: list[Example], size: float, *, seed: int, file: str) -> tuple[list[Example], list[Example]]:
+    """(rest, held out): `size` rows (>= 1) or that fraction of them (< 1), a random choice fixed by seed;
+    both parts keep file order."""
+    count = int(size) if size >= 1 else round(size * len(examples))
+    if size <= 0 or size != int(size) and size >= 1 or not 1 <= count < len(examples):
+        raise DataError(
+            f"data.validation_holdout={size:g} cannot be held out of the {len(examples)} rows of {file}: "
+            "give a row count between 1 and the number of rows, or a fraction between 0 and 1"
+        )
+    chosen = set(random.Random(seed).sample(range(len(examples)), count))
+    rest = [example for index, example in enumerate(examples) if index not in chosen]
+    return rest, [example for index, example in enumerate(examples) if index in chosen]

@@ -11,7 +11,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
 
-COLOURS = {"slm": "#2f6fb3", "llm": "#b3432f", "baseline": "#b3432f", "cascade": "#3d8f4f", "random": "#999999"}
+COLOURS = {
+    "slm": "#2f6fb3",
+    "encoder": "#7a4fb3",
+    "llm": "#b3432f",
+    "baseline": "#b3432f",
+    "cascade": "#3d8f4f",
+    "random": "#999999",
+}
 
 
 def to_data_uri(figure) -> str:
@@ -31,7 +38,8 @@ def plot_cascade(cascade: dict, metric: str) -> str:
     axis.plot(
         rates, [p["random_routing_quality"] for p in curve], "--", color=COLOURS["random"], label="random routing"
     )
-    axis.scatter([0], [curve[0]["quality"]], color=COLOURS["slm"], zorder=3, label="always SLM")
+    tier = cascade.get("tier", "slm")
+    axis.scatter([0], [curve[0]["quality"]], color=COLOURS.get(tier, COLOURS["slm"]), zorder=3, label=f"always {tier}")
     axis.scatter([1], [curve[-1]["quality"]], color=COLOURS["llm"], zorder=3, label="always LLM")
     fitted = cascade["test"]
     axis.scatter([fitted["escalation_rate"]], [fitted["quality"]], marker="*", s=160, color="black", zorder=4,
@@ -68,5 +76,31 @@ def plot_frontier(points: list[dict], metric: str) -> str:
         axis.set_xscale("log")  # tiers differ by orders of magnitude in cost
     axis.set_xlabel("USD per 1,000 requests")
     axis.set_ylabel(metric)
+    axis.grid(alpha=0.3)
+    return to_data_uri(figure)
+
+
+def plot_reliability(confidence_before: list[float], confidence_after: list[float], correct: list[float],
+                     *, bins: int = 10) -> str:  # fmt: skip
+    """Reliability diagram: accuracy against stated confidence in equal-width bins, before and after
+    temperature scaling; a calibrated tier lies on the diagonal."""
+    import numpy as np
+
+    figure, axis = plt.subplots(figsize=(4.8, 4))
+    edges = np.linspace(0, 1, bins + 1)
+    hits = np.asarray(correct, dtype=float)
+    for label, values, colour in (("before calibration", confidence_before, "#999999"),
+                                  ("after (temperature scaling)", confidence_after, COLOURS["encoder"])):  # fmt: skip
+        values = np.asarray(values, dtype=float)
+        which = np.clip(np.digitize(values, edges[1:-1], right=True), 0, bins - 1)
+        xs = [values[which == b].mean() for b in range(bins) if (which == b).any()]
+        ys = [hits[which == b].mean() for b in range(bins) if (which == b).any()]
+        axis.plot(xs, ys, "o-", color=colour, label=label)
+    axis.plot([0, 1], [0, 1], color="#cccccc", linewidth=1)
+    axis.set_xlabel("stated confidence (mean per bin)")
+    axis.set_ylabel("accuracy (test)")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.legend(fontsize=8, loc="upper left")
     axis.grid(alpha=0.3)
     return to_data_uri(figure)

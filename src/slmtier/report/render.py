@@ -57,7 +57,41 @@ def _context(run: RunFiles) -> dict:
         "candidates": metrics["candidates"],
         "errors": errors,
         "config_text": run.config_text,
+        "lead": metrics.get("lead_tier", "slm"),
+        "tier_rows": tier_rows(metrics),
     }
+
+
+TIER_NAMES = {"encoder": "encoder", "slm": "SLM"}
+
+
+def tier_rows(metrics: dict) -> list[dict]:
+    """The tiers side by side, one row each (local tiers, then the LLM): quality with its interval, the gap
+    to the LLM with its paired interval, p95 latency, USD per 1k requests, the month at the projected
+    volume, and whether the tier passed the policy on its own. Empty for runs without per-tier entries."""
+    tiers, decision = metrics.get("tiers") or {}, metrics.get("decision") or {}
+    if not tiers:
+        return []
+    rows = []
+    for name, entry in tiers.items():
+        candidate = metrics["candidates"][name]
+        checks = [check for check in decision.get("checks", []) if check["tier"] == name]
+        rows.append(_tier_row(name, candidate, entry["comparison"]["gap"], (entry["economics"]["slm"] or {}).get("usd"),
+                              passed=all(check["passed"] for check in checks) if checks else None,
+                              chosen=decision.get("verdict") == name))  # fmt: skip
+    llm_name = next(name for name in metrics["candidates"] if name not in tiers)
+    llm_monthly = next(iter(tiers.values()))["economics"].get("llm_usd")
+    rows.append(_tier_row(llm_name, metrics["candidates"][llm_name], None, llm_monthly, passed=None,
+                          chosen=decision.get("verdict") == "llm"))  # fmt: skip
+    return rows
+
+
+def _tier_row(name: str, candidate: dict, gap: dict | None, monthly_usd, *, passed, chosen) -> dict:
+    interval = candidate["quality"]["interval"]
+    return {"name": name, "model": candidate["model"], "quality": interval["value"], "low": interval["low"],
+            "high": interval["high"], "gap": gap, "p95_ms": candidate["latency_ms"]["p95"],
+            "usd_per_1k": candidate["cost"].get("per_1k_requests_usd"), "monthly_usd": monthly_usd,
+            "passed": passed, "chosen": chosen}  # fmt: skip
 
 
 def _format_answer(parsed) -> str:
@@ -109,12 +143,24 @@ def render_html(run: RunFiles) -> str:
 
 def _plots(run: RunFiles) -> dict[str, str]:
     """The HTML report's figures, as data: URIs."""
-    from slmtier.report.plots import plot_cascade, plot_latency
+    from slmtier.report.plots import plot_cascade, plot_frontier, plot_latency, plot_reliability
 
     plots = {}
     cascade = run.metrics.get("cascade")
     if cascade and cascade.get("test"):
-        plots["cascade"] = plot_cascade(cascade, run.metrics["comparison"]["metric"])
+        plots["cascade"] = plot_cascade({**cascade, "tier": run.metrics.get("lead_tier", "slm")},
+                                        run.metrics["comparison"]["metric"])  # fmt: skip
+    priced = [row for row in tier_rows(run.metrics) if row["usd_per_1k"] is not None]
+    if len(priced) > 2:  # two or more local tiers beside the LLM
+        points = [{"label": f"{row['name']}: {row['model']}", "kind": row["name"] if row["gap"] else "llm",
+                   "quality": row["quality"], "low": row["low"], "high": row["high"],
+                   "usd_per_1k": row["usd_per_1k"]} for row in priced]  # fmt: skip
+        plots["tiers"] = plot_frontier(points, run.metrics["comparison"]["metric"])
+    calibrated = [row for row in run.predictions.get("encoder", []) if row.get("confidence_uncalibrated") is not None]
+    if calibrated:
+        plots["reliability"] = plot_reliability([row["confidence_uncalibrated"] for row in calibrated],
+                                                [row["confidence"] for row in calibrated],
+                                                [row["correct"] for row in calibrated])  # fmt: skip
     latencies = {
         name: [row["latency_ms"] for row in rows if row.get("latency_ms")] for name, rows in run.predictions.items()
     }

@@ -3,16 +3,24 @@
 Schema (version 1):
     version: 1
     task: <recipe>                  # the task this route is for
-    tier: slm | cascade | llm       # where requests go
+    tier: encoder | slm | cascade | llm   # where requests go
     decided_by: <the rule, in words> and reason: <the figures>
-    slm:                            # present unless tier is llm
+    slm:                            # when the generative SLM answers (tier slm, or a cascade through it)
       base_model: <hub id, local folder or embedded:NAME>
       adapter: <absolute path to the LoRA adapter folder (safetensors)>, or
       model: <absolute path to the fully fine-tuned model (lora=full)>
       served_name: <model name to request from `slmtier serve` or vLLM>
       serve: <the command that serves it>
+    encoder:                        # when the encoder answers (tier encoder, or a cascade through it)
+      model: <absolute path to the fine-tuned encoder folder (safetensors; a LoRA adapter + head after
+              encoder.finetune=lora, loaded onto base_model)>
+      base_model: <the pretrained encoder: embedded:NAME, hub id or folder>
+      loader: transformers.AutoModelForSequenceClassification
+      temperature: <divide the logits by this before the softmax (calibrated on validation)>
+      labels: <the labels, in the head's order>
     cascade:                        # present when tier is cascade
-      confidence: <how the SLM's confidence is computed>
+      via: encoder | slm            # the tier that answers first
+      confidence: <how that tier's confidence is computed>
       escalate_below: <threshold>   # send the request to the LLM when confidence < this
       expected_escalation_rate: <share escalated on the test split>
     llm:                            # the fallback (tier llm or cascade) or the tier kept
@@ -33,13 +41,18 @@ CONFIDENCE = {
     "classification": "probability of the generated label (exp of its summed token log-probabilities)",
     "extraction": "geometric-mean token probability of the answer; 0 when it is not valid JSON",
     "summarization": "geometric-mean token probability of the summary",
+    "encoder": "the encoder's softmax probability of its label, logits divided by the fitted temperature",
 }
 
 
 def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
     decision, candidates = metrics["decision"], metrics["candidates"]
-    llm_name = next(name for name in candidates if name != "slm")
+    local = metrics.get("tiers") or {"slm": None}
+    llm_name = next(name for name in candidates if name not in local)
     tier = decision["verdict"]
+    answering = decision.get("tier") or (tier if tier != "llm" else None)
+    if tier == "cascade" and answering is None:  # metrics written before tiers were named
+        answering = "slm"
     routing: dict = {
         "version": 1,
         "task": metrics["recipe"],
@@ -47,7 +60,7 @@ def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
         "decided_by": decision["rule"],
         "reason": decision["reason"],
     }
-    if tier in ("slm", "cascade"):
+    if answering == "slm":
         full = bool(config.get("lora", {}).get("full_finetune"))
         weights = (Path(run_dir) / ("model" if full else "adapter")).resolve()
         routing["slm"] = {
@@ -56,16 +69,26 @@ def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
             "served_name": metrics["recipe"],
             "serve": f"slmtier serve {Path(run_dir).resolve()}",
         }
+    elif answering == "encoder":
+        calibration = ((metrics.get("encoder") or {}).get("calibration") or {}).get("validation") or {}
+        routing["encoder"] = {
+            "model": str((Path(run_dir) / "encoder").resolve()),
+            "base_model": config["encoder"]["source"],
+            "loader": "transformers.AutoModelForSequenceClassification",
+            "temperature": calibration.get("temperature", 1.0),
+            "labels": list(config["task"]["labels"]),
+        }
     cascade = metrics.get("cascade") or {}
     if tier == "cascade":
         routing["cascade"] = {
-            "confidence": CONFIDENCE[metrics["task_kind"]],
+            "via": answering,
+            "confidence": CONFIDENCE["encoder" if answering == "encoder" else metrics["task_kind"]],
             "escalate_below": cascade["fitted"]["threshold"],
             "expected_escalation_rate": round(cascade["test"]["escalation_rate"], 4),
         }
     if tier in ("llm", "cascade"):
         routing["llm"] = _llm_entry(config.get("baseline", {}), candidates[llm_name])
-    routing["expected"] = _expected(metrics, llm_name)
+    routing["expected"] = _expected(metrics, llm_name, list(local))
     return routing
 
 
@@ -78,17 +101,22 @@ def _llm_entry(baseline: dict, candidate: dict) -> dict:
     return {"kind": kind, "model": candidate["model"]}
 
 
-def _expected(metrics: dict, llm_name: str) -> dict:
+def _expected(metrics: dict, llm_name: str, local: list[str]) -> dict:
+    """Test-split figures per tier (every local tier, the LLM, and the cascade when one was fitted)."""
     comparison, economics = metrics.get("comparison") or {}, metrics.get("economics") or {}
     candidates, cascade = metrics["candidates"], (metrics.get("cascade") or {}).get("test")
-    tiers = {"slm": candidates["slm"], "llm": candidates[llm_name]}
+    tiers = {**{name: candidates[name] for name in local}, "llm": candidates[llm_name]}
+    per_tier = metrics.get("tiers") or {"slm": {"economics": economics}}
     expected = {
         "metric": comparison.get("metric", metrics["primary_metric"]),
         "quality": {tier: round(c["quality"]["value"], 4) for tier, c in tiers.items()},
         "usd_per_1k": {tier: c["cost"].get("per_1k_requests_usd") for tier, c in tiers.items()},
         "p95_ms": {tier: c["latency_ms"]["p95"] for tier, c in tiers.items()},
         "monthly_requests": economics.get("monthly_requests"),
-        "monthly_usd": {"slm": (economics.get("slm") or {}).get("usd"), "llm": economics.get("llm_usd")},
+        "monthly_usd": {
+            **{name: (entry["economics"].get("slm") or {}).get("usd") for name, entry in per_tier.items()},
+            "llm": economics.get("llm_usd"),
+        },
     }
     if cascade:
         expected["quality"]["cascade"] = round(cascade["quality"], 4)

@@ -1,0 +1,386 @@
+"""The encoder tier: a sentence encoder with a classification head, fine-tuned on the task's train split.
+
+For pure classification a 20-400M-parameter encoder (MiniLM, BERT, DeBERTa-v3, ModernBERT) is often as
+accurate as a generative model many times its size, at a fraction of its latency and cost. This module loads
+one (`AutoModelForSequenceClassification`: the pretrained encoder and a new head over the recipe's labels),
+fine-tunes it with the transformers Trainer (every weight, or a LoRA adapter plus the head), calibrates its
+probabilities on the validation split by temperature scaling (slmtier.benchmark.calibration), and predicts as
+one more `Candidate`: its answer is the most probable label, its confidence that label's calibrated
+probability, which drives the cascade like the generative SLM's.
+
+Run directory: encoder/ (the fine-tuned weights or adapter, safetensors, with the tokenizer),
+encoder/calibration.json (temperature, ECE before and after), encoder/training.json (written last: its
+presence says the weights beside it are complete), encoder_trainer/ (checkpoints while training).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from slmtier.benchmark.calibration import Calibration, calibrate
+from slmtier.config import EncoderConfig
+from slmtier.data import Example
+from slmtier.errors import ModelSourceError, SlmtierError
+from slmtier.inference import Generation
+from slmtier.models.embedded import resolve_embedded_encoder
+from slmtier.models.loading import EMBEDDED_PREFIX, resolve_bf16
+
+log = logging.getLogger(__name__)
+
+ENCODER = "encoder"  # candidate name of the encoder tier
+FINETUNE_MODES = ("full", "lora")
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclass(frozen=True)
+class EncoderTrainResult:
+    train_loss: float
+    runtime_s: float  # this process's training time (after a resume: the resumed part only)
+    steps: int
+    epochs: float
+    examples: int
+    examples_per_s: float  # examples trained per second of runtime_s
+    truncated_examples: int  # inputs longer than encoder.max_length tokens (cut)
+    finetune: str  # full | lora
+    trainable_params: int
+    total_params: int
+    class_weights: list[float] | None = None  # per label, in the recipe's order; None = unweighted
+    resumed_from_step: int | None = None
+
+
+def check_encoder_config(cfg: EncoderConfig, task_kind: str) -> None:
+    """Value checks run at start-up, before any data or model is loaded."""
+    if task_kind != "classification":
+        raise SlmtierError(f"the encoder tier classifies; a {task_kind} recipe cannot use it (remove it from tiers)")
+    if cfg.finetune not in FINETUNE_MODES:
+        raise SlmtierError(f"encoder.finetune {cfg.finetune!r} is not one of {list(FINETUNE_MODES)}")
+    if cfg.class_weights not in CLASS_WEIGHTS:
+        raise SlmtierError(f"encoder.class_weights {cfg.class_weights!r} is not one of {list(CLASS_WEIGHTS)}")
+    if cfg.max_length < 8 or cfg.batch_size < 1 or cfg.per_device_train_batch_size < 1:
+        raise SlmtierError("encoder.max_length must be >= 8 and the encoder's batch sizes >= 1")
+    if cfg.ece_bins < 2:
+        raise SlmtierError("encoder.ece_bins must be at least 2")
+
+
+def resolve_encoder_path(cfg: EncoderConfig) -> str:
+    """The model folder (embedded, local) or the hub id."""
+    if cfg.source.startswith(EMBEDDED_PREFIX):
+        return str(resolve_embedded_encoder(cfg.source.removeprefix(EMBEDDED_PREFIX)))
+    folder = Path(cfg.source).expanduser()
+    if folder.is_dir():
+        return str(folder)
+    if cfg.source.startswith((".", "/", "~")):
+        raise ModelSourceError(f"encoder.source {cfg.source!r}: no such folder")
+    return cfg.source
+
+
+def load_encoder(cfg: EncoderConfig, labels: list[str], path: str | None = None):
+    """(model, tokenizer): the pretrained encoder with a new, randomly initialised head over `labels`
+    (or, with `path`, a fine-tuned encoder saved by `save_encoder`). Safetensors only."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = path or resolve_encoder_path(cfg)
+    options = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **options)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: index for index, label in enumerate(labels)},
+            use_safetensors=True,
+            **options,
+        )
+    except (OSError, ValueError) as err:
+        raise ModelSourceError(
+            f"encoder {cfg.name!r} could not be loaded from {path!r}: {err}\n"
+            "Use the embedded encoder (encoder=minilm_l6), a local folder, or a hub id that is reachable "
+            "or already in the Hugging Face cache."
+        ) from err
+    if tokenizer.pad_token is None:  # some encoders' tokenizers name no pad token; any will do with a mask
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def encode_examples(tokenizer, examples: list[Example], labels: list[str], max_length: int):
+    """A datasets.Dataset of token ids and label indices, and how many inputs were cut at max_length."""
+    from datasets import Dataset
+
+    index = {label: position for position, label in enumerate(labels)}
+    full = tokenizer([example.input for example in examples], truncation=False)["input_ids"]
+    truncated = sum(len(ids) > max_length for ids in full)
+    encoded = tokenizer([example.input for example in examples], truncation=True, max_length=max_length)
+    rows = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+            "labels": [index[example.target] for example in examples]}  # fmt: skip
+    return Dataset.from_dict(rows), truncated
+
+
+def balanced_class_weights(examples: list[Example], labels: list[str]) -> list[float]:
+    """n / (k x count) per label (sklearn's "balanced"); a label absent from the train split weighs 0."""
+    counts = Counter(example.target for example in examples)
+    total, k = len(examples), len(labels)
+    return [total / (k * counts[label]) if counts[label] else 0.0 for label in labels]
+
+
+def weighted_loss(weights: list[float]):
+    """A Trainer `compute_loss_func`: cross-entropy with a weight per class."""
+    tensor = torch.tensor(weights, dtype=torch.float32)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        return torch.nn.functional.cross_entropy(logits.float(), labels, weight=tensor.to(logits.device))
+
+    return loss
+
+
+def train_encoder(model, tokenizer, train: list[Example], labels: list[str], cfg: EncoderConfig, *,
+                  work_dir: Path, report_to: list[str] = (), callbacks: list = ()):  # fmt: skip
+    """Fine-tune (every weight, or LoRA + the head) with transformers' Trainer; resumes from the newest
+    complete checkpoint in work_dir. Returns (the trained model, EncoderTrainResult)."""
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from slmtier.training import find_last_checkpoint
+
+    dataset, truncated = encode_examples(tokenizer, train, labels, cfg.max_length)
+    if truncated:
+        log.warning("%d of %d training inputs exceed encoder.max_length=%d tokens and are cut",
+                    truncated, len(train), cfg.max_length)  # fmt: skip
+    if cfg.finetune == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        # SEQ_CLS: peft trains and saves the new classification head whole, beside the adapter.
+        adapter = LoraConfig(
+            task_type="SEQ_CLS",
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.lora_target_modules or "all-linear",
+        )
+        model = get_peft_model(model, adapter)
+    weights = balanced_class_weights(train, labels) if cfg.class_weights == "balanced" else None
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        bf16=resolve_bf16(cfg.bf16),
+        use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+        logging_steps=cfg.logging_steps,
+        seed=cfg.seed,
+        save_strategy="steps" if cfg.save_steps > 0 else "no",
+        save_steps=max(cfg.save_steps, 1),
+        save_total_limit=2,
+        report_to=list(report_to) or "none",
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=DataCollatorWithPadding(tokenizer),  # each batch padded to its own longest input
+        processing_class=tokenizer,
+        compute_loss_func=weighted_loss(weights) if weights else None,
+        callbacks=list(callbacks) or None,
+    )
+    checkpoint = find_last_checkpoint(work_dir)
+    if checkpoint is not None:
+        log.info("resuming the encoder's training from %s", checkpoint)
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    before = json.loads((checkpoint / "trainer_state.json").read_text()) if checkpoint else {}
+    runtime = float(output.metrics["train_runtime"])
+    steps = int(trainer.state.global_step)
+    done_before = int(before.get("global_step", 0)) * cfg.per_device_train_batch_size
+    trained = trainer.model
+    result = EncoderTrainResult(
+        train_loss=float(output.training_loss),
+        runtime_s=runtime,
+        steps=steps,
+        epochs=float(trainer.state.epoch or 0.0),
+        examples=len(train),
+        examples_per_s=(steps * cfg.per_device_train_batch_size - done_before) / runtime if runtime else 0.0,
+        truncated_examples=truncated,
+        finetune=cfg.finetune,
+        trainable_params=sum(p.numel() for p in trained.parameters() if p.requires_grad),
+        total_params=sum(p.numel() for p in trained.parameters()),
+        class_weights=[round(w, 6) for w in weights] if weights else None,
+        resumed_from_step=before.get("global_step"),
+    )
+    log.info("encoder trained %d steps in %.0f s: loss %.3f", steps, runtime, result.train_loss)
+    return trained, result
+
+
+def save_encoder(model, tokenizer, folder: Path) -> None:
+    """The fine-tuned model (or, after LoRA, the adapter and the head) and the tokenizer, as safetensors."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def load_trained_encoder(folder: Path, cfg: EncoderConfig, labels: list[str]):
+    """(model, tokenizer) saved by `save_encoder`; a LoRA adapter is loaded onto the pretrained encoder and
+    merged into it (one matmul per layer when predicting)."""
+    if (folder / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base, tokenizer = load_encoder(cfg, labels)
+        return PeftModel.from_pretrained(base, folder).merge_and_unload(), tokenizer
+    return load_encoder(cfg, labels, path=str(folder))
+
+
+def predict_logits(model, tokenizer, texts: list[str], *, batch_size: int, max_length: int, bf16: bool,
+                   desc: str = ENCODER) -> tuple[torch.Tensor, list[float], list[int], list[int]]:  # fmt: skip
+    """Logits (n x labels, fp32) in input order, each row's batch wall time (ms), batch size and token count.
+    Inputs are sorted by length so each batch pads little."""
+    model.eval()
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    logits = torch.zeros(len(texts), model.config.num_labels)
+    latency_ms, sizes = [0.0] * len(texts), [0] * len(texts)
+    with tqdm(total=len(texts), desc=desc, unit="ex") as bar:
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            began = time.perf_counter()
+            batch = tokenizer([texts[i] for i in rows], truncation=True, max_length=max_length, padding=True,
+                              return_tensors="pt").to(model.device)  # fmt: skip
+            with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = model(**batch).logits.float().cpu()
+            elapsed = (time.perf_counter() - began) * 1000
+            for position, row in enumerate(rows):
+                logits[row], latency_ms[row], sizes[row] = out[position], elapsed, len(rows)
+            bar.update(len(rows))
+    return logits, latency_ms, sizes, lengths
+
+
+@dataclass
+class EncoderCandidate:
+    """The encoder tier as a benchmark candidate: the most probable label, with its calibrated probability
+    as the confidence (and the uncalibrated one beside it, for the calibration report)."""
+
+    name: str
+    model: str
+    hf_model: Any
+    tokenizer: Any
+    labels: list[str]
+    batch_size: int = 32
+    max_length: int = 128
+    bf16: bool = False
+    temperature: float = 1.0  # fitted on validation (calibration.json); 1 = uncalibrated
+    info: dict = field(default_factory=lambda: {"kind": "local", "tier": ENCODER})
+
+    def logits(self, examples: list[Example]) -> torch.Tensor:
+        return self._run(examples)[0]
+
+    def _run(self, examples: list[Example]):
+        return predict_logits(self.hf_model, self.tokenizer, [e.input for e in examples], batch_size=self.batch_size,
+                              max_length=self.max_length, bf16=self.bf16, desc=self.name)  # fmt: skip
+
+    def predict(self, task, examples: list[Example]) -> list[Generation]:
+        logits, latency_ms, sizes, lengths = self._run(examples)
+        calibrated = torch.softmax(logits / self.temperature, dim=-1)
+        raw = torch.softmax(logits, dim=-1)
+        best = logits.argmax(dim=-1).tolist()
+        return [
+            Generation(
+                raw_output=self.labels[label],
+                latency_ms=latency_ms[row],
+                input_tokens=lengths[row],
+                output_tokens=0,  # a classification head generates nothing
+                batch_size=sizes[row],
+                confidence=round(float(calibrated[row, label]), 6),
+                confidence_uncalibrated=round(float(raw[row, label]), 6),
+            )
+            for row, label in enumerate(best)
+        ]
+
+
+def fit_calibration(candidate: EncoderCandidate, validation: list[Example], labels: list[str], *,
+                    bins: int) -> Calibration:  # fmt: skip
+    """Temperature scaling fitted on the validation split's logits and gold labels."""
+    logits = candidate.logits(validation)
+    gold = torch.tensor([labels.index(example.target) for example in validation])
+    return calibrate(logits, gold, bins=bins)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[Example], labels: list[str], *,
+                    run_dir: Path, bf16: bool, report_to: list[str] = ()) -> tuple[EncoderCandidate, dict]:  # fmt: skip
+    """Train (or, in a rerun of the same run directory, load or resume) and calibrate the encoder tier.
+    Returns the candidate and metrics.json's `encoder` entry."""
+    folder, summary = run_dir / ENCODER, run_dir / ENCODER / "training.json"
+    if summary.is_file():
+        log.info("the encoder's training finished in an earlier attempt: loading %s", folder)
+        model, tokenizer = load_trained_encoder(folder, cfg, labels)
+        result = EncoderTrainResult(**json.loads(summary.read_text(encoding="utf-8")))
+    else:
+        model, tokenizer = load_encoder(cfg, labels)
+        model, result = train_encoder(model, tokenizer, train, labels, cfg, work_dir=run_dir / "encoder_trainer",
+                                      report_to=report_to)  # fmt: skip
+        if cfg.finetune == "lora":  # save the adapter, predict with it merged
+            save_encoder(model, tokenizer, folder)
+            model = model.merge_and_unload()
+        else:
+            save_encoder(model, tokenizer, folder)
+        write_json_atomic(summary, asdict(result))  # last: the weights beside it are complete
+        shutil.rmtree(run_dir / "encoder_trainer", ignore_errors=True)
+    how = "LoRA" if cfg.finetune == "lora" else "fine-tuned"
+    candidate = EncoderCandidate(ENCODER, f"{cfg.name} ({how} encoder)", model, tokenizer, list(labels),
+                                 batch_size=cfg.batch_size, max_length=cfg.max_length, bf16=bf16)  # fmt: skip
+    calibration = None
+    if cfg.calibrate and validation:
+        calibration_file = folder / "calibration.json"
+        if calibration_file.is_file():
+            calibration = Calibration(**json.loads(calibration_file.read_text(encoding="utf-8")))
+        else:
+            calibration = fit_calibration(candidate, validation, labels, bins=cfg.ece_bins)
+            write_json_atomic(calibration_file, asdict(calibration))
+        candidate.temperature = calibration.temperature
+        log.info("encoder calibrated on %d validation examples: T = %.3f, ECE %.3f -> %.3f", calibration.n,
+                 calibration.temperature, calibration.ece_before, calibration.ece_after)  # fmt: skip
+    elif cfg.calibrate:
+        log.warning("no validation split: the encoder's probabilities are not calibrated "
+                    "(set data.validation or data.validation_holdout)")  # fmt: skip
+    entry = {
+        "model": cfg.name,
+        "source": cfg.source,
+        "trust_remote_code": cfg.trust_remote_code,
+        "max_length": cfg.max_length,
+        "training": asdict(result),
+        "calibration": {"validation": asdict(calibration) if calibration else None, "bins": cfg.ece_bins},
+    }
+    return candidate, entry
+
+
+def calibration_on_test(rows: list[dict], bins: int) -> dict | None:
+    """ECE of the encoder's test answers before and after temperature scaling (held out from the fit)."""
+    from slmtier.benchmark.calibration import expected_calibration_error
+
+    usable = [row for row in rows if row.get("confidence_uncalibrated") is not None]
+    if not usable:
+        return None
+    correct = torch.tensor([float(row["correct"]) for row in usable])
+    before = torch.tensor([row["confidence_uncalibrated"] for row in usable])
+    after = torch.tensor([row["confidence"] for row in usable])
+    return {
+        "n": len(usable),
+        "ece_before": expected_calibration_error(before, correct, bins=bins),
+        "ece_after": expected_calibration_error(after, correct, bins=bins),
+    }
