@@ -36,7 +36,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python scripts/bench.py
 
-# Every recipe on the embedded model, then the results table in README.md (about an hour on 2 CPU cores).
+# Every recipe on the embedded model, then the results table in README.md (about 1.5 hours on 2 CPU cores).
 results: setup
 	$(BIN)/python scripts/results.py
 

@@ -15,7 +15,9 @@ data, one after another:
   adapter on the ticket test set, and with the untuned model on banking77 (77 labels listed in the prompt;
   needs ../shared/data, skipped without it);
 - generate: extraction answers generated one at a time vs in length-sorted batches;
-- serve: the demo's SLM behind `slmtier serve`, through slmtier's LLM-tier client at several concurrencies.
+- serve: the demo's SLM behind `slmtier serve`, through slmtier's LLM-tier client at several concurrencies;
+- tiers: the demo's encoder tier against its SLM tier (label scoring): per-request latency one request at a
+  time (what a lightly loaded service sees) and examples/s in batches, on the ticket test set.
 Writes bench/results.json and bench/results.md; `--render-only --readme README.md` puts the table in the README.
 """
 
@@ -35,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ["matmul", "train", "demo", "classify", "generate", "serve"]
+PARTS = ["matmul", "train", "demo", "classify", "generate", "serve", "tiers"]
 TRAIN_SETTINGS = ["reference", "trl_plain"]
 
 
@@ -303,7 +305,55 @@ def child_generate(args) -> dict:
     return result
 
 
-CHILDREN = {"matmul": child_matmul, "train": child_train, "classify": child_classify, "generate": child_generate}
+def child_tiers(args) -> dict:
+    """The demo's two local tiers on the ticket test set: one request at a time (each request's own latency,
+    p50/p95) and in the run's batches (examples/s)."""
+    from slmtier.benchmark.candidates import LocalCandidate
+    from slmtier.benchmark.summary import percentile
+    from slmtier.data import load_splits
+    from slmtier.encoder import ENCODER, EncoderCandidate, load_trained_encoder
+    from slmtier.models import resolve_bf16
+    from slmtier.run_dir import read_run_config
+    from slmtier.serve.engine import load_run_model
+    from slmtier.tasks import build_task
+
+    run_dir = Path(args.work) / "demo"
+    cfg = read_run_config(run_dir)
+    task = build_task(cfg.task)
+    test = load_splits(cfg.data, task.check_target).test
+    bf16 = resolve_bf16(cfg.inference.bf16)
+    encoder_model, encoder_tokenizer = load_trained_encoder(run_dir / ENCODER, cfg.encoder, list(task.labels))
+    slm_model, slm_tokenizer = load_run_model(run_dir, cfg)
+
+    def encoder(batch_size):
+        return EncoderCandidate(ENCODER, cfg.encoder.name, encoder_model, encoder_tokenizer, list(task.labels),
+                                batch_size=batch_size, max_length=cfg.encoder.max_length, bf16=bf16)  # fmt: skip
+
+    def slm(batch_size):
+        return LocalCandidate("slm", cfg.model.name, slm_model, slm_tokenizer, batch_size=batch_size, bf16=bf16,
+                              label_scoring=True, chat_template_kwargs=cfg.model.chat_template_kwargs)  # fmt: skip
+
+    result = {"n": len(test), "recipe": args.recipe}
+    for name, build, batch in (("encoder", encoder, cfg.encoder.batch_size), ("slm", slm, cfg.inference.batch_size)):
+        single = build(1).predict(task, test)
+        began = time.perf_counter()
+        batched = build(batch).predict(task, test)
+        wall = time.perf_counter() - began
+        latencies = [generation.latency_ms for generation in single]
+        correct = [task.parse(g.raw_output) == e.target for g, e in zip(batched, test, strict=True)]
+        result[name] = {
+            "model": cfg.encoder.name if name == "encoder" else cfg.model.name,
+            "per_request_p50_ms": round(percentile(latencies, 50), 1),
+            "per_request_p95_ms": round(percentile(latencies, 95), 1),
+            "batch_size": batch,
+            "batched_examples_per_s": round(len(test) / wall, 2),
+            "accuracy": round(sum(correct) / len(test), 4),
+        }
+    return result
+
+
+CHILDREN = {"matmul": child_matmul, "train": child_train, "classify": child_classify, "generate": child_generate,
+            "tiers": child_tiers}  # fmt: skip
 
 
 # ---------------------------------------------------------------- parent: run the children, write the table
@@ -404,6 +454,8 @@ def main() -> None:
         results["generate"] = run_child("generate", args)
     if "serve" in args.only and "demo" in results:
         results["serve"] = run_serve(args, results["demo"])
+    if "tiers" in args.only and (args.work / "demo" / "encoder" / "training.json").is_file():
+        results["tiers"] = run_child("tiers", args)
     results["bench_wall_s"] = round(time.perf_counter() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -448,6 +500,22 @@ def render_table(results: dict) -> str:
         block = results.get(key)
         if block:
             lines += prediction_rows(block)
+    tiers = results.get("tiers")
+    if tiers:
+        lines += [
+            f"**Encoder tier vs SLM tier** (`{tiers['recipe']}`, the demo's fine-tuned weights, {tiers['n']} test "
+            "examples; per request = one request at a time, each request's own latency):",
+            "",
+            "| tier | model | per-request p50 / p95 ms | batched examples/s (batch) | accuracy |",
+            "|---|---|---|---|---|",
+        ]
+        for name in ("encoder", "slm"):
+            row = tiers[name]
+            lines.append(
+                f"| {name} | {row['model']} | {row['per_request_p50_ms']:.0f} / {row['per_request_p95_ms']:.0f} "
+                f"| {row['batched_examples_per_s']:.1f} ({row['batch_size']}) | {100 * row['accuracy']:.1f}% |"
+            )
+        lines.append("")
     demo = results.get("demo")
     if demo:
         accuracy = ", ".join(f"{k} {100 * v:.1f}%" for k, v in demo["accuracy"].items())

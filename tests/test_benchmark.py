@@ -116,3 +116,45 @@ def test_percentile_interpolates():
     assert percentile([1.0], 95) == 1.0
     assert percentile([0.0, 10.0], 50) == 5.0
     assert percentile(list(range(101)), 95) == 95.0
+
+
+def tier(name, low, monthly, per_1k, cascade_low=None, cascade_monthly=None):
+    from slmtier.benchmark.decide import TierEvidence
+
+    cascade = None if cascade_low is None else gap(cascade_low + 0.02, cascade_low, cascade_low + 0.04)
+    return TierEvidence(name, gap(low + 0.02, low, low + 0.04), p95_ms=50.0, monthly_usd=monthly, usd_per_1k=per_1k,
+                        cascade_gap=cascade, cascade_p95_ms=900.0, cascade_monthly_usd=cascade_monthly)  # fmt: skip
+
+
+def test_the_verdict_names_the_cheapest_tier_that_passes():
+    from slmtier.benchmark.decide import decide_tiers
+
+    policy = DecisionConfig(margin=0.02)
+    both = decide_tiers(metric="accuracy", policy=policy, llm_monthly_usd=12000.0,
+                        tiers=[tier("encoder", -0.01, 66.0, 0.0001), tier("slm", 0.0, 66.0, 0.002)])  # fmt: skip
+    assert both.verdict == "encoder" and both.tier == "encoder"  # same boxes a month: cheaper per request wins
+    assert "the fine-tuned encoder is non-inferior" in both.reason and "slm passes too" in both.reason
+    assert both.rule.startswith("the cheapest of encoder, slm for which")
+    dear = [tier("encoder", -0.01, 700.0, 0.0001), tier("slm", 0.0, 66.0, 0.002)]
+    dearer_boxes = decide_tiers(metric="accuracy", policy=policy, llm_monthly_usd=12000.0, tiers=dear)
+    assert dearer_boxes.verdict == "slm"
+    only_slm = decide_tiers(metric="accuracy", policy=policy, llm_monthly_usd=12000.0,
+                            tiers=[tier("encoder", -0.05, 66.0, 0.0001), tier("slm", 0.0, 66.0, 0.002)])  # fmt: skip
+    assert only_slm.verdict == "slm" and [c["passed"] for c in only_slm.checks] == [False, True]
+
+
+def test_without_a_passing_tier_the_cheapest_passing_cascade_wins_else_the_llm():
+    from slmtier.benchmark.decide import decide_tiers
+
+    policy = DecisionConfig(margin=0.02)
+    tiers = [tier("encoder", -0.06, 66.0, 0.0001, cascade_low=-0.01, cascade_monthly=3000.0),
+             tier("slm", -0.05, 66.0, 0.002, cascade_low=-0.01, cascade_monthly=2500.0)]  # fmt: skip
+    won = decide_tiers(metric="accuracy", policy=policy, tiers=tiers, llm_monthly_usd=12000.0)
+    assert won.verdict == "cascade" and won.tier == "slm" and won.reason.startswith("cascade (slm first)")
+    assert {check.get("via") for check in won.checks if check["tier"] == "cascade"} == {"encoder", "slm"}
+    weak = [tier("encoder", -0.06, 66.0, 0.0001, cascade_low=-0.04, cascade_monthly=3000.0),
+            tier("slm", -0.05, 66.0, 0.002)]  # fmt: skip
+    kept = decide_tiers(metric="accuracy", policy=policy, tiers=weak, llm_monthly_usd=12000.0)
+    assert kept.verdict == "llm" and kept.tier is None
+    assert "encoder: accuracy gap -0.040" in kept.reason and "slm: accuracy gap -0.030" in kept.reason
+    assert "cascade: accuracy gap -0.020" in kept.reason

@@ -192,6 +192,28 @@ def test_subsampling_is_seeded_random_and_keeps_file_order():
     assert sample(examples, None, seed=0) is examples and sample(examples, 500, seed=0) is examples
 
 
+def test_validation_held_out_of_train_when_none_ships():
+    task = Classification("x", tuple(sorted({row["label"] for row in read_jsonl(TICKETS / "train.jsonl")})))
+    base = {"train": str(TICKETS / "train.jsonl"), "test": str(TICKETS / "test.jsonl"), "validation": None}
+    splits = load_splits(DataConfig(**base, validation_holdout=50), task.check_target)
+    assert len(splits.validation) == 50 and len(splits.train) == 480 - 50
+    assert not {e.id for e in splits.validation} & {e.id for e in splits.train}
+    assert [e.id for e in splits.validation] == sorted(e.id for e in splits.validation)  # file order kept
+    fraction = load_splits(DataConfig(**base, validation_holdout=0.25), task.check_target)
+    assert len(fraction.validation) == 120 and len(fraction.train) == 360
+    same = load_splits(DataConfig(**base, validation_holdout=50), task.check_target)
+    assert same.validation == splits.validation  # fixed by sample_seed
+    # max_train_examples samples what is left after the hold-out
+    both = load_splits(DataConfig(**base, validation_holdout=50, max_train_examples=100), task.check_target)
+    assert both.validation == splits.validation and len(both.train) == 100
+    for bad in (0, 480, 2.5, -1):
+        with pytest.raises(DataError, match="data.validation_holdout"):
+            load_splits(DataConfig(**base, validation_holdout=bad), task.check_target)
+    with pytest.raises(DataError, match="only when data.validation is null"):
+        load_splits(DataConfig(**{**base, "validation": str(TICKETS / "validation.jsonl")}, validation_holdout=10),
+                    task.check_target)  # fmt: skip
+
+
 def test_hub_dataset_spec_errors_are_clear(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

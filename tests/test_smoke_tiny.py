@@ -19,6 +19,7 @@ from test_configs import compose_run
 def tiny_overrides(model_dir, data, run_dir):
     return [
         "recipe=ticket_classifier",
+        "tiers=[slm]",  # the generative tier alone; tests/test_encoder.py covers the encoder tier
         f"model.source={model_dir}",
         "model.name=tiny",
         "trainer=smoke",

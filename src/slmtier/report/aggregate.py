@@ -1,9 +1,9 @@
 """The architect report: any number of runs (tasks x base models x seeds) in one place, from their files.
 
-Per task, the SLM to deploy is chosen on the validation split (the best validation score among the task's
-runs); its verdict, costs and errors are then the ones measured on the test split, which played no part
-in the choice. Without validation predictions the choice falls back to test scores, and the report says
-the figures are then optimistic.
+Per task, the model to deploy is chosen on the validation split: the best validation score among the task's
+runs, of each run's generative SLM (or of its encoder, in runs without the SLM tier). Its verdict, costs and
+errors are then the ones measured on the test split, which played no part in the choice. Without validation
+predictions the choice falls back to test scores, and the report says the figures are then optimistic.
 """
 
 from __future__ import annotations
@@ -38,34 +38,47 @@ def summarise_runs(runs: list[RunFiles]) -> dict:
     }
 
 
+def local_tier(metrics: dict) -> str:
+    """The tier a run is compared by across runs: its generative SLM, else (an encoder-only run) its encoder."""
+    return "slm" if "slm" in metrics["candidates"] else metrics.get("lead_tier", "slm")
+
+
+def base_model(metrics: dict) -> str:
+    return metrics["training"]["base_model"] if local_tier(metrics) == "slm" else metrics["encoder"]["model"]
+
+
 def _summarise_task(runs: list[RunFiles]) -> dict:
     metric = runs[0].metrics["comparison"]["metric"]
-    by_validation = all("validation" in run.metrics["candidates"]["slm"] for run in runs)
+    by_validation = all("validation" in run.metrics["candidates"][local_tier(run.metrics)] for run in runs)
 
     def score(run: RunFiles) -> float:
-        slm = run.metrics["candidates"]["slm"]
-        return slm["validation"][metric] if by_validation else slm["quality"]["value"]
+        tier = run.metrics["candidates"][local_tier(run.metrics)]
+        return tier["validation"][metric] if by_validation else tier["quality"]["value"]
 
     chosen = max(runs, key=score)
     m = chosen.metrics
-    llm_name = next(name for name in m["candidates"] if name != "slm")
+    tier = local_tier(m)
+    llm_name = next(name for name in m["candidates"] if name not in (m.get("tiers") or {"slm": None}))
+    entry = (m.get("tiers") or {}).get(tier, m)  # this tier's comparison, cascade and economics
+    comparison = entry["comparison"]
     return {
         "kind": m["task_kind"],
         "metric": metric,
+        "tier": tier,
         "selected_by": "validation" if by_validation else "test (no validation predictions: optimistic)",
         "selected_run": str(chosen.run_dir),
-        "base_model": m["training"]["base_model"],
+        "base_model": base_model(m),
         "llm": m["candidates"][llm_name]["model"],
         "llm_name": llm_name,
         "verdict": m["decision"]["verdict"],
         "reason": m["decision"]["reason"],
         "rule": m["decision"]["rule"],
-        "gap": m["comparison"]["gap"],
-        "n_needed_if_equal": m["comparison"].get("n_needed_if_equal"),
-        "margin": m["comparison"]["margin"],
-        "economics": m["economics"],
+        "gap": comparison["gap"],
+        "n_needed_if_equal": comparison.get("n_needed_if_equal"),
+        "margin": comparison["margin"],
+        "economics": entry["economics"],
         "hardware": m.get("hardware"),
-        "cascade": m.get("cascade"),
+        "cascade": entry.get("cascade"),
         "data": m["data"],
         "created": m["created"],
         "candidates": m["candidates"],
@@ -80,11 +93,11 @@ def _summarise_task(runs: list[RunFiles]) -> dict:
 
 
 def _model_point(run: RunFiles, metric: str, selection_score: float) -> dict:
-    slm = run.metrics["candidates"]["slm"]
+    slm = run.metrics["candidates"][local_tier(run.metrics)]
     interval = slm["quality"]["interval"]
     return {
         "run": str(run.run_dir),
-        "base_model": run.metrics["training"]["base_model"],
+        "base_model": base_model(run.metrics),
         "selection_score": selection_score,
         "quality": interval["value"],
         "low": interval["low"],
@@ -96,7 +109,9 @@ def _model_point(run: RunFiles, metric: str, selection_score: float) -> dict:
 
 
 def _worst_errors(run: RunFiles) -> list[dict]:
-    rows = sorted(run.predictions["slm"], key=lambda row: (row["correct"], -(row.get("confidence") or 0)))
+    rows = sorted(
+        run.predictions[local_tier(run.metrics)], key=lambda row: (row["correct"], -(row.get("confidence") or 0))
+    )
     return [
         {key: row.get(key) for key in ("id", "input", "raw_output", "gold", "correct", "confidence")}
         for row in rows[:WORST_ERRORS]

