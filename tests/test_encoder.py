@@ -71,7 +71,7 @@ def ticket_examples(split: str, n: int) -> list[Example]:
 
 
 def tiny_config(source, **overrides) -> EncoderConfig:
-    settings = {"name": "tiny", "source": str(source), "num_train_epochs": 8, "learning_rate": 3e-3,
+    settings = {"name": "tiny", "source": str(source), "num_train_epochs": 30, "learning_rate": 3e-3,
                 "per_device_train_batch_size": 16, "warmup_steps": 0.0, "save_steps": 0, "bf16": False}  # fmt: skip
     return EncoderConfig(**{**settings, **overrides})
 
@@ -99,7 +99,7 @@ def test_full_fine_tuning_learns_predicts_and_calibrates(tiny_encoder_dir, tmp_p
     assert not (tmp_path / "encoder_trainer").exists(), "checkpoints are removed once the weights are saved"
     training = entry["training"]
     assert training["finetune"] == "full" and training["trainable_params"] == training["total_params"]
-    assert training["examples"] == 160 and training["steps"] == 8 * 10
+    assert training["examples"] == 160 and training["steps"] == 30 * 10
 
     # It learned: most of its own train split right (chance is 1/8).
     train_logits = candidate.logits(train)

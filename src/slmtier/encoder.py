@@ -35,6 +35,7 @@ from slmtier.errors import ModelSourceError, SlmtierError
 from slmtier.inference import Generation
 from slmtier.models.embedded import resolve_embedded_encoder
 from slmtier.models.loading import EMBEDDED_PREFIX, resolve_bf16
+from slmtier.training import find_last_checkpoint, is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,6 @@ def train_encoder(model, tokenizer, train: list[Example], labels: list[str], cfg
     """Fine-tune (every weight, or LoRA + the head) with transformers' Trainer; resumes from the newest
     complete checkpoint in work_dir. Returns (the trained model, EncoderTrainResult)."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
-
-    from slmtier.training import find_last_checkpoint
 
     dataset, truncated = encode_examples(tokenizer, train, labels, cfg.max_length)
     if truncated:
@@ -324,9 +323,12 @@ def write_json_atomic(path: Path, data: dict) -> None:
 def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[Example], labels: list[str], *,
                     run_dir: Path, bf16: bool, report_to: list[str] = ()) -> tuple[EncoderCandidate, dict]:  # fmt: skip
     """Train (or, in a rerun of the same run directory, load or resume) and calibrate the encoder tier.
-    Returns the candidate and metrics.json's `encoder` entry."""
+    Returns the candidate and metrics.json's `encoder` entry ((None, None) on ranks other than 0 of a
+    multi-process launch, which only train)."""
     folder, summary = run_dir / ENCODER, run_dir / ENCODER / "training.json"
     if summary.is_file():
+        if not is_main_process():
+            return None, None
         log.info("the encoder's training finished in an earlier attempt: loading %s", folder)
         model, tokenizer = load_trained_encoder(folder, cfg, labels)
         result = EncoderTrainResult(**json.loads(summary.read_text(encoding="utf-8")))
@@ -334,6 +336,8 @@ def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[E
         model, tokenizer = load_encoder(cfg, labels)
         model, result = train_encoder(model, tokenizer, train, labels, cfg, work_dir=run_dir / "encoder_trainer",
                                       report_to=report_to)  # fmt: skip
+        if not is_main_process():  # every rank trained its share (torchrun / accelerate launch); rank 0 goes on
+            return None, None
         if cfg.finetune == "lora":  # save the adapter, predict with it merged
             save_encoder(model, tokenizer, folder)
             model = model.merge_and_unload()

@@ -67,9 +67,9 @@ def main(dict_cfg: DictConfig) -> float | None:
         peft_model, training = model, None
         if SLM in cfg.tiers:
             peft_model, training = run_training(cfg, task, splits, model, tokenizer, run_dir)
+        encoder, encoder_entry = run_encoder(cfg, splits, run_dir)
         if not is_main_process():  # multi-process training (torchrun / accelerate launch): rank 0 carries on
             return
-        encoder, encoder_entry = run_encoder(cfg, splits, run_dir)
 
         # --- Benchmark every tier and the baseline on the test split
         candidates = build_candidates(cfg, task, splits, peft_model, tokenizer, encoder)
