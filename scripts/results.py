@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,8 @@ def main() -> None:
             if (RUNS / name / "report.md").is_file() and not args.force:
                 print(f"{name}: already done ({RUNS / name}); --force reruns it")
                 continue
+            if args.force:  # a fresh run: the old directory holds another config, which train.py will not mix
+                shutil.rmtree(RUNS / name, ignore_errors=True)
             try:
                 run_recipe(name)
             except subprocess.CalledProcessError as err:

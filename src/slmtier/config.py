@@ -247,6 +247,9 @@ class HardwareConfig:
     # The SLM's throughput on this hardware (requests/s). null = the throughput this run measured, which is
     # right only when the run ran on this kind of hardware; for a GPU profile, declare what you measured there.
     requests_per_s: float | None = None
+    # The encoder tier's own throughput on this hardware (requests/s). null = measured in this run when
+    # requests_per_s is null too; when only requests_per_s is declared, the encoder is left unpriced.
+    encoder_requests_per_s: float | None = None
 
 
 @dataclass

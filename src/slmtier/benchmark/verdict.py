@@ -4,6 +4,7 @@ each tier's cost, the cascade fitted on validation, the monthly projection, and 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def assess(
         parts = parts_of(rows)
         interval = bootstrap_interval(parts[:, 0], parts[:, 1], **stats)
         results[name]["quality"]["interval"] = {**interval.to_dict(), "metric": task.parts_metric}
-        _add_cost(results[name], hardware)
+        _add_cost(results[name], hardware, encoder=name == "encoder")
         if name in validation_rows:
             val = parts_of(validation_rows[name])
             results[name]["validation"] = {
@@ -120,12 +121,20 @@ def _is_local(result: dict) -> bool:
     return (result.get("source") or {}).get("kind", "local") in LOCAL_KINDS
 
 
-def _add_cost(result: dict, hardware: HardwareConfig) -> None:
-    """Local tiers are priced by the hardware profile; the LLM tier already carries its token cost."""
+def _add_cost(result: dict, hardware: HardwareConfig, *, encoder: bool = False) -> None:
+    """Local tiers are priced by the hardware profile; the LLM tier already carries its token cost. A declared
+    throughput is the generative tier's; the encoder tier's is hardware.encoder_requests_per_s."""
     if not _is_local(result):
         result["cost"]["basis"] = "token usage x price table"
         return
-    local = price_local(hardware, result.get("throughput", {}).get("requests_per_s"))
+    measured = result.get("throughput", {}).get("requests_per_s")
+    if encoder and hardware.encoder_requests_per_s is not None:
+        hardware = replace(hardware, requests_per_s=hardware.encoder_requests_per_s)
+    elif encoder and hardware.requests_per_s is not None:  # declared for the generative tier only
+        hardware, measured = replace(hardware, requests_per_s=None), None
+    local = price_local(hardware, measured)
+    if encoder and local["usd_per_1k"] is None:
+        local["basis"] += " (declare hardware.encoder_requests_per_s)"
     result["cost"] = {**result["cost"], "per_1k_requests_usd": local["usd_per_1k"], "basis": local["basis"],
                       "requests_per_s": local["requests_per_s"]}  # fmt: skip
 
