@@ -34,8 +34,8 @@ from slmtier.data import Example
 from slmtier.errors import ModelSourceError, SlmtierError
 from slmtier.inference import Generation
 from slmtier.models.embedded import resolve_embedded_encoder
-from slmtier.models.loading import EMBEDDED_PREFIX, resolve_bf16
-from slmtier.training import find_last_checkpoint, is_main_process
+from slmtier.models.loading import EMBEDDED_PREFIX
+from slmtier.training import find_last_checkpoint, is_main_process, trainer_arguments
 
 log = logging.getLogger(__name__)
 
@@ -169,24 +169,7 @@ def train_encoder(model, tokenizer, train: list[Example], labels: list[str], cfg
         )
         model = get_peft_model(model, adapter)
     weights = balanced_class_weights(train, labels) if cfg.class_weights == "balanced" else None
-    args = TrainingArguments(
-        output_dir=str(work_dir),
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
-        bf16=resolve_bf16(cfg.bf16),
-        use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
-        logging_steps=cfg.logging_steps,
-        seed=cfg.seed,
-        save_strategy="steps" if cfg.save_steps > 0 else "no",
-        save_steps=max(cfg.save_steps, 1),
-        save_total_limit=2,
-        report_to=list(report_to) or "none",
-    )
+    args = TrainingArguments(**trainer_arguments(cfg, output_dir=work_dir, report_to=report_to))
     trainer = Trainer(
         model=model,
         args=args,

@@ -117,30 +117,38 @@ def build_sft_config(cfg: TrainerConfig, *, output_dir: Path, report_to: list[st
     from trl import SFTConfig
 
     return SFTConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        **trainer_arguments(cfg, output_dir=output_dir, report_to=report_to),
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
-        bf16=resolve_bf16(cfg.bf16),
-        # transformers refuses bf16 without an accelerator unless told the CPU is meant.
-        use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
         gradient_checkpointing=cfg.gradient_checkpointing,
         train_sampling_strategy=cfg.train_sampling_strategy,
-        logging_steps=cfg.logging_steps,
-        seed=cfg.seed,
         completion_only_loss=True,
         include_num_input_tokens_seen="non_padding",
-        save_strategy="steps" if cfg.save_steps > 0 else "no",
-        save_steps=max(cfg.save_steps, 1),  # read only with save_strategy="steps"
-        save_total_limit=2,  # the newest may be cut short by a kill; the one before it is then used
-        report_to=report_to or "none",
     )
+
+
+def trainer_arguments(cfg, *, output_dir: Path, report_to: list[str]) -> dict:
+    """The transformers.TrainingArguments both tiers set alike, from a config with the same field names
+    (TrainerConfig for the SLM, EncoderConfig for the encoder): schedule, precision, device, checkpoints."""
+    return {
+        "output_dir": str(output_dir),
+        "num_train_epochs": cfg.num_train_epochs,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler_type,
+        "warmup_steps": cfg.warmup_steps,
+        "weight_decay": cfg.weight_decay,
+        "bf16": resolve_bf16(cfg.bf16),
+        # transformers refuses bf16 without an accelerator unless told the CPU is meant.
+        "use_cpu": not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+        "logging_steps": cfg.logging_steps,
+        "seed": cfg.seed,
+        "save_strategy": "steps" if cfg.save_steps > 0 else "no",
+        "save_steps": max(cfg.save_steps, 1),  # read only with save_strategy="steps"
+        "save_total_limit": 2,  # the newest may be cut short by a kill; the one before it is then used
+        "report_to": list(report_to) or "none",
+    }
 
 
 def train_adapter(
