@@ -13,7 +13,7 @@ from slmtier.config import CONFIG_DIR, RunConfig, register_configs
 
 register_configs()
 RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
-GROUPS = ["model", "lora", "trainer", "inference", "baseline", "decision", "tracking", "pricing", "hardware"]
+GROUPS = ["model", "lora", "trainer", "encoder", "inference", "baseline", "decision", "tracking", "pricing", "hardware"]
 # Values a group option leaves required (???), as a user would give them.
 REQUIRED = {("baseline", "predictions"): ["baseline.predictions.path=logs/llm.jsonl"]}
 

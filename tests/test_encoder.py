@@ -17,10 +17,12 @@ from slmtier.data import Example
 from slmtier.encoder import (
     ENCODER,
     balanced_class_weights,
+    load_encoder,
     load_trained_encoder,
     prepare_encoder,
     weighted_loss,
 )
+from slmtier.errors import ModelSourceError
 from test_smoke_tiny import tiny_overrides
 
 LABELS = ["billing", "refund", "shipping", "account_access", "technical_issue", "product_question",
@@ -249,6 +251,15 @@ def test_tier_settings_are_checked_at_start_up(overrides, message, tmp_path):
     result = run_train_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "encoder").exists()
+
+
+def test_an_unreachable_encoder_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelSourceError, match="could not be loaded from 'no-such-org/no-such-encoder'"):
+        load_encoder(EncoderConfig(name="x", source="no-such-org/no-such-encoder"), LABELS)
+    with pytest.raises(ModelSourceError, match="no such folder"):
+        load_encoder(EncoderConfig(name="x", source="./missing-encoder"), LABELS)
+    with pytest.raises(ModelSourceError, match="not an embedded encoder"):
+        load_encoder(EncoderConfig(name="x", source="embedded:bert-large"), LABELS)
 
 
 @pytest.mark.slow
