@@ -17,7 +17,8 @@ data, one after another:
 - generate: extraction answers generated one at a time vs in length-sorted batches;
 - serve: the demo's SLM behind `slmtier serve`, through slmtier's LLM-tier client at several concurrencies;
 - tiers: the demo's encoder tier against its SLM tier (label scoring): per-request latency one request at a
-  time (what a lightly loaded service sees) and examples/s in batches, on the ticket test set.
+  time (what a lightly loaded service sees) and examples/s in batches, on the ticket test set (`--tiers-run
+  RUN_DIR` times another run's tiers, e.g. banking77's, on its first `--tiers-n` test examples).
 Writes bench/results.json and bench/results.md; `--render-only --readme README.md` puts the table in the README.
 """
 
@@ -317,10 +318,10 @@ def child_tiers(args) -> dict:
     from slmtier.serve.engine import load_run_model
     from slmtier.tasks import build_task
 
-    run_dir = Path(args.work) / "demo"
+    run_dir = args.tiers_run or Path(args.work) / "demo"
     cfg = read_run_config(run_dir)
     task = build_task(cfg.task)
-    test = load_splits(cfg.data, task.check_target).test
+    test = load_splits(cfg.data, task.check_target).test[: args.tiers_n]
     bf16 = resolve_bf16(cfg.inference.bf16)
     encoder_model, encoder_tokenizer = load_trained_encoder(run_dir / ENCODER, cfg.encoder, list(task.labels))
     slm_model, slm_tokenizer = load_run_model(run_dir, cfg)
@@ -333,7 +334,7 @@ def child_tiers(args) -> dict:
         return LocalCandidate("slm", cfg.model.name, slm_model, slm_tokenizer, batch_size=batch_size, bf16=bf16,
                               label_scoring=True, chat_template_kwargs=cfg.model.chat_template_kwargs)  # fmt: skip
 
-    result = {"n": len(test), "recipe": args.recipe}
+    result = {"n": len(test), "recipe": cfg_recipe(run_dir), "run_dir": str(run_dir)}
     for name, build, batch in (("encoder", encoder, cfg.encoder.batch_size), ("slm", slm, cfg.inference.batch_size)):
         single = build(1).predict(task, test)
         began = time.perf_counter()
@@ -350,6 +351,11 @@ def child_tiers(args) -> dict:
             "accuracy": round(sum(correct) / len(test), 4),
         }
     return result
+
+
+def cfg_recipe(run_dir: Path) -> str:
+    metrics = run_dir / "metrics.json"
+    return json.loads(metrics.read_text())["recipe"] if metrics.is_file() else run_dir.name
 
 
 CHILDREN = {"matmul": child_matmul, "train": child_train, "classify": child_classify, "generate": child_generate,
@@ -370,7 +376,8 @@ def forwarded(args) -> list[str]:
     return [
         "--work", str(args.work), "--reference-steps", str(args.reference_steps), "--recipe", args.recipe,
         "--generate-recipe", args.generate_recipe, "--generate-n", str(args.generate_n),
-        "--classify-n", str(args.classify_n),
+        "--classify-n", str(args.classify_n), "--tiers-n", str(args.tiers_n),
+        *(["--tiers-run", str(args.tiers_run)] if args.tiers_run else []),
     ]  # fmt: skip
 
 
@@ -421,6 +428,8 @@ def main() -> None:
     parser.add_argument("--wide-recipe", default="banking77", help="the many-label recipe of the classify part")
     parser.add_argument("--classify-n", type=int, default=48, help="test examples of the many-label recipe")
     parser.add_argument("--serve-n", type=int, default=48, help="requests per concurrency in the serve part")
+    parser.add_argument("--tiers-run", type=Path, help="the run whose tiers the tiers part times (default: the demo's)")
+    parser.add_argument("--tiers-n", type=int, default=200, help="test examples of the tiers part")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
     parser.add_argument("--readme", type=Path, help="replace the bench table in this README")
@@ -454,8 +463,9 @@ def main() -> None:
         results["generate"] = run_child("generate", args)
     if "serve" in args.only and "demo" in results:
         results["serve"] = run_serve(args, results["demo"])
-    if "tiers" in args.only and (args.work / "demo" / "encoder" / "training.json").is_file():
-        results["tiers"] = run_child("tiers", args)
+    if "tiers" in args.only and ((args.tiers_run or args.work / "demo") / "encoder" / "training.json").is_file():
+        tiers = run_child("tiers", args)
+        results["tiers" if args.tiers_run is None else f"tiers_{tiers['recipe']}"] = tiers
     results["bench_wall_s"] = round(time.perf_counter() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -500,10 +510,9 @@ def render_table(results: dict) -> str:
         block = results.get(key)
         if block:
             lines += prediction_rows(block)
-    tiers = results.get("tiers")
-    if tiers:
+    for tiers in [block for key, block in sorted(results.items()) if key.startswith("tiers")]:
         lines += [
-            f"**Encoder tier vs SLM tier** (`{tiers['recipe']}`, the demo's fine-tuned weights, {tiers['n']} test "
+            f"**Encoder tier vs SLM tier** (`{tiers['recipe']}`, the run's fine-tuned weights, {tiers['n']} test "
             "examples; per request = one request at a time, each request's own latency):",
             "",
             "| tier | model | per-request p50 / p95 ms | batched examples/s (batch) | accuracy |",
