@@ -316,6 +316,9 @@ def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[E
         model, tokenizer = load_trained_encoder(folder, cfg, labels)
         result = EncoderTrainResult(**json.loads(summary.read_text(encoding="utf-8")))
     else:
+        from transformers import set_seed
+
+        set_seed(cfg.seed)  # the new head's initial weights too, whatever ran before in this process
         model, tokenizer = load_encoder(cfg, labels)
         model, result = train_encoder(model, tokenizer, train, labels, cfg, work_dir=run_dir / "encoder_trainer",
                                       report_to=report_to)  # fmt: skip

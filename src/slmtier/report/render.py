@@ -103,6 +103,13 @@ def _format_answer(parsed) -> str:
     return str(parsed)
 
 
+def _usd(value: float | None) -> str:
+    """Dollars to four decimals; six below a tenth of a cent (an encoder's cost per 1k requests)."""
+    if value is None:
+        return "not priced"
+    return f"${value:,.4f}" if value == 0 or abs(value) >= 0.001 else f"${value:,.6f}"
+
+
 def _environment(autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("slmtier.report", "templates"),
@@ -114,7 +121,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     # None (no answer, no price) prints as a dash rather than failing the report.
     env.filters["pct"] = lambda value: "–" if value is None else f"{100 * value:.1f}%"
     env.filters["num"] = lambda value, digits=1: "–" if value is None else f"{value:,.{digits}f}"
-    env.filters["usd"] = lambda value: "not priced" if value is None else f"${value:,.4f}"
+    env.filters["usd"] = _usd
     env.filters["clip"] = lambda text, limit=280: text if len(text) <= limit else text[: limit - 1] + "…"
     env.filters["answer"] = _format_answer
     env.filters["shown"] = lambda value: value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
