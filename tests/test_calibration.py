@@ -33,3 +33,13 @@ def test_calibration_lowers_ece_and_changes_no_answer():
     result = calibrate(logits, labels)
     assert result.ece_before > 0.1 and result.ece_after < 0.02 and result.n == len(labels)
     assert torch.equal((logits / result.temperature).argmax(-1), logits.argmax(-1))
+
+
+def test_no_temperature_is_fitted_to_a_split_without_errors():
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 3.0, 1.0], [0.5, 0.0, 2.0]])
+    labels = logits.argmax(dim=-1)  # every answer right: the likelihood would keep rising as T -> 0
+    calibration = calibrate(logits, labels)
+    assert calibration.temperature == 1.0 and not calibration.fitted and calibration.errors == 0
+    assert calibration.ece_after == calibration.ece_before
+    one_wrong = calibrate(logits, torch.tensor([0, 1, 0]))
+    assert one_wrong.fitted and one_wrong.errors == 1 and one_wrong.temperature > 0.1

@@ -343,8 +343,13 @@ def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[E
             calibration = fit_calibration(candidate, validation, labels, bins=cfg.ece_bins)
             write_json_atomic(calibration_file, asdict(calibration))
         candidate.temperature = calibration.temperature
-        log.info("encoder calibrated on %d validation examples: T = %.3f, ECE %.3f -> %.3f", calibration.n,
-                 calibration.temperature, calibration.ece_before, calibration.ece_after)  # fmt: skip
+        if calibration.fitted:
+            log.info("encoder calibrated on %d validation examples: T = %.3f, ECE %.3f -> %.3f", calibration.n,
+                     calibration.temperature, calibration.ece_before, calibration.ece_after)  # fmt: skip
+        else:
+            log.warning("the encoder answered all %d validation examples right: no temperature can be fitted, its "
+                        "confidence stays the raw softmax (a larger validation split would calibrate it)",
+                        calibration.n)  # fmt: skip
     elif cfg.calibrate:
         log.warning("no validation split: the encoder's probabilities are not calibrated "
                     "(set data.validation or data.validation_holdout)")  # fmt: skip

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
+# Fewer wrong validation answers than this and the likelihood is minimised by T -> 0 (every answer "certain"),
+# which would make the confidence useless for a cascade: the temperature is then left at 1.
+MIN_ERRORS = 1
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -20,6 +24,8 @@ class Calibration:
     ece_before: float  # on the split it was fitted on
     ece_after: float
     n: int
+    errors: int = 0  # wrong answers in that split
+    fitted: bool = True  # False: too few errors to fit a temperature (it stays 1)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, steps: int = 200) -> float:
@@ -52,9 +58,13 @@ def expected_calibration_error(confidence: torch.Tensor, correct: torch.Tensor, 
 
 
 def calibrate(logits: torch.Tensor, labels: torch.Tensor, *, bins: int = 15) -> Calibration:
-    """Temperature fitted on (logits, labels), with the ECE of the top-class probability before and after."""
-    temperature = fit_temperature(logits, labels)
+    """Temperature fitted on (logits, labels), with the ECE of the top-class probability before and after.
+    With no wrong answer among them, nothing bounds the fit (the likelihood keeps rising as T -> 0): the
+    temperature stays 1 and `fitted` says so."""
     correct = logits.argmax(dim=-1) == labels
+    errors = int((~correct).sum())
+    fitted = errors >= MIN_ERRORS
+    temperature = fit_temperature(logits, labels) if fitted else 1.0
     before = torch.softmax(logits.float(), dim=-1).max(dim=-1).values
     after = torch.softmax(logits.float() / temperature, dim=-1).max(dim=-1).values
     return Calibration(
@@ -62,4 +72,6 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, *, bins: int = 15) -> 
         ece_before=expected_calibration_error(before, correct, bins=bins),
         ece_after=expected_calibration_error(after, correct, bins=bins),
         n=len(labels),
+        errors=errors,
+        fitted=fitted,
     )
