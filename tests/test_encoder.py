@@ -275,4 +275,7 @@ def test_real_minilm_learns_the_ticket_task(tmp_path):
     accuracy = sum(answer == example.target for answer, example in zip(answers, test, strict=True)) / len(test)
     assert accuracy >= 0.85, accuracy
     calibration = entry["calibration"]["validation"]
-    assert calibration["ece_after"] < calibration["ece_before"] and math.isfinite(calibration["temperature"])
+    if calibration["fitted"]:
+        assert calibration["ece_after"] < calibration["ece_before"] and math.isfinite(calibration["temperature"])
+    else:  # every validation ticket answered right (so it went when written): nothing bounds a fit, T stays 1
+        assert calibration["errors"] == 0 and calibration["temperature"] == 1.0

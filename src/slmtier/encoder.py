@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections import Counter
@@ -28,13 +27,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from slmtier.benchmark.calibration import Calibration, calibrate
+from slmtier.benchmark.calibration import Calibration, calibrate, expected_calibration_error
 from slmtier.config import EncoderConfig
 from slmtier.data import Example
 from slmtier.errors import ModelSourceError, SlmtierError
 from slmtier.inference import Generation
 from slmtier.models.embedded import resolve_embedded_encoder
 from slmtier.models.loading import EMBEDDED_PREFIX
+from slmtier.run_dir import write_json_atomic
 from slmtier.training import find_last_checkpoint, is_main_process, trainer_arguments
 
 log = logging.getLogger(__name__)
@@ -297,12 +297,6 @@ def fit_calibration(candidate: EncoderCandidate, validation: list[Example], labe
     return calibrate(logits, gold, bins=bins)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-
-
 def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[Example], labels: list[str], *,
                     run_dir: Path, bf16: bool, report_to: list[str] = ()) -> tuple[EncoderCandidate, dict]:  # fmt: skip
     """Train (or, in a rerun of the same run directory, load or resume) and calibrate the encoder tier.
@@ -324,11 +318,9 @@ def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[E
                                       report_to=report_to)  # fmt: skip
         if not is_main_process():  # every rank trained its share (torchrun / accelerate launch); rank 0 goes on
             return None, None
-        if cfg.finetune == "lora":  # save the adapter, predict with it merged
-            save_encoder(model, tokenizer, folder)
-            model = model.merge_and_unload()
-        else:
-            save_encoder(model, tokenizer, folder)
+        save_encoder(model, tokenizer, folder)  # after LoRA: the adapter and the head
+        if cfg.finetune == "lora":
+            model = model.merge_and_unload()  # predicts with the adapter folded in
         write_json_atomic(summary, asdict(result))  # last: the weights beside it are complete
         shutil.rmtree(run_dir / "encoder_trainer", ignore_errors=True)
     how = "LoRA" if cfg.finetune == "lora" else "fine-tuned"
@@ -366,8 +358,6 @@ def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[E
 
 def calibration_on_test(rows: list[dict], bins: int) -> dict | None:
     """ECE of the encoder's test answers before and after temperature scaling (held out from the fit)."""
-    from slmtier.benchmark.calibration import expected_calibration_error
-
     usable = [row for row in rows if row.get("confidence_uncalibrated") is not None]
     if not usable:
         return None

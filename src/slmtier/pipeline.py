@@ -6,7 +6,6 @@ import datetime as dt
 import functools
 import json
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from slmtier.errors import SlmtierError
 from slmtier.inference import count_tokens
 from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
 from slmtier.models.loading import check_4bit_supported
+from slmtier.run_dir import write_json_atomic
 from slmtier.tasks.chat import count_truncated
 from slmtier.training import TrainResult, build_sft_dataset, is_main_process, save_adapter, train_adapter
 
@@ -135,10 +135,7 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
     )
     if is_main_process():  # every rank trained its share of the data; one writes the adapter (or model)
         save_adapter(peft_model, tokenizer, run_dir / trained_folder(cfg))
-        # Written last and atomically: its presence says the weights beside it are complete.
-        partial = summary.with_suffix(".json.partial")
-        partial.write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, summary)
+        write_json_atomic(summary, asdict(result))  # last: its presence says the weights beside it are complete
         for checkpoint in (run_dir / "trainer").glob("checkpoint-*"):  # the final weights are saved
             shutil.rmtree(checkpoint, ignore_errors=True)
     return peft_model, result

@@ -2,6 +2,7 @@
 
 config.yaml              resolved config
 adapter/                 PEFT adapter (safetensors) and tokenizer
+encoder/                 the encoder tier's fine-tuned weights, tokenizer, calibration.json, training.json
 predictions/<name>.jsonl one row per test example and candidate
 metrics.json             recipe, task_kind, data, training, candidates, decision
 report.md, report.html   rebuilt by `slmtier report RUN_DIR` from the files above
@@ -31,10 +32,13 @@ def write_config(cfg: DictConfig, run_dir: Path) -> Path:
 
 
 def write_metrics(metrics: dict, run_dir: Path) -> Path:
-    """Atomic write: a reader never sees half a metrics.json."""
-    path = run_dir / "metrics.json"
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return write_json_atomic(run_dir / "metrics.json", metrics)
+
+
+def write_json_atomic(path: Path, data: dict) -> Path:
+    """Write to a temporary name and rename: a reader (or a resumed run) never sees half a file."""
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(partial, path)
     return path
 
