@@ -33,7 +33,7 @@ from slmtier.data import Example
 from slmtier.errors import ModelSourceError, SlmtierError
 from slmtier.inference import Generation
 from slmtier.models.embedded import resolve_embedded_encoder
-from slmtier.models.loading import EMBEDDED_PREFIX
+from slmtier.models.loading import resolve_source
 from slmtier.run_dir import write_json_atomic
 from slmtier.training import find_last_checkpoint, is_main_process, trainer_arguments
 
@@ -76,14 +76,7 @@ def check_encoder_config(cfg: EncoderConfig, task_kind: str) -> None:
 
 def resolve_encoder_path(cfg: EncoderConfig) -> str:
     """The model folder (embedded, local) or the hub id."""
-    if cfg.source.startswith(EMBEDDED_PREFIX):
-        return str(resolve_embedded_encoder(cfg.source.removeprefix(EMBEDDED_PREFIX)))
-    folder = Path(cfg.source).expanduser()
-    if folder.is_dir():
-        return str(folder)
-    if cfg.source.startswith((".", "/", "~")):
-        raise ModelSourceError(f"encoder.source {cfg.source!r}: no such folder")
-    return cfg.source
+    return resolve_source(cfg.source, "encoder.source", resolve_embedded_encoder)
 
 
 def load_encoder(cfg: EncoderConfig, labels: list[str], path: str | None = None):

@@ -23,14 +23,19 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def resolve_model_path(cfg: ModelConfig, cache_dir: str | Path) -> str:
     """A local folder for embedded models and folders; the hub id otherwise (loaded through the HF cache)."""
-    source = cfg.source
+    return resolve_source(cfg.source, "model.source", lambda name: resolve_embedded(name, Path(cache_dir).expanduser()))
+
+
+def resolve_source(source: str, key: str, resolve_embedded_name) -> str:
+    """`embedded:<name>` -> its folder (through `resolve_embedded_name`); an existing folder as is; a path
+    that names no folder -> ModelSourceError naming `key`; anything else is a hub id."""
     if source.startswith(EMBEDDED_PREFIX):
-        return str(resolve_embedded(source.removeprefix(EMBEDDED_PREFIX), Path(cache_dir).expanduser()))
+        return str(resolve_embedded_name(source.removeprefix(EMBEDDED_PREFIX)))
     folder = Path(source).expanduser()
     if folder.is_dir():
         return str(folder)
     if source.startswith((".", "/", "~")):
-        raise ModelSourceError(f"model.source {source!r}: no such folder")
+        raise ModelSourceError(f"{key} {source!r}: no such folder")
     return source  # a hub id
 
 
