@@ -2,21 +2,50 @@
 
 Each request's fate comes from a plan keyed by the last user message and the attempt number for that
 message: answer, 429 with Retry-After, 500, answer too slowly, send a malformed body, or drop the
-connection without a response. Answers echo the user message (`echo: <text>`) with a `usage` object,
-so a test can check that every row got its own answer. Every request is counted.
+connection without a response; or, like a careless gateway, repeat the caller's API key (in an answer,
+an error body, a redirect's Location) in every encoding `key_forms` lists. Answers echo the user message
+(`echo: <text>`) with a `usage` object, so a test can check that every row got its own answer. Every
+request is counted.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
 import time
+import urllib.parse
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("ok", "429", "500", "slow", "malformed", "drop", "echo_auth_400", "echo_auth_500")
+FAULTS = (
+    "ok", "429", "500", "slow", "malformed", "drop", "echo_auth_400", "echo_auth_500",
+    "echo_key", "echo_key_500", "redirect_key",
+)  # fmt: skip
+
+
+def key_forms(key: str) -> dict[str, str]:
+    """The caller's key as careless servers echo it: as is, in another case, base64 (alone, as HTTP Basic
+    credentials `user:key`, after `Bearer `), URL-encoded, hex, JSON-escaped."""
+    raw = key.encode()
+    return {
+        "plain": key,
+        "upper": key.upper(),
+        "lower": key.lower(),
+        "base64": base64.b64encode(raw).decode(),
+        "basic_auth": base64.b64encode(b"user:" + raw).decode(),
+        "bearer_urlsafe_base64": base64.urlsafe_b64encode(b"Bearer " + raw).decode().rstrip("="),
+        "url": urllib.parse.quote(key, safe=""),
+        "hex": raw.hex(),
+        "json_escaped": key.replace("/", "\\/"),
+    }
+
+
+def echoed_key_text(headers) -> str:
+    key = headers.get("Authorization", "").removeprefix("Bearer ")
+    return " ".join(f"{name}={form}" for name, form in key_forms(key).items())
 
 
 class FaultServer:
@@ -76,20 +105,29 @@ class FaultServer:
                     status = int(fault.rsplit("_", 1)[1])
                     echo = json.dumps({"error": {"message": f"bad request from {self.headers.get('Authorization')}"}})
                     self._send(status, echo.encode())
+                elif fault == "echo_key_500":  # the key, in every encoding, in an error body (raw JSON text)
+                    self._send(500, ('{"error": {"message": "' + echoed_key_text(self.headers) + '"}}').encode())
+                elif fault == "redirect_key":  # a gateway that moves the key into the URL it redirects to
+                    forms = key_forms(self.headers.get("Authorization", "").removeprefix("Bearer "))
+                    location = f"http://127.0.0.1:1/v1/chat/completions?key={forms['plain']}&auth={forms['url']}"
+                    self._send(302, b"", {"Location": location})
                 elif fault == "drop":
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                 else:
                     if fault == "slow":
                         time.sleep(server.slow_s)
+                    content = f"echo: {text}"
+                    if fault == "echo_key":  # a 200 answer that repeats the caller's key, in every encoding
+                        content += " " + echoed_key_text(self.headers)
                     answer = {
                         "id": "chatcmpl-fault",
                         "object": "chat.completion",
-                        "model": body["model"],
+                        "model": body["model"] if fault != "echo_key" else echoed_key_text(self.headers),
                         "choices": [
                             {
                                 "index": 0,
-                                "message": {"role": "assistant", "content": f"echo: {text}"},
+                                "message": {"role": "assistant", "content": content},
                                 "finish_reason": "stop",
                             }
                         ],

@@ -3,10 +3,12 @@ parameters, the reply it keeps, and how response bodies and Retry-After headers 
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slmtier.config import EndpointConfig
@@ -71,35 +73,47 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def parse_chat_response(body: bytes, latency_ms: float) -> Reply:
+def parse_chat_response(body: bytes, latency_ms: float, *, mask: Callable[[str], str] = lambda text: text) -> Reply:
     """A Reply from a chat-completions body. A body that is not JSON (cut short by a proxy) is retryable;
-    JSON of the wrong shape is RequestFailed."""
+    JSON of the wrong shape is RequestFailed. Every text taken from the body, the answer included, goes
+    through `mask` (the API key in its encodings: baselines/api_keys.py) before anything keeps or shows it."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RetryableError(f"malformed response body ({type(err).__name__}): {body[:120]!r}") from err
+        raise RetryableError(f"malformed response body ({type(err).__name__}): {_excerpt(body, mask, 120)}") from err
     try:
         choice = data["choices"][0]
         content = _text_of(choice["message"].get("content"))
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
-        raise RequestFailed(f"unexpected response shape ({type(err).__name__}: {err}): {body[:200]!r}") from err
+        shape = mask(f"{type(err).__name__}: {err}")
+        raise RequestFailed(f"unexpected response shape ({shape}): {_excerpt(body, mask, 200)}") from err
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    return Reply(
+    reply = Reply(
         content=content,
         input_tokens=_as_count(usage.get("prompt_tokens")),
         output_tokens=_as_count(usage.get("completion_tokens")),
         latency_ms=latency_ms,
-        finish_reason=choice.get("finish_reason"),
+        finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
         model=data.get("model") if isinstance(data.get("model"), str) else None,
     )
+    return mask_reply(reply, mask)
 
 
-def redact(text: str, secret: str | None) -> str:
-    """Error texts go into run files: the key, and any bearer token a server echoes, are masked before
-    the text is cut, so no prefix of a key survives at the cut."""
-    if secret:
-        text = text.replace(secret, "***")
-    return BEARER.sub("Bearer ***", text)[:ERROR_TEXT_CHARS]
+def mask_reply(reply: Reply, mask: Callable[[str], str]) -> Reply:
+    """The reply with `mask` applied to each text the server chose."""
+    texts = {"content": reply.content, "finish_reason": reply.finish_reason, "model": reply.model}
+    return dataclasses.replace(reply, **{name: mask(text) for name, text in texts.items() if text is not None})
+
+
+def redact(text: str, mask: Callable[[str], str]) -> str:
+    """Error texts go into run files: the key (in its encodings), and any bearer token a server echoes,
+    are masked before the text is cut, so no prefix of a key survives at the cut."""
+    return BEARER.sub("Bearer ***", mask(text))[:ERROR_TEXT_CHARS]
+
+
+def _excerpt(body: bytes, mask: Callable[[str], str], chars: int) -> str:
+    """The start of a body for an error message, masked before it is cut."""
+    return repr(mask(body.decode("utf-8", errors="replace"))[:chars])
 
 
 def _text_of(content) -> str:

@@ -15,15 +15,16 @@ import dataclasses
 import logging
 import os
 import random
-import re
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 from tqdm.auto import tqdm
 
+from slmtier.baselines.api_keys import build_key_mask, is_variable_name
 from slmtier.baselines.cache import ResponseCache, build_cache_key
 from slmtier.baselines.chat_protocol import (
     Reply,
@@ -31,6 +32,7 @@ from slmtier.baselines.chat_protocol import (
     RetryableError,
     build_headers,
     build_request_params,
+    mask_reply,
     parse_chat_response,
     parse_retry_after,
     redact,
@@ -51,7 +53,6 @@ REFUSED_STATUS = {
     404: "no such endpoint or model",
 }
 MAX_RETRY_AFTER_S = 600.0
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class EndpointRefused(SlmtierError):
@@ -69,7 +70,7 @@ class Outcome:
 def check_key_variable(endpoint: EndpointConfig) -> None:
     """api_key_env must name a variable. Checked before the config is written anywhere: a key pasted
     there by mistake must not reach config.yaml (and is not repeated in the message)."""
-    if endpoint.api_key_env and not ENV_NAME.match(endpoint.api_key_env):
+    if endpoint.api_key_env and not is_variable_name(endpoint.api_key_env):
         raise SlmtierError(
             "baseline.endpoint.api_key_env must be the NAME of an environment variable (letters, digits, _), "
             "such as OPENAI_API_KEY, not the key itself; export the key and name its variable"
@@ -118,7 +119,8 @@ class ChatClient:
         self.url = endpoint.base_url.rstrip("/") + "/chat/completions"
         self.params = build_request_params(endpoint)
         self._headers = build_headers(endpoint, api_key)
-        self._secret = api_key
+        # Applied to all the server sends (answers, errors, a redirect's target) before it is kept or shown.
+        self._mask = build_key_mask(api_key)
         self.requests_sent = 0
 
     def complete_all(self, conversations: list[list[dict]], *, desc: str = "llm") -> list[Outcome]:
@@ -147,7 +149,7 @@ class ChatClient:
                 else:
                     in_flight[key] = loop.create_future()
                     entry = await loop.run_in_executor(database, self.cache.get, key)
-                    reply = _reply_from_cache(entry)
+                    reply = _reply_from_cache(entry, self._mask)
                     if reply is not None:
                         outcome = Outcome(reply, None, 0, True)
                     else:
@@ -184,13 +186,13 @@ class ChatClient:
                 try:
                     reply = await self._post(client, body)
                 except RetryableError as err:
-                    last_error = redact(str(err), self._secret)
+                    last_error = redact(str(err), self._mask)
                     if attempt == self.endpoint.max_retries:
                         break
                     await asyncio.sleep(self._backoff(attempt, err.retry_after))
                     continue
                 except RequestFailed as err:
-                    return Outcome(None, redact(str(err), self._secret), attempts, False)
+                    return Outcome(None, redact(str(err), self._mask), attempts, False)
                 return Outcome(reply, None, attempts, False)
         return Outcome(None, f"gave up after {attempts} attempts; last: {last_error}", attempts, False)
 
@@ -208,18 +210,20 @@ class ChatClient:
             raise RetryableError(f"connection error ({type(err).__name__}: {err})") from err
         latency_ms = (time.perf_counter() - began) * 1000
         status = response.status_code
-        text = redact(response.text, self._secret)
+        text = redact(response.text, self._mask)
         if status in REFUSED_STATUS or 300 <= status < 400:
             reason = REFUSED_STATUS.get(status) or f"redirected to {response.headers.get('location')!r}"
             raise EndpointRefused(
-                f"{self.url}: HTTP {status}, {reason} (model {self.endpoint.model!r}); check "
-                f"baseline.endpoint.base_url, .model and the key in ${self.endpoint.api_key_env}: {text}"
+                self._mask(
+                    f"{self.url}: HTTP {status}, {reason} (model {self.endpoint.model!r}); check "
+                    f"baseline.endpoint.base_url, .model and the key in ${self.endpoint.api_key_env}: {text}"
+                )
             )
         if status in RETRYABLE_STATUS or status >= 500:
             raise RetryableError(f"HTTP {status}: {text}", parse_retry_after(response.headers.get("retry-after")))
         if status >= 400:
             raise RequestFailed(f"HTTP {status}: {text}")
-        return parse_chat_response(response.content, latency_ms)
+        return parse_chat_response(response.content, latency_ms, mask=self._mask)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Seconds before the next attempt: Retry-After when the server sent one, else exponential with jitter."""
@@ -229,9 +233,10 @@ class ChatClient:
         return ceiling * random.uniform(0.5, 1.0)
 
 
-def _reply_from_cache(entry: dict | None) -> Reply | None:
+def _reply_from_cache(entry: dict | None, mask: Callable[[str], str]) -> Reply | None:
+    """Masked again: an entry cached by an slmtier version that masked less may hold an echoed key."""
     try:
-        return Reply(**entry) if entry is not None else None
+        return mask_reply(Reply(**entry), mask) if entry is not None else None
     except TypeError:  # written by another slmtier version: ask again
         return None
 

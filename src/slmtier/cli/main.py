@@ -15,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from slmtier.baselines.api_keys import check_command_line
 from slmtier.cli.errors import exit_on_user_error
 from slmtier.cli.launch import add_launch_command
 from slmtier.cli.serve import add_serve_command
@@ -49,13 +50,22 @@ def _recipes(_: argparse.Namespace) -> None:
         print(f"{path.stem:28s} {first}")
 
 
+def train() -> None:
+    """`python train.py ARGS` and `slmtier train ARGS`: Hydra with ARGS, once no argument holds a pasted key.
+    Checked before Hydra reads them: it saves a sweep's overrides to multirun.yaml before any job starts, and
+    repeats an override in its own errors."""
+    with exit_on_user_error():
+        check_command_line(sys.argv[1:])
+    from slmtier.cli.train import main as train_main
+
+    train_main()
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "train":  # hand everything after `train` to Hydra untouched
-        from slmtier.cli.train import main as train_main
-
         sys.argv = [sys.argv[0], *argv[1:]]
-        train_main()
+        train()
         return
     parser = argparse.ArgumentParser(prog="slmtier", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
