@@ -7,6 +7,7 @@ Also: the same seed and data give identical metrics twice on CPU."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import signal
 import subprocess
@@ -16,9 +17,12 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 from conftest import REPO, TICKETS, read_jsonl, write_jsonl
 from slmtier.benchmark.progress import append_rows, progress_path, read_finished
+from slmtier.data import load_splits
+from slmtier.tasks import build_task
 from test_smoke_tiny import tiny_overrides
 
 
@@ -196,3 +200,102 @@ def test_local_models_save_in_chunks_and_the_llm_tier_in_one_call(tmp_path):
     llm = Recorder("llm", one_call=True)  # its `info` (cache hits, spend) must describe the whole split
     run_candidate(llm, task, examples, tmp_path)
     assert llm.calls == [100]
+
+
+# --- Checkpoints the Trainer cannot resume from (issue 15): rotated away, the last step, damaged.
+
+
+class StopAtSave(TrainerCallback):
+    """A crash right after checkpoint `step` is on disk (what a kill at that moment leaves)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt(f"stopped after checkpoint-{self.step}")
+
+
+@pytest.fixture
+def tiny_training(tiny_model_dir, small_data, tmp_path):
+    """train(work_dir, max_steps, save_steps, callbacks) -> (adapter state dict, TrainResult), each call on a
+    fresh copy of the tiny base model, as a rerun of `python train.py` would load it."""
+    from slmtier.pipeline import load_base_model
+    from slmtier.training import build_sft_dataset, train_adapter
+    from test_configs import compose_run
+
+    cfg = compose_run(*tiny_overrides(tiny_model_dir, small_data, tmp_path / "run")[:-1], "trainer.max_steps=6",
+                      "trainer.per_device_train_batch_size=2", "trainer.save_steps=1")  # fmt: skip
+    task = build_task(cfg.task)
+    dataset = build_sft_dataset(task, load_splits(cfg.data, task.check_target).train)
+
+    def train(work_dir: Path, callbacks=()):
+        model, tokenizer = load_base_model(cfg)
+        trained, result = train_adapter(model, tokenizer, dataset, trainer_cfg=cfg.trainer, lora_cfg=cfg.lora,
+                                        work_dir=work_dir, callbacks=list(callbacks))  # fmt: skip
+        return {k: v.detach().clone() for k, v in trained.named_parameters() if "lora_" in k}, result
+
+    return train
+
+
+def same_weights(ours: dict, theirs: dict) -> bool:
+    return ours.keys() == theirs.keys() and max((ours[k] - theirs[k]).abs().max().item() for k in ours) < 1e-6
+
+
+def crash_after(train, work_dir: Path, step: int) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        train(work_dir, [StopAtSave(step)])
+
+
+def test_resume_survives_the_rotation_of_the_checkpoint_it_started_from(tiny_training, tmp_path):
+    reference, _ = tiny_training(tmp_path / "reference")
+    crash_after(tiny_training, tmp_path / "work", 2)
+    # Resumed from checkpoint-2, the run saves four more checkpoints; save_total_limit=2 deletes checkpoint-2.
+    weights, result = tiny_training(tmp_path / "work")
+    assert result.resumed_from_step == 2 and result.steps == 6
+    assert same_weights(weights, reference)
+
+
+def test_a_checkpoint_of_the_last_step_is_not_trained_past(tiny_training, tmp_path, caplog):
+    reference, first = tiny_training(tmp_path / "work")  # leaves checkpoint-5 and checkpoint-6 behind
+    assert first.steps == 6 and (tmp_path / "work" / "checkpoint-6").is_dir()
+    with caplog.at_level(logging.WARNING):
+        weights, result = tiny_training(tmp_path / "work")  # a kill after the last checkpoint, before the adapter
+    assert result.steps == 6 and result.resumed_from_step == 5, "the Trainer runs one step past max_steps"
+    assert "checkpoint-6" in caplog.text and "last step" in caplog.text
+    assert same_weights(weights, reference)
+
+
+def corrupt(folder: Path, how: str) -> None:
+    if how == "half safetensors":
+        path = folder / "adapter_model.safetensors"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "garbage trainer_state":
+        (folder / "trainer_state.json").write_text('{"global_step": 3, "log_hi')
+    elif how == "random optimizer":
+        (folder / "optimizer.pt").write_bytes(random.Random(0).randbytes(4096))
+
+
+@pytest.mark.parametrize("how", ["half safetensors", "garbage trainer_state", "random optimizer"])
+def test_a_damaged_checkpoint_falls_back_to_the_one_before(tiny_training, tmp_path, caplog, how):
+    reference, _ = tiny_training(tmp_path / "reference")
+    work = tmp_path / "work"
+    crash_after(tiny_training, work, 3)  # checkpoint-2 and checkpoint-3 on disk
+    corrupt(work / "checkpoint-3", how)
+    with caplog.at_level(logging.WARNING):
+        weights, result = tiny_training(work)
+    assert result.resumed_from_step == 2 and result.steps == 6
+    assert "not resuming from" in caplog.text and "checkpoint-3" in caplog.text
+    assert same_weights(weights, reference)
+
+
+def test_no_usable_checkpoint_trains_afresh(tiny_training, tmp_path, caplog):
+    reference, _ = tiny_training(tmp_path / "reference")
+    work = tmp_path / "work"
+    crash_after(tiny_training, work, 2)
+    for folder in work.glob("checkpoint-*"):
+        corrupt(folder, "random optimizer")
+    with caplog.at_level(logging.WARNING):
+        weights, result = tiny_training(work)
+    assert result.resumed_from_step is None and result.steps == 6 and "starts afresh" in caplog.text
+    assert same_weights(weights, reference)

@@ -35,7 +35,7 @@ from slmtier.inference import Generation
 from slmtier.models.embedded import resolve_embedded_encoder
 from slmtier.models.loading import resolve_source
 from slmtier.run_dir import write_json_atomic
-from slmtier.training import find_last_checkpoint, is_main_process, trainer_arguments
+from slmtier.training import find_last_checkpoint, is_main_process, read_trainer_state, trainer_arguments
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +173,11 @@ def train_encoder(model, tokenizer, train: list[Example], labels: list[str], cfg
         callbacks=list(callbacks) or None,
     )
     checkpoint = find_last_checkpoint(work_dir)
+    # Read before training: the Trainer's rotation (save_total_limit) may delete this checkpoint on the way.
+    before = read_trainer_state(checkpoint) if checkpoint else {}
     if checkpoint is not None:
         log.info("resuming the encoder's training from %s", checkpoint)
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    before = json.loads((checkpoint / "trainer_state.json").read_text()) if checkpoint else {}
     runtime = float(output.metrics["train_runtime"])
     steps = int(trainer.state.global_step)
     done_before = int(before.get("global_step", 0)) * cfg.per_device_train_batch_size

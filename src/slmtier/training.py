@@ -11,13 +11,16 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from datasets import Dataset, load_from_disk
+from safetensors import SafetensorError, safe_open
 
 from slmtier.config import LoraConfig, TrainerConfig
 from slmtier.data import Example
@@ -196,6 +199,8 @@ def train_adapter(
         callbacks=list(callbacks) or None,
     )
     checkpoint = find_last_checkpoint(work_dir)
+    # Read before training: the Trainer's rotation (save_total_limit) may delete this checkpoint on the way.
+    before = read_trainer_state(checkpoint) if checkpoint else {}
     if checkpoint is not None:
         log.info("resuming training from %s", checkpoint)
     with score_answer_positions_only():
@@ -205,7 +210,6 @@ def train_adapter(
     tokens = int(trainer.state.num_input_tokens_seen)
     runtime = float(output.metrics["train_runtime"])
     # Speed counts only what this process trained; the checkpoint's tokens were trained before the kill.
-    before = json.loads((checkpoint / "trainer_state.json").read_text()) if checkpoint else {}
     result = TrainResult(
         train_loss=float(output.training_loss),
         runtime_s=runtime,
@@ -228,19 +232,64 @@ def train_adapter(
 
 
 def find_last_checkpoint(work_dir: Path) -> Path | None:
-    """The newest complete Trainer checkpoint in work_dir, or None. The Trainer writes trainer_state.json last,
-    so a checkpoint folder without it was cut short by a kill: it is removed, so that neither the resume nor
-    the Trainer's own rotation of old checkpoints counts it."""
-    complete = []
-    for folder in Path(work_dir).glob("checkpoint-*"):
-        if not folder.name.removeprefix("checkpoint-").isdigit():
-            continue
-        if (folder / "trainer_state.json").is_file():
-            complete.append(folder)
-        else:
-            log.warning("removing %s: a checkpoint cut short (no trainer_state.json)", folder)
-            shutil.rmtree(folder, ignore_errors=True)
-    return max(complete, key=lambda f: int(f.name.removeprefix("checkpoint-")), default=None)
+    """The newest Trainer checkpoint in work_dir that training can resume from, or None (train afresh).
+
+    Passed over, and removed so that neither the resume nor the Trainer's rotation of old checkpoints counts
+    them, with a warning that says so:
+    - a checkpoint cut short by a kill (the Trainer writes trainer_state.json last, so it has none) or damaged
+      (a file cut short or overwritten: `checkpoint_damage` names it);
+    - a checkpoint of the last step: resumed from, the Trainer trains one step past max_steps (5 steps for
+      max_steps=4), so the run resumes from the one before it and ends where an uninterrupted run ends."""
+    folders = [f for f in Path(work_dir).glob("checkpoint-*") if f.name.removeprefix("checkpoint-").isdigit()]
+    for folder in sorted(folders, key=lambda f: int(f.name.removeprefix("checkpoint-")), reverse=True):
+        damage = checkpoint_damage(folder)
+        if damage is None:
+            state = read_trainer_state(folder)
+            if state["global_step"] < state.get("max_steps", math.inf):
+                return folder
+            damage = "it holds the last step; resuming from it would train past max_steps"
+        log.warning("not resuming from %s (%s): removed", folder, damage)
+        shutil.rmtree(folder, ignore_errors=True)
+    if folders:
+        log.warning("no checkpoint in %s can be resumed from: the training starts afresh", work_dir)
+    return None
+
+
+def read_trainer_state(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+
+
+def checkpoint_damage(folder: Path) -> str | None:
+    """What makes a checkpoint unusable, or None: a missing or unreadable trainer_state.json, JSON that does
+    not parse, a safetensors file cut short, a torch file (optimizer, scheduler, RNG state) that is not a
+    whole zip archive. Reads each file once; loads no tensors."""
+    if not (folder / "trainer_state.json").is_file():
+        return "cut short: no trainer_state.json"
+    for path in sorted(folder.iterdir()):
+        problem = _file_damage(path)
+        if problem:
+            return f"{path.name}: {problem}"
+    state = read_trainer_state(folder)
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+        return "trainer_state.json: no global_step"
+    return None
+
+
+def _file_damage(path: Path) -> str | None:
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt"):
+                pass
+        elif path.suffix in (".pt", ".pth", ".bin"):  # torch.save's zip format
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                return f"{bad} fails its checksum"
+    except (ValueError, OSError, UnicodeDecodeError, zipfile.BadZipFile, SafetensorError) as err:
+        return f"unreadable ({type(err).__name__}: {str(err)[:120]})"
+    return None
 
 
 def resolve_attn_implementation(cfg: TrainerConfig, device: torch.device) -> str | None:
