@@ -234,6 +234,10 @@ class DecisionConfig:
     monthly_requests: int = 5_000_000  # the volume the monthly projection is made at
     # Fit a cascade (SLM answers when confident, else the LLM) on the validation split; needs one.
     cascade: bool = True
+    # The largest share of the test split the LLM may leave unanswered (failed requests, missing logged answers)
+    # for a verdict to be reached: a comparison with answers the LLM never gave is no comparison. Above it
+    # the verdict is `undecided`.
+    max_llm_failure_rate: float = 0.05
 
 
 @dataclass

@@ -32,7 +32,7 @@ from slmtier.errors import SlmtierError
 from slmtier.inference import count_tokens
 from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
 from slmtier.models.loading import check_4bit_supported
-from slmtier.run_dir import write_json_atomic
+from slmtier.run_dir import check_run_files, write_json_atomic
 from slmtier.tasks.chat import count_truncated
 from slmtier.training import TrainResult, build_sft_dataset, is_main_process, save_adapter, train_adapter
 
@@ -68,8 +68,9 @@ def check_config(cfg: RunConfig) -> None:
 
 def check_resumable(config_yaml: str, run_dir: Path) -> dict | None:
     """What an existing run directory holds: None for a fresh one or an interrupted run of this same config
-    (which then resumes: training from its checkpoint, predictions from their saved rows); the metrics of a
-    finished run (nothing to redo). A run directory holding another config is refused, not mixed."""
+    (which then resumes: training from its checkpoint, predictions from their saved rows) or of a run that
+    reached no verdict (`undecided`: the LLM is asked again); the metrics of a finished run (nothing to redo).
+    A run directory holding another config is refused, not mixed."""
     existing = run_dir / "config.yaml"
     started = any(
         (run_dir / name).exists() for name in ("trainer", "training.json", "predictions", "encoder", "encoder_trainer")
@@ -81,8 +82,12 @@ def check_resumable(config_yaml: str, run_dir: Path) -> dict | None:
             f"{run_dir} already holds a run with a different config; to resume it, rerun its own command "
             "(config.yaml there); for a new run choose another hydra.run.dir or remove that folder"
         )
-    metrics = run_dir / "metrics.json"
-    return json.loads(metrics.read_text(encoding="utf-8")) if metrics.is_file() else None
+    if not (run_dir / "metrics.json").is_file():
+        return None
+    check_run_files(run_dir)  # a finished run's files are whole (or the message says which is not)
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    # No verdict (the LLM did not answer): a rerun asks the LLM again; the rest is kept.
+    return None if metrics["decision"]["verdict"] == "undecided" else metrics
 
 
 def check_logged_answers(cfg: RunConfig, splits: Splits) -> None:

@@ -13,22 +13,23 @@ report refuses it rather than render a half-run.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from slmtier.config import RunConfig, to_run_config
-from slmtier.errors import RunDirError
+from slmtier.errors import DiskFull, RunDirError
 
 
 def write_config(cfg: DictConfig, run_dir: Path) -> Path:
-    path = run_dir / "config.yaml"
     run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
-    return path
+    return write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def write_metrics(metrics: dict, run_dir: Path) -> Path:
@@ -36,11 +37,70 @@ def write_metrics(metrics: dict, run_dir: Path) -> Path:
 
 
 def write_json_atomic(path: Path, data: dict) -> Path:
-    """Write to a temporary name and rename: a reader (or a resumed run) never sees half a file."""
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write to a temporary name, flush it to disk, and rename: a reader (or a resumed run) never sees half a
+    file, whether the writer is killed or the disk fills up (the temporary file is then removed)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path
+
+
+# torch.save and safetensors report a write that ran out of space without its errno.
+WRITE_FAILED = ("unexpected pos", "failed writing", "file write failed", "no space left", "storagefull")
+NEARLY_FULL_BYTES = 64 * 2**20
+
+
+@contextlib.contextmanager
+def disk_full_as_error(*folders: Path):
+    """A write that fails for want of space becomes one DiskFull message naming the folder whose disk is full,
+    whichever library was writing (a checkpoint, a dataset cache, prediction rows, a report)."""
+    try:
+        yield
+    except Exception as err:
+        folder = full_folder(err, [Path(f).expanduser() for f in folders])
+        if folder is None:
+            raise
+        raise DiskFull(
+            f"no space left on the disk holding {folder} ({_free_mb(folder):.0f} MB free): free some space "
+            f"(`df -h {folder}`) and rerun the same command; the run resumes from its last complete checkpoint "
+            "and the prediction rows already saved, and files cut short are written again"
+        ) from err
+
+
+def full_folder(err: BaseException, folders: list[Path]) -> Path | None:
+    """The folder a failed write was for when `err` (or an error it came from) says the disk is full: an
+    ENOSPC/EDQUOT OSError, or a library's write failure while one of `folders` is on a nearly full disk."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return Path(err.filename).parent if err.filename else _fullest(folders)
+        if any(text in str(err).lower() for text in WRITE_FAILED):
+            fullest = _fullest(folders)
+            if fullest is not None and _free_mb(fullest) * 2**20 < NEARLY_FULL_BYTES:
+                return fullest
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _fullest(folders: list[Path]) -> Path | None:
+    existing = [folder for folder in folders if folder.exists()]
+    return min(existing, key=_free_mb, default=None)
+
+
+def _free_mb(folder: Path) -> float:
+    return shutil.disk_usage(folder).free / 2**20
 
 
 def check_run_files(run_dir: Path) -> None:

@@ -122,12 +122,19 @@ def run_candidate(
     final = predictions_dir / f"{candidate.name}{suffix}.jsonl"
     final.parent.mkdir(parents=True, exist_ok=True)
     done = read_finished(final, [example.id for example in examples])
+    one_call = getattr(candidate, "one_call", False)
+    if one_call and any(row.get("error") for row in done.values()):
+        # The LLM tier again, whole: its answers come from the response cache (nothing is paid twice), the
+        # failed requests get another chance, and its source counts cover the whole split again.
+        log.info("%s (%s): asking again for the whole split (%d failed earlier)", candidate.name, split,
+                 sum(bool(row.get("error")) for row in done.values()))  # fmt: skip
+        done = {}
     todo = [example for example in examples if example.id not in done]
     if done:
         log.info("%s (%s): %d of %d rows kept from an earlier attempt", candidate.name, split, len(done), len(examples))
     width = getattr(candidate, "batch_size", None) or 16
     # The LLM tier (a log file, an endpoint behind the response cache) keeps its answers itself: one call.
-    chunk = max(1, len(todo)) if getattr(candidate, "one_call", False) else max(1, width) * CHUNK_BATCHES
+    chunk = max(1, len(todo)) if one_call else max(1, width) * CHUNK_BATCHES
     wall_s = 0.0
     with progress_path(final).open("a", encoding="utf-8") as handle:
         for start in range(0, len(todo), chunk):

@@ -2,6 +2,8 @@
 the LLM when it is unsure), or keep it on the LLM.
 
 Rules, in order; every one evaluated is recorded in `checks`, and the reason names the one that decided:
+0. `undecided` when the LLM failed to answer more of the test split than `max_llm_failure_rate` allows:
+   every tier would be compared with answers that were never given.
 1. A local tier passes when it is non-inferior — the lower bound of the paired bootstrap interval of
    (tier - LLM) on the primary metric is above -margin — and its p95 latency and monthly cost are within
    the SLO and the budget (when set). The verdict is the cheapest passing tier (monthly cost at the
@@ -21,7 +23,7 @@ from slmtier.config import DecisionConfig
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: str  # "encoder" | "slm" | "cascade" | "llm"
+    verdict: str  # "encoder" | "slm" | "cascade" | "llm" | "undecided"
     reason: str
     rule: str  # the policy, in one line
     checks: list[dict] = field(default_factory=list)  # {tier, rule, passed, detail} for every rule evaluated
@@ -87,11 +89,27 @@ def decide(
 
 
 def decide_tiers(
-    *, metric: str, policy: DecisionConfig, tiers: list[TierEvidence], llm_monthly_usd: float | None
+    *,
+    metric: str,
+    policy: DecisionConfig,
+    tiers: list[TierEvidence],
+    llm_monthly_usd: float | None,
+    llm_failed: tuple[int, int] = (0, 0),
 ) -> Decision:
-    """The verdict over one or more local tiers (module docstring: the rules)."""
+    """The verdict over one or more local tiers (module docstring: the rules). `llm_failed`: (requests the LLM
+    did not answer, requests) on the test split."""
     rule = describe_policy(metric, policy, [tier.name for tier in tiers])
     checks, passing, failed = [], [], {}
+    if llm_failed[0]:
+        answered = _llm_answered(*llm_failed, policy.max_llm_failure_rate)
+        checks.append(answered)
+        if not answered["passed"]:
+            reason = (
+                f"no verdict: {answered['detail']}; every tier would be compared with answers the LLM never gave. "
+                "Fix what failed (the report lists the reasons) and rerun the same command: answered requests "
+                "come from the cache, only the failed ones are asked again"
+            )
+            return Decision("undecided", reason, rule, checks)
     for tier in tiers:
         tier_checks = _tier_checks(tier.name, metric, tier.gap, policy, tier.p95_ms, tier.monthly_usd)
         checks += tier_checks
@@ -140,6 +158,15 @@ def decide_tiers(
         f"{name}: {detail}" if len(cascades) > 1 else detail for name, detail in cascade_failed.items()
     )
     return Decision("llm", f"keep the LLM: {alone}; cascade: {cascade_text}", rule, checks)
+
+
+def _llm_answered(failed: int, n: int, limit: float) -> dict:
+    passed = failed <= limit * n
+    detail = (
+        f"{failed} of {n} LLM answers failed or are missing ({100 * failed / n:.1f}%), "
+        f"{'within' if passed else 'above'} the {100 * limit:g}% allowed (decision.max_llm_failure_rate)"
+    )
+    return {"tier": "llm", "rule": "answered", "passed": passed, "detail": detail}
 
 
 def _first(checks: list[dict], tier: str) -> int:

@@ -72,7 +72,9 @@ def assess(
             tested["latency_p95_ms"] if tested else None, economics.get("cascade_usd"),
         ))  # fmt: skip
     llm_monthly = next(iter(per_tier.values()))["economics"]["llm_usd"]
-    decision = decide_tiers(metric=task.parts_metric, policy=policy, tiers=evidence, llm_monthly_usd=llm_monthly)
+    requests = results[llm]["requests"]
+    decision = decide_tiers(metric=task.parts_metric, policy=policy, tiers=evidence, llm_monthly_usd=llm_monthly,
+                            llm_failed=(requests["failed"], requests["answered"] + requests["failed"]))  # fmt: skip
     lead = decision.tier or max(tiers, key=lambda tier: results[tier]["quality"]["interval"]["value"])
     return {"tiers": per_tier, "lead_tier": lead, **per_tier[lead], "decision": decision.to_dict()}
 

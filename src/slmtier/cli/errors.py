@@ -14,4 +14,4 @@ def exit_on_user_error():
         yield
     except SlmtierError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(err.exit_code)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from slmtier.cli.errors import exit_on_user_error
 from slmtier.config import CONFIG_DIR, RunConfig, register_configs, to_run_config
 from slmtier.data import load_splits, report_long_inputs
+from slmtier.errors import NoVerdict
 from slmtier.pipeline import (
     SLM,
     build_candidates,
@@ -28,8 +29,8 @@ from slmtier.pipeline import (
     run_training,
     summarise_run,
 )
-from slmtier.report import write_reports
-from slmtier.run_dir import write_config, write_metrics
+from slmtier.report import complete_reports, write_reports
+from slmtier.run_dir import disk_full_as_error, write_config, write_metrics
 from slmtier.tasks import build_task
 from slmtier.tracking import log_run, sweep_objective
 from slmtier.training import is_main_process
@@ -43,9 +44,10 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(dict_cfg: DictConfig) -> float | None:
     """Returns the SLM's validation score: the objective a Hydra sweeper (Optuna) maximises."""
-    with exit_on_user_error():
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    # A full disk (checkpoints, caches, prediction rows, reports) ends the run with one message naming it.
+    with exit_on_user_error(), disk_full_as_error(run_dir, Path(str(dict_cfg.cache_dir))):
         cfg: RunConfig = to_run_config(dict_cfg)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         recipe = HydraConfig.get().runtime.choices["recipe"]
 
         # --- Config and data: every row checked before any model is loaded
@@ -53,7 +55,9 @@ def main(dict_cfg: DictConfig) -> float | None:
         # A rerun in the same run directory (hydra.run.dir, a sweep's job folder) resumes an interrupted run.
         finished = check_resumable(OmegaConf.to_yaml(dict_cfg, resolve=True), run_dir)
         if finished is not None:
-            print(f"run directory: {run_dir} (finished earlier; nothing to redo)")
+            rewritten = complete_reports(run_dir)  # a report cut short by a full disk is written again
+            done = f"rewrote {', '.join(rewritten)}" if rewritten else "nothing to redo"
+            print(f"run directory: {run_dir} (finished earlier; {done})")
             return sweep_objective(finished)
         if is_main_process():
             write_config(dict_cfg, run_dir)
@@ -92,4 +96,6 @@ def main(dict_cfg: DictConfig) -> float | None:
         )
         print(f"run directory: {run_dir}")
         print(f"verdict: {metrics['decision']['verdict']} ({metrics['decision']['reason']})")
+        if metrics["decision"]["verdict"] == "undecided":
+            raise NoVerdict(f"{run_dir}: {metrics['decision']['reason']}")
         return sweep_objective(metrics)

@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 
 from slmtier.errors import RunDirError
+from slmtier.run_dir import write_text_atomic
 
 MAX_ERROR_EXAMPLES = 8
 REQUIRED_FILES = ("config.yaml", "metrics.json")
@@ -59,7 +60,20 @@ def _context(run: RunFiles) -> dict:
         "config_text": run.config_text,
         "lead": metrics.get("lead_tier", "slm"),
         "tier_rows": tier_rows(metrics),
+        "llm_failed": llm_failures(metrics),
     }
+
+
+def llm_failures(metrics: dict) -> str | None:
+    """ "N of M LLM answers failed", the reports' first line, when any did (a verdict against answers the LLM
+    never gave would mean nothing: over decision.max_llm_failure_rate it is `undecided`)."""
+    tiers = metrics.get("tiers") or {}
+    llm = next((name for name in metrics["candidates"] if name not in tiers), None)
+    requests = metrics["candidates"][llm].get("requests") if llm and tiers else None
+    if not requests or not requests["failed"]:
+        return None
+    share = requests["failed"] / (requests["failed"] + requests["answered"])
+    return f"{requests['failed']} of {requests['failed'] + requests['answered']} LLM answers failed ({share:.1%})"
 
 
 TIER_NAMES = {"encoder": "encoder", "slm": "SLM"}
@@ -176,17 +190,38 @@ def _plots(run: RunFiles) -> dict[str, str]:
     return plots
 
 
+REPORT_FILES = ("report.md", "report.html", "routing.yaml")
+
+
 def write_reports(run_dir: Path) -> tuple[Path, ...]:
-    """(Re)write report.md, report.html and (for runs with a decision to deploy) routing.yaml from its files."""
+    """(Re)write report.md, report.html and routing.yaml from its files, each whole or not at all."""
     from slmtier.report.routing import write_routing
 
     run = load_run(run_dir)
     md_path, html_path = Path(run_dir) / "report.md", Path(run_dir) / "report.html"
-    md_path.write_text(render_markdown(run), encoding="utf-8")
-    html_path.write_text(render_html(run), encoding="utf-8")
+    write_text_atomic(md_path, render_markdown(run))
+    write_text_atomic(html_path, render_html(run))
     if "comparison" not in run.metrics:  # written by slmtier 0.1 before verdicts had intervals and costs
         return md_path, html_path
     return md_path, html_path, write_routing(run.metrics, run.config_text, run_dir)
+
+
+def complete_reports(run_dir: Path) -> list[str]:
+    """A finished run's reports, rewritten from its files when one is missing or cut short (a disk that filled
+    up while they were written); the names rewritten, [] when all were whole."""
+    run_dir = Path(run_dir)
+    broken = [name for name in REPORT_FILES if not _whole(run_dir / name)]
+    if broken:
+        write_reports(run_dir)
+    return broken
+
+
+def _whole(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    if path.suffix == ".html":  # written whole since writes are atomic; older runs' files may be cut
+        return path.read_bytes().rstrip().endswith(b"</html>")
+    return path.stat().st_size > 0
 
 
 def render_aggregate(summary: dict) -> tuple[str, str]:

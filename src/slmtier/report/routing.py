@@ -3,7 +3,8 @@
 Schema (version 1):
     version: 1
     task: <recipe>                  # the task this route is for
-    tier: encoder | slm | cascade | llm   # where requests go
+    tier: encoder | slm | cascade | llm | undecided   # where requests go; undecided: no verdict was reached
+                                    # (the LLM failed to answer too much of the test split): deploy nothing new
     decided_by: <the rule, in words> and reason: <the figures>
     slm:                            # when the generative SLM answers (tier slm, or a cascade through it)
       base_model: <hub id, local folder or embedded:NAME>
@@ -37,6 +38,8 @@ from pathlib import Path
 
 import yaml
 
+from slmtier.run_dir import write_text_atomic
+
 CONFIDENCE = {
     "classification": "probability of the generated label (exp of its summed token log-probabilities)",
     "extraction": "geometric-mean token probability of the answer; 0 when it is not valid JSON",
@@ -50,7 +53,7 @@ def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
     local = metrics.get("tiers") or {"slm": None}
     llm_name = next(name for name in candidates if name not in local)
     tier = decision["verdict"]
-    answering = decision.get("tier") or (tier if tier != "llm" else None)
+    answering = decision.get("tier") or (tier if tier in ("slm", "encoder") else None)
     if tier == "cascade" and answering is None:  # metrics written before tiers were named
         answering = "slm"
     routing: dict = {
@@ -86,7 +89,7 @@ def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
             "escalate_below": cascade["fitted"]["threshold"],
             "expected_escalation_rate": round(cascade["test"]["escalation_rate"], 4),
         }
-    if tier in ("llm", "cascade"):
+    if tier in ("llm", "cascade", "undecided"):
         routing["llm"] = _llm_entry(config.get("baseline", {}), candidates[llm_name])
     routing["expected"] = _expected(metrics, llm_name, list(local))
     return routing
@@ -130,5 +133,4 @@ def write_routing(metrics: dict, config_text: str, run_dir: Path) -> Path:
     path = Path(run_dir) / "routing.yaml"
     routing = build_routing(metrics, yaml.safe_load(config_text) or {}, run_dir)
     header = "# slmtier routing for one task; schema: slmtier.report.routing (README: routing.yaml)\n"
-    path.write_text(header + yaml.safe_dump(routing, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_text_atomic(path, header + yaml.safe_dump(routing, sort_keys=False, allow_unicode=True))
