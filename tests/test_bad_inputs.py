@@ -39,6 +39,12 @@ REQUIRED = {
     "empty_file", "recipe_unknown_key", "model_not_found_offline", "field_spec_unknown_type",
     "predictions_ids_not_in_test", "report_missing_metrics",
 }  # fmt: skip
+# And the bad inputs of issue 15 that crashed or were accepted silently.
+REQUIRED_15 = {
+    "labels_collide_after_normalisation", "label_empty", "labels_listed_twice", "csv_cell_over_128kb",
+    "json_nested_100k_brackets", "lone_surrogate_in_text", "duplicate_json_keys", "text_only_invisible_characters",
+    "symlink_loop", "json_label_is_number",
+}  # fmt: skip
 # What the command line prints as a message (slmtier's own errors, Hydra's composition errors); any other
 # exception reaches the user as a traceback.
 USER_ERRORS = (SlmtierError, CompactHydraException)
@@ -195,8 +201,9 @@ def run_report_in_process(name: str, tmp_path: Path, capsys) -> None:
 
 
 def test_corpus_covers_the_issue():
-    assert len(CASES) >= 20
-    assert REQUIRED <= set(CASES), f"missing cases: {sorted(REQUIRED - set(CASES))}"
+    assert len(CASES) > 50
+    required = REQUIRED | REQUIRED_15
+    assert required <= set(CASES), f"missing cases: {sorted(required - set(CASES))}"
     for name in CASES:
         _, expect = read_case(name)
         assert ("error" in expect) != ("anomaly" in expect), f"{name}: say either error or anomaly"

@@ -84,3 +84,47 @@ def test_perfect_and_empty_scores():
 def test_unknown_task_kind_is_a_clear_error():
     with pytest.raises(SlmtierError, match="task.kind 'sentiment' is not one of"):
         build_task(TaskConfig(kind="sentiment", instruction="x", labels=["a"]))
+
+
+def build_labels(labels):
+    return build_task(TaskConfig(kind="classification", instruction="{labels}", labels=labels))
+
+
+def test_labels_that_read_alike_are_refused_at_start_up():
+    # The bug: the parser reads answers case- and punctuation-blind, so with both `billing` and `Billing` an
+    # answer equal to the gold `billing` is parsed as `Billing` and scored wrong.
+    alike = Classification(instruction="{labels}", labels=("billing", "Billing", "refund"))
+    gold = ["billing", "Billing", "refund"]
+    assert alike.score([alike.parse(answer) for answer in gold], gold)["accuracy"] < 1
+    with pytest.raises(SlmtierError, match=r"'billing' and 'Billing' read as 'billing'") as err:
+        build_labels(list(alike.labels))
+    assert "rename them to differ in letters or digits" in str(err.value)
+    with pytest.raises(SlmtierError, match=r"'account_access' and 'Account-Access\.' read as 'account access'"):
+        build_labels(["billing", "account_access", "Account-Access."])
+
+
+def test_empty_and_symbol_labels_are_refused_at_start_up():
+    # The bug: an empty label matches every answer, so a right but wordy answer is unparseable and scores 0.
+    with_empty = Classification(instruction="{labels}", labels=("billing", "", "refund"))
+    assert with_empty.score_example(with_empty.parse("The queue is billing."), "billing") == 0.0
+    assert Classification("{labels}", ("billing", "refund")).parse("The queue is billing.") == "billing"
+    for labels, named in ((["billing", "", "refund"], r"\[''\]"), (["billing", "  ", "?"], r"\['  ', '\?'\]")):
+        with pytest.raises(SlmtierError, match=rf"task.labels: {named} hold no letters or digits"):
+            build_labels(labels)
+
+
+def test_a_label_listed_twice_is_refused():
+    with pytest.raises(SlmtierError, match=r"task.labels lists \['refund'\] more than once"):
+        build_labels(["billing", "refund", "shipping", "refund"])
+    assert build_labels(list(LABELS)).labels == LABELS
+
+
+def test_a_refused_gold_label_says_what_it_probably_is(task):
+    numbers = Classification(instruction="{labels}", labels=("1", "2"))
+    assert numbers.check_target("1") is None
+    assert numbers.check_target(1).endswith(': it is a JSON number and labels are text; write it in quotes ("1")')
+    assert "if the numbers are class indices, write each row's label name" in task.check_target(2)
+    assert task.check_target("Billing").endswith("labels are matched exactly: did you mean 'billing'?")
+    booleans = Classification(instruction="{labels}", labels=("True", "False"))
+    assert "YAML reads unquoted yes/no/on/off as booleans" in booleans.check_target("yes")
+    assert booleans.check_target(True).endswith('it is a JSON boolean and labels are text; write it in quotes ("True")')

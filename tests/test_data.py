@@ -1,5 +1,7 @@
 """The shipped ticket data, and clear errors (file:line, what to fix) for bad data files."""
 
+import json
+import os
 from collections import Counter
 
 import pytest
@@ -222,3 +224,81 @@ def test_hub_dataset_spec_errors_are_clear(monkeypatch, tmp_path):
         load_with("hub:PolyAI/banking77")
     with pytest.raises(DataError, match=r"could not load the hub dataset .*Offline\?"):
         load_with("hub:no-such-org/no-such-dataset@train")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"id": "b", "text": "hi", "label": "refund", "label": "billing"}', "key 'label' appears twice"),
+        ('{"id": "b", "text": "hi", "label": "refund", "meta": {"x": 1, "x": 2}}', "key 'x' appears twice"),
+        ('{"id": "b", "text": "hi", "label": NaN}', "NaN is not JSON"),
+        ('{"id": "b", "text": "hi", "label": "refund", "n": -Infinity}', "-Infinity is not JSON"),
+        ('{"id": ' + "9" * 5000 + ', "text": "hi", "label": "refund"}', "write such a long number as a string"),
+        ('{"id": "b", "text": ' + "[" * 5000 + "]" * 5000 + ', "label": "refund"}', "JSON nested deeper"),
+        ('{"id": "b", "text": "caf\\u00e9 \\udc00", "label": "refund"}', r"field 'text' holds \\udc00"),
+        ('{"id": "b", "text": "hi", "label": "refund", "tags": ["ok", "\\ud83d"]}', r"field 'tags' holds \\ud83d"),
+        ('{"id": "b", "text": "\\u200b\\u00a0", "label": "refund"}', r"is empty \(it holds only invisible"),
+        ("3", "expected a JSON object, got int"),
+    ],
+)
+def test_json_that_python_accepts_or_crashes_on_is_a_row_problem(tmp_path, line, message):
+    path = tmp_path / "train.jsonl"
+    path.write_text(GOOD + line + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=message) as err:
+        load(path)
+    assert f"{path}:2: " in str(err.value)
+
+
+def test_a_paired_surrogate_escape_is_an_emoji_not_a_problem(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(GOOD + '{"id": "b", "text": "love it \\ud83d\\ude00", "label": "refund"}\n', encoding="utf-8")
+    assert load(path)[1].input == "love it \U0001f600"
+
+
+def test_only_invisible_characters_are_blank():
+    from slmtier.data.text import is_blank
+
+    assert all(map(is_blank, ["", " \n", "\u200b", "\u2060\ufeff\u00ad", "\u3164", "\u00a0\u2028"]))
+    assert not any(map(is_blank, ["a", "\u200ba", "\u0301", "\U0001f600", "\u4e00"]))
+
+
+def test_csv_cells_longer_than_the_csv_default_limit_are_read(tmp_path):
+    path = tmp_path / "train.csv"
+    long_text, nested = "word " * 40_000, "[" * 5000  # 200,000 characters; nesting Python's JSON parser refuses
+    path.write_text(f"id,text,label\na,{long_text},refund\nb,{nested},refund\n", encoding="utf-8")
+    assert [example.input for example in load(path)] == [long_text, nested]
+
+
+def test_a_csv_json_cell_with_a_lone_surrogate_is_refused(tmp_path):
+    path = tmp_path / "train.csv"
+    target = json.dumps({"people": "2\ud800"})  # ensure_ascii: the escape survives
+    path.write_text(f'id,text,fields\n1,hi,"{target.replace(chr(34), chr(34) * 2)}"\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train.csv:2: field 'fields.people' holds \\ud800"):
+        load_with(path, target_field="fields", check_target=lambda value: None)
+
+
+def test_a_data_path_that_leads_to_no_file_says_why(tmp_path):
+    os.symlink("b.jsonl", tmp_path / "a.jsonl")
+    os.symlink("a.jsonl", tmp_path / "b.jsonl")
+    with pytest.raises(DataError, match=r"a.jsonl is a symbolic link loop \(.*a.jsonl -> b.jsonl -> a.jsonl\)"):
+        load(tmp_path / "a.jsonl")
+    os.symlink("moved/train.jsonl", tmp_path / "gone.jsonl")
+    with pytest.raises(DataError, match=r"gone.jsonl is a symbolic link to moved/train.jsonl, which does not exist"):
+        load(tmp_path / "gone.jsonl")
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    with pytest.raises(DataError, match=r"pipe.jsonl is not a regular file \(a pipe or a device\?\)"):
+        load(tmp_path / "pipe.jsonl")
+    with pytest.raises(DataError, match="data file not found"):
+        load(tmp_path / "missing.jsonl")
+
+
+def test_csv_quote_left_open_is_named_where_it_opens(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text('id,text,label\na,"two\nlines",refund\nb,24" monitor,refund\n', encoding="utf-8")
+    assert [example.input for example in load(path)] == ["two\nlines", '24" monitor']  # quoted line breaks are fine
+    path.write_text('id,text,label\na,"never closed,refund\nb,hi,refund\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train.csv:2: a quote \(\"\) opened on line 2 is never closed"):
+        load(path)
+    path.write_text('id,text,label\na,"open,refund\nb,hi,"refund\nc,hi,refund\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train.csv:2: 2 cells .*lines 2-3 were read as one row"):
+        load(path)

@@ -10,17 +10,19 @@ Once all splits are read, leakage between them is checked (slmtier.data.checks).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmtier.config import PROJECT_ROOT, DataConfig
+from slmtier.config import DataConfig
 from slmtier.data.checks import check_leakage
+
+# resolve_data_path and read_rows are imported from here by slmtier.baselines.predictions_file.
+from slmtier.data.files import find_data_file, resolve_data_path  # noqa: F401
+from slmtier.data.rows import check_csv_header, read_rows
+from slmtier.data.text import describe_invisible, is_blank
 from slmtier.errors import DataError
 
 MAX_LISTED_PROBLEMS = 20
@@ -42,15 +44,6 @@ class Splits:
     test: list[Example]
 
 
-def resolve_data_path(path: str) -> Path:
-    """A data path as given: absolute, relative to the current directory, or to the repo root."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    in_project = PROJECT_ROOT / candidate
-    return in_project if in_project.exists() else candidate
-
-
 def load_records(
     path: str,
     *,
@@ -67,9 +60,9 @@ def load_records(
     if path.startswith(HUB_PREFIX):
         file, rows = Path(path), _read_hub_rows(path)
     else:
-        file = _find_file(path, key)
+        file = find_data_file(path, key)
         fields = {"data.id_field": id_field, "data.text_field": text_field, "data.target_field": target_field}
-        _check_csv_header(file, fields)
+        check_csv_header(file, fields)
         rows = read_rows(file)
     fields = (id_field, text_field, target_field, query_field)
     problems: list[str] = []
@@ -96,34 +89,6 @@ def load_records(
     return examples
 
 
-def _find_file(path: str, key: str) -> Path:
-    if not path.strip():
-        raise DataError(f"{key} is empty; set it to a .jsonl or .csv file")
-    file = resolve_data_path(path)
-    if file.is_dir():
-        raise DataError(f"{key}: {path} is a folder; point {key} at one .jsonl or .csv file")
-    if not file.is_file():
-        raise DataError(f"{key}: {path}: data file not found (looked in {Path.cwd()} and {PROJECT_ROOT}); fix {key}")
-    return file
-
-
-def _check_csv_header(file: Path, fields: dict[str, str | None]) -> None:
-    """A column the recipe names but the CSV header lacks is one mistake, said once rather than on every row."""
-    if file.suffix.lower() != ".csv":
-        return
-    try:
-        with file.open(encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), [])
-    except UnicodeDecodeError:
-        return  # read_rows names the line
-    for config_key, name in fields.items():
-        if name and name.split(".")[0] not in header:
-            raise DataError(
-                f"{file}:1: no column {name!r} ({config_key}) in the header {header}; "
-                f"rename the column or set {config_key}"
-            )
-
-
 def _read_hub_rows(spec: str) -> Iterator[tuple[int, dict | None, str | None]]:
     """Rows of a Hugging Face hub dataset split, `hub:<repo>@<split>` (e.g. hub:PolyAI/banking77@train)."""
     repo, _, split = spec.removeprefix(HUB_PREFIX).partition("@")
@@ -142,76 +107,6 @@ def _read_hub_rows(spec: str) -> Iterator[tuple[int, dict | None, str | None]]:
     label_columns = {name: feature for name, feature in dataset.features.items() if isinstance(feature, ClassLabel)}
     for index, row in enumerate(dataset, start=1):
         yield index, {k: label_columns[k].int2str(v) if k in label_columns else v for k, v in row.items()}, None
-
-
-def read_rows(file: Path) -> Iterator[tuple[int, dict | None, str | None]]:
-    """(line number, row, problem) for each non-blank row; the row is None when the problem is set."""
-    raw = file.read_bytes()
-    if file.suffix.lower() == ".csv":
-        yield from _read_csv_rows(raw)
-        return
-    if raw.lstrip()[:1] == b"[" and _is_json_array(raw):
-        convert = f"jq -c '.[]' {file.name} > {file.stem}.jsonl"
-        yield 1, None, f"the file is one JSON array, not JSON Lines (one object per line); convert it: {convert}"
-        return
-    for line_no, line in enumerate(raw.split(b"\n"), start=1):
-        try:
-            # utf-8-sig on line 1: a byte-order mark (saved by a Windows editor) is not part of the data.
-            decoded = line.decode("utf-8-sig" if line_no == 1 else "utf-8")
-        except UnicodeDecodeError as err:
-            yield line_no, None, _not_utf8(err, err.start + 1)
-            continue
-        if not decoded.strip():
-            continue
-        try:
-            row = json.loads(decoded)
-        except json.JSONDecodeError as err:
-            yield line_no, None, f"malformed JSON ({err.msg} at column {err.colno}); each line must be one JSON object"
-            continue
-        if not isinstance(row, dict):
-            yield line_no, None, f"expected a JSON object, got {type(row).__name__}"
-            continue
-        yield line_no, row, None
-
-
-def _read_csv_rows(raw: bytes) -> Iterator[tuple[int, dict | None, str | None]]:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line_no = raw.count(b"\n", 0, err.start) + 1
-        yield line_no, None, _not_utf8(err, err.start - raw.rfind(b"\n", 0, err.start))
-        return
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    for row in reader:
-        # DictReader files extra cells under None and fills missing ones with None: both are a broken row.
-        extra, missing = row.pop(None, []), [key for key, value in row.items() if value is None]
-        if extra or missing:
-            cells, header = len(row) + len(extra) - len(missing), len(reader.fieldnames)
-            yield reader.line_num, None, f"{cells} cells where the header has {header}; quote a cell that holds a comma"
-            continue
-        yield reader.line_num, {key: _maybe_json(value) for key, value in row.items()}, None
-
-
-def _not_utf8(err: UnicodeDecodeError, column: int) -> str:
-    """`column`: the bad byte's place in its line, counted from 1."""
-    return f"not valid UTF-8 ({err.reason} at byte {column} of the line); re-save as UTF-8"
-
-
-def _is_json_array(raw: bytes) -> bool:
-    try:
-        return isinstance(json.loads(raw), list)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-
-
-def _maybe_json(cell: str | None) -> Any:
-    """A CSV cell; one that holds a JSON object or list (an extraction target) is decoded."""
-    if cell and cell.lstrip()[:1] in "{[":
-        try:
-            return json.loads(cell)
-        except json.JSONDecodeError:
-            return cell
-    return cell
 
 
 _MISSING = object()
@@ -242,15 +137,14 @@ def _build_example(
         named_by = ", ".join(keys[name] for name in missing)
         return None, f"missing field(s) {missing} ({named_by}); the row has {sorted(row)}"
     row_id = values[id_field] if id_field else default_id
-    if not isinstance(row_id, (str, int)) or isinstance(row_id, bool) or str(row_id).strip() == "":
+    if not isinstance(row_id, (str, int)) or isinstance(row_id, bool) or is_blank(str(row_id)):
         return None, f"field {id_field!r} must be a non-empty string or integer, got {row_id!r}"
     text = values[text_field]
-    if not isinstance(text, str):
-        return None, f"field {text_field!r} must be a string, got {type(text).__name__}"
-    if not text.strip():
-        return None, f"field {text_field!r} is empty; drop the row or fill in the text"
+    problem = _text_problem(text_field, text, "data.text_field")
+    if problem:
+        return None, problem
     query = values.get(query_field) if query_field else None
-    if query is _MISSING or query == "":
+    if query is _MISSING or isinstance(query, str) and is_blank(query):
         query = None
     if query is not None and not isinstance(query, str):
         return None, f"field {query_field!r} must be a string, got {type(query).__name__}"
@@ -260,6 +154,24 @@ def _build_example(
     if problem:
         return None, f"field {target_field!r}: {problem}"
     return Example(id=str(row_id), input=text, target=values[target_field], query=query), None
+
+
+def _text_problem(name: str, text: Any, config_key: str) -> str | None:
+    """Why a text field's value is no text to learn from, or None. Invisible characters alone (U+200B, left by a
+    copy from a web page) are as empty as spaces."""
+    if isinstance(text, dict):  # the text sits one level down: `{"message": {"body": "..."}}`
+        inner = next((key for key, value in text.items() if isinstance(value, str)), next(iter(text), "key"))
+        return (
+            f"field {name!r} must be a string, got dict with keys {sorted(text)}; name the text inside it with "
+            f"a dotted path, e.g. {config_key}={name}.{inner}"
+        )
+    if not isinstance(text, str):
+        return f"field {name!r} must be a string, got {type(text).__name__}"
+    if is_blank(text):
+        invisible = describe_invisible(text)
+        shown = f" (it holds only invisible characters: {invisible})" if invisible else ""
+        return f"field {name!r} is empty{shown}; drop the row or fill in the text"
+    return None
 
 
 def load_splits(cfg: DataConfig, check_target: Callable[[Any], str | None]) -> Splits:

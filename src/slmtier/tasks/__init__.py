@@ -9,8 +9,8 @@ from typing import Any, Protocol
 from slmtier.config import TaskConfig
 from slmtier.data import Example
 from slmtier.errors import SlmtierError
-from slmtier.tasks.classification import Classification
-from slmtier.tasks.extraction import FIELD_TYPES, Extraction
+from slmtier.tasks.classification import Classification, check_labels
+from slmtier.tasks.extraction import FIELD_TYPES, Extraction, check_enum_values
 from slmtier.tasks.summarization import Summarization
 
 
@@ -39,6 +39,7 @@ class Task(Protocol):
 def build_classification(cfg: TaskConfig) -> Classification:
     if len(cfg.labels) < 2:
         raise SlmtierError("task.labels: a classification recipe needs at least two labels")
+    check_labels(cfg.labels)
     return Classification(instruction=cfg.instruction, labels=tuple(cfg.labels), max_input_words=cfg.max_input_words)
 
 
@@ -53,6 +54,9 @@ def build_extraction(cfg: TaskConfig) -> Extraction:
             raise SlmtierError(f"task.fields.{spec.name}: type {spec.type!r} is not one of {list(FIELD_TYPES)}")
         if spec.type == "enum" and not spec.values:
             raise SlmtierError(f"task.fields.{spec.name}: an enum field lists its allowed values in `values`")
+        problem = check_enum_values(spec) if spec.type == "enum" else None
+        if problem:
+            raise SlmtierError(f"task.fields.{spec.name}: {problem}")
     return Extraction(instruction=cfg.instruction, fields=tuple(cfg.fields), max_input_words=cfg.max_input_words)
 
 

@@ -11,14 +11,18 @@ no label, or several, is unparseable (`None`), counted as wrong and reported as 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from slmtier.data import Example
+from slmtier.errors import SlmtierError
 from slmtier.tasks.chat import build_plain_messages
 
 INVALID_COLUMN = "<invalid>"  # confusion-matrix column for unparseable outputs
+# What YAML reads as a boolean when unquoted: `labels: [yes, no]` becomes ['True', 'False'] in the config.
+_YAML_BOOLEANS = frozenset({"yes", "no", "on", "off", "true", "false"})
 
 
 def _normalise(text: str) -> str:
@@ -26,6 +30,50 @@ def _normalise(text: str) -> str:
     text = re.sub(r"[_\-]+", " ", text.lower())
     text = re.sub(r"[^\w\s]", " ", text)
     return " ".join(text.split())
+
+
+def check_labels(labels: Sequence[str]) -> None:
+    """Refuse, at start-up, labels the answer parser cannot tell apart: it matches answers to labels by their
+    words (`_normalise`), so `billing` and `Billing` are one label to it (an exact answer `billing` would be
+    scored as `Billing`), and a label without letters or digits (`''`, `?`) matches every answer."""
+    repeated = [label for label, count in Counter(labels).items() if count > 1]
+    if repeated:
+        raise SlmtierError(f"task.labels lists {repeated} more than once; list each label once")
+    nameless = [label for label in labels if not _normalise(label)]
+    if nameless:
+        raise SlmtierError(
+            f"task.labels: {nameless} hold no letters or digits, and answers are matched to labels by their words, "
+            "so such a label would match every answer; give each class a name, such as 'none' or 'other'"
+        )
+    readings: dict[str, list[str]] = {}
+    for label in labels:
+        readings.setdefault(_normalise(label), []).append(label)
+    clashes = [
+        f"{' and '.join(map(repr, same))} read as {reading!r}" for reading, same in readings.items() if len(same) > 1
+    ]
+    if clashes:
+        raise SlmtierError(
+            f"task.labels: {'; '.join(clashes)}. The answer parser ignores case, '_', '-' and punctuation, so each "
+            "group is one label to it; rename them to differ in letters or digits"
+        )
+
+
+def _label_hint(value: Any, labels: tuple[str, ...]) -> str:
+    """What a gold label the recipe lacks most likely is, for the message that refuses it ('' if no guess)."""
+    if isinstance(value, (bool, int, float)) and str(value) in labels:
+        kind = "boolean" if isinstance(value, bool) else "number"
+        return f': it is a JSON {kind} and labels are text; write it in quotes ("{value}")'
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return ": it is a JSON number; if the numbers are class indices, write each row's label name instead"
+    if not isinstance(value, str):
+        return ""
+    if value.lower() in _YAML_BOOLEANS and {"True", "False"} & set(labels):
+        return (
+            "; YAML reads unquoted yes/no/on/off as booleans, so the recipe's labels became 'True'/'False': "
+            "quote them in the recipe (labels: ['yes', 'no'])"
+        )
+    close = [label for label in labels if _normalise(label) == _normalise(value)]
+    return f"; labels are matched exactly: did you mean {close[0]!r}?" if close else ""
 
 
 @dataclass(frozen=True)
@@ -49,9 +97,9 @@ class Classification:
 
     def check_target(self, value: Any) -> str | None:
         """Why a gold value is unusable, or None if it is fine."""
-        if not isinstance(value, str) or value not in self.labels:
-            return f"label {value!r} is not one of the recipe's labels {list(self.labels)}"
-        return None
+        if isinstance(value, str) and value in self.labels:
+            return None
+        return f"label {value!r} is not one of the recipe's labels {list(self.labels)}{_label_hint(value, self.labels)}"
 
     def parse(self, raw_output: str) -> str | None:
         """The label the output names: the whole first line, else the one label mentioned. None if unclear."""

@@ -95,6 +95,23 @@ def _normalise_date(value: Any, spec: FieldSpec) -> tuple[str | None, str | None
     return None, f"expected a date (YYYY-MM-DD), got {value!r}"
 
 
+def check_enum_values(spec: FieldSpec) -> str | None:
+    """Why an enum's values cannot all be told apart once read like answers (spacing, and case unless the field is
+    case_sensitive), or None: two values that read the same would score as one."""
+    readings: dict[str, str] = {}
+    for value in spec.values:
+        reading = _canonical_text(value, spec)
+        if not reading:
+            return f"the value {value!r} is empty; an enum value is a word the model can answer with"
+        if reading in readings:
+            return (
+                f"the values {readings[reading]!r} and {value!r} read as the same answer ({reading!r}: spacing"
+                f"{'' if spec.case_sensitive else ' and case'} are ignored); list each value once"
+            )
+        readings[reading] = value
+    return None
+
+
 def _normalise_enum(value: Any, spec: FieldSpec) -> tuple[str | None, str | None]:
     text = _canonical_text(value, spec)
     by_key = {_canonical_text(v, spec): v for v in spec.values}
@@ -143,6 +160,19 @@ def find_json_object(text: str) -> dict | None:
     return None
 
 
+def _encoded_twice(value: Any) -> str:
+    """A hint when a target is a string that holds a JSON object: json.dumps applied to text already JSON."""
+    if not isinstance(value, str) or not value.lstrip().startswith("{"):
+        return ""
+    try:
+        inner = json.loads(value)
+    except (ValueError, RecursionError):
+        return " that starts with '{' but is no valid JSON object"
+    if not isinstance(inner, dict):
+        return ""
+    return " holding a JSON object: the object was encoded twice (a JSON string of JSON); write the object itself"
+
+
 @dataclass(frozen=True)
 class Extraction:
     instruction: str
@@ -182,7 +212,7 @@ class Extraction:
 
     def check_target(self, value: Any) -> str | None:
         if not isinstance(value, dict):
-            return f"expected a JSON object of fields, got {type(value).__name__}"
+            return f"expected a JSON object of fields, got {type(value).__name__}{_encoded_twice(value)}"
         declared = {spec.name for spec in self.fields}
         unknown = sorted(set(value) - declared)
         if unknown:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from slmtier.data import Example
+from slmtier.data.text import is_blank
 from slmtier.tasks.chat import build_chat, truncate_words
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
@@ -83,8 +84,8 @@ class Summarization:
         return target.strip()
 
     def check_target(self, value) -> str | None:
-        if not isinstance(value, str) or not value.strip():
-            return "the reference summary must be a non-empty string"
+        if not isinstance(value, str) or is_blank(value):
+            return "the reference summary must be a non-empty string (invisible characters alone are empty)"
         return None
 
     def parse(self, raw_output: str) -> str | None:
