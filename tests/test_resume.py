@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -299,3 +300,63 @@ def test_no_usable_checkpoint_trains_afresh(tiny_training, tmp_path, caplog):
         weights, result = tiny_training(work)
     assert result.resumed_from_step is None and result.steps == 6 and "starts afresh" in caplog.text
     assert same_weights(weights, reference)
+
+
+# --- A full disk (issue 15): one message naming the folder, then a rerun (space freed) finishes the run.
+
+
+def _can_mount_tmpfs() -> bool:
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+def pages(folder: Path, *, without: tuple[str, ...] = ()) -> int:
+    """Bytes a tmpfs needs for these files (whole 4 KiB pages)."""
+    files = [p for p in folder.rglob("*") if p.is_file() and p.name not in without]
+    return sum(-(-p.stat().st_size // 4096) * 4096 for p in files)
+
+
+def fill_the_disk(cmd: list[str], run_dir: Path, size: int, out: Path) -> tuple[str, str, str]:
+    """Run `cmd` with run_dir on a tmpfs of `size` bytes, then again once it has room (64 MiB), in a mount
+    namespace of its own; (first run's stderr, what it left, second run's output); asserts the exit codes."""
+    run_dir.mkdir()
+    script = (
+        f"mount -t tmpfs -o size={size} tmpfs {run_dir} && {shlex.join(cmd)} >{out}.out 2>{out}.err; echo $? >{out}.rc;"
+        f" ls -R {run_dir} >{out}.left; mount -o remount,size=64m {run_dir} && {shlex.join(cmd)} >{out}.again 2>&1;"
+        f" echo $? >>{out}.rc; cp -a {run_dir}/. {out}.kept"
+    )
+    subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, timeout=600, check=True)
+    first, second = Path(f"{out}.rc").read_text().split()
+    stderr, again = Path(f"{out}.err").read_text(), Path(f"{out}.again").read_text()
+    assert first == "2" and f"no space left on the disk holding {run_dir}" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr and "rerun the same command" in stderr
+    assert second == "0", again[-3000:]
+    return stderr, Path(f"{out}.left").read_text(), again
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -m` and tmpfs mounts (root in a sandbox)")
+def test_a_full_disk_is_one_message_and_the_rerun_finishes(tiny_model_dir, data, tmp_path):
+    reference = tmp_path / "reference"
+    cmd = [*command(tiny_model_dir, data, reference)[:-1], "trainer.max_steps=4", "trainer.save_steps=0"]
+    run_to_end(cmd, tmp_path / "reference.log")
+    theirs = json.loads((reference / "metrics.json").read_text())
+
+    def same_run(run_dir: Path, *extra: str) -> list[str]:
+        return [str(arg).replace(str(reference), str(run_dir)) for arg in cmd] + list(extra)
+
+    # While a checkpoint is saved (torch says only "unexpected pos"): room for the config, not one checkpoint.
+    _, left, _ = fill_the_disk(same_run(tmp_path / "a", "trainer.save_steps=1"), tmp_path / "a", 64 * 1024,
+                               tmp_path / "checkpoint")  # fmt: skip
+    assert "checkpoint-" in left and "training.json" not in left
+    # While the reports are written: room for everything but them. The rerun finds metrics.json and writes
+    # the missing reports, instead of "finished earlier; nothing to redo" over a cut report.html.
+    reports = ("report.md", "report.html", "routing.yaml", "train.log")
+    size = pages(reference, without=reports) + 8192
+    _, left, again = fill_the_disk(same_run(tmp_path / "b"), tmp_path / "b", size, tmp_path / "reports")
+    assert "metrics.json" in left and "routing.yaml" not in left and ".partial" not in left
+    assert "finished earlier; rewrote" in again
+    for kept in (Path(f"{tmp_path}/checkpoint.kept"), Path(f"{tmp_path}/reports.kept")):
+        assert (kept / "report.html").read_text().rstrip().endswith("</html>") and (kept / "routing.yaml").is_file()
+        ours = json.loads((kept / "metrics.json").read_text())
+        assert ours["candidates"]["slm"]["quality"] == theirs["candidates"]["slm"]["quality"]
+        assert ours["decision"]["verdict"] == theirs["decision"]["verdict"]
