@@ -37,11 +37,16 @@ def test_task_carries_the_sweep_bucket_and_secret_names_only(tmp_path):
     assert "sky launch -c slmtier --down --secret WANDB_API_KEY -y" in result.stdout
 
 
-def test_bad_arguments_are_clear_errors():
+def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(SlmtierError, match="names, not values"):
         build_sky_task(LaunchSpec(train_args=["recipe=x"], secrets=["sk-abc=1"]))
     assert "absolute remote path" in launch("--mount", "data=s3://x", "--", "recipe=x").stderr
     assert "after --" in launch("--dry-run").stderr
+    # A key pasted into the train.py arguments would be written into the task file: refused, never repeated.
+    pasted = launch("--dry-run", "--out", str(tmp_path / "t.yaml"), "--", "recipe=x",
+                    "baseline.endpoint.api_key_env=sk-proj-pasted0123456789abcdef")  # fmt: skip
+    assert pasted.returncode == 2 and "looks like" in pasted.stderr and "pasted0123" not in pasted.stderr
+    assert not (tmp_path / "t.yaml").exists()
     spec = LaunchSpec(train_args=["recipe=x"], secrets=["HF_TOKEN"])
     assert build_sky_command(REPO / "t.yaml", spec, managed=True)[:3] == ["sky", "jobs", "launch"]
 

@@ -97,6 +97,12 @@ def check_logged_answers(cfg: RunConfig, splits: Splits) -> None:
         join_logged_answers(cfg.baseline.predictions, [example.id for example in splits.test])
 
 
+def check_base_model(cfg: RunConfig) -> None:
+    """The SLM's base model can be found (its tokenizer loads, with a chat template): said in seconds, before
+    the encoder tier trains for minutes."""
+    load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
+
+
 def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
     """(model, tokenizer) for the SLM's base model (4-bit with lora=qlora), or for `model_cfg` when given."""
     quantize = model_cfg is None and cfg.lora.load_in_4bit

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from slmtier.baselines.api_keys import check_command_line
 from slmtier.errors import SlmtierError
 
 
@@ -43,6 +44,7 @@ def run_launch(args: argparse.Namespace) -> None:
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     if not train_args:
         raise SlmtierError("give the train.py arguments after --, e.g. -- recipe=ticket_classifier model=qwen3_8b")
+    check_command_line(train_args)  # they are written into the task file: a pasted key would land on disk
     mounts = dict(_split_mount(item) for item in args.mount)
     spec = LaunchSpec(
         train_args=train_args, name=args.name, accelerators=None if args.gpus == "none" else args.gpus,

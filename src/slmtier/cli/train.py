@@ -20,6 +20,7 @@ from slmtier.errors import NoVerdict
 from slmtier.pipeline import (
     SLM,
     build_candidates,
+    check_base_model,
     check_config,
     check_logged_answers,
     check_resumable,
@@ -65,6 +66,7 @@ def main(dict_cfg: DictConfig) -> float | None:
         splits = load_splits(cfg.data, task.check_target)
         report_long_inputs(splits, cfg.task.max_input_words)
         check_logged_answers(cfg, splits)
+        check_base_model(cfg)
 
         # --- Fine-tune the local tiers: the encoder (calibrated on validation), the SLM (LoRA; adapter saved).
         # The encoder first: a fresh process trains it at full speed (after the SLM's long-prompt training it
