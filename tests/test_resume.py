@@ -360,3 +360,27 @@ def test_a_full_disk_is_one_message_and_the_rerun_finishes(tiny_model_dir, data,
         ours = json.loads((kept / "metrics.json").read_text())
         assert ours["candidates"]["slm"]["quality"] == theirs["candidates"]["slm"]["quality"]
         assert ours["decision"]["verdict"] == theirs["decision"]["verdict"]
+
+
+def test_a_full_disk_while_predicting_names_the_folder(tmp_path):
+    """/dev/full fails every write with ENOSPC, as a full disk does: the prediction rows' file points there."""
+    from slmtier.benchmark.candidates import run_candidate
+    from slmtier.data import Example
+    from slmtier.errors import DiskFull
+    from slmtier.inference import Generation
+    from slmtier.run_dir import disk_full_as_error
+    from slmtier.tasks.classification import Classification
+
+    class Answering:
+        name, model, info, batch_size = "slm", "m", {}, 2
+
+        def predict(self, task, chunk):
+            return [Generation("billing", 1.0, 3, 1) for _ in chunk]
+
+    task = Classification(instruction="{labels}", labels=("billing", "refund"))
+    examples = [Example(id=f"e{i}", input=f"text {i}", target="billing") for i in range(4)]
+    progress_path(tmp_path / "slm.jsonl").symlink_to("/dev/full")
+    with pytest.raises(DiskFull, match=f"no space left on the disk holding {tmp_path}"), disk_full_as_error(tmp_path):
+        run_candidate(Answering(), task, examples, tmp_path)
+    with pytest.raises(ZeroDivisionError), disk_full_as_error(tmp_path):  # other errors pass through unchanged
+        _ = 1 / 0
