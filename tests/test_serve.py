@@ -307,10 +307,13 @@ def test_logged_llm_answers_as_the_baseline(tiny_model_dir, module_data, tmp_pat
         *tiny_overrides(tiny_model_dir, module_data, tmp_path / "run"),
         "baseline=predictions",
         f"baseline.predictions.path={path}",
+        "decision.max_llm_failure_rate=0.2",  # 2 of 12 unanswered: over the default 5% there is no verdict
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     llm = metrics["candidates"]["llm"]
+    answered = metrics["decision"]["checks"][0]
+    assert answered["rule"] == "answered" and answered["passed"] and "2 of 12 LLM answers" in answered["detail"]
     assert metrics["cascade"] is None  # the log has no validation answers: no cascade fitted to a hollow target
     assert llm["n"] == 12 and llm["quality"]["value"] == pytest.approx(10 / 12)  # 2 missing ids count as failed
     assert llm["requests"]["failed"] == 2 and llm["source"]["missing_ids"]["count"] == 2
