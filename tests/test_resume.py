@@ -134,15 +134,34 @@ def test_same_seed_and_data_give_identical_metrics(tiny_model_dir, data, tmp_pat
     assert runs[0]["comparison"] == runs[1]["comparison"]
 
 
+def row(row_id: str, **fields) -> dict:
+    """A predictions row as benchmark.candidates.build_row writes it (the fields the reader requires)."""
+    return {"id": row_id, "raw_output": "billing", "parsed": "billing", "gold": "billing", "correct": 1.0,
+            "score_parts": [1.0, 1.0], **fields}  # fmt: skip
+
+
 def test_a_torn_last_line_is_predicted_again(tmp_path):
     final = tmp_path / "slm.jsonl"
     with progress_path(final).open("a") as handle:
-        append_rows(handle, [{"id": "a", "x": 1}, {"id": "b", "x": 2}])
+        append_rows(handle, [row("a"), row("b")])
         handle.write('{"id": "c", "x"')  # the kill landed mid-line
     assert sorted(read_finished(final, ["a", "b", "c"])) == ["a", "b"]
     assert sorted(read_finished(final, ["a", "c"])) == ["a"]  # rows of other ids are not kept
-    final.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n')
+    final.write_text("".join(json.dumps(row(i)) + "\n" for i in "abc"))
     assert sorted(read_finished(final, ["a", "b", "c"])) == ["a", "b", "c"]  # a whole final file wins
+
+
+def test_damaged_lines_are_named_dropped_and_predicted_again(tmp_path, caplog):
+    """Garbage bytes or JSON that is not a row used to end the rerun in a UnicodeDecodeError or TypeError."""
+    final = tmp_path / "slm.jsonl"
+    damaged = [b"\xff\xfe\x00garbage\n", b'["a", "list"]\n', b'{"id": "x"}\n', b"[" * 100_000 + b"\n"]
+    good = [json.dumps(row(i)).encode() + b"\n" for i in "ab"]
+    progress_path(final).write_bytes(good[0] + b"".join(damaged) + good[1])
+    with caplog.at_level(logging.WARNING):
+        kept = read_finished(final, ["a", "b", "x"])
+    assert sorted(kept) == ["a", "b"]
+    for line_no in (2, 3, 4, 5):
+        assert f"{progress_path(final)}:{line_no}: not a prediction row" in caplog.text
 
 
 def test_resumed_prediction_keeps_saved_rows_and_predicts_the_rest(tmp_path):
@@ -164,7 +183,7 @@ def test_resumed_prediction_keeps_saved_rows_and_predicts_the_rest(tmp_path):
 
     candidate = Counting()
     with progress_path(tmp_path / "slm.jsonl").open("w") as handle:
-        append_rows(handle, [{"id": "e3", "raw_output": "refund", "latency_ms": 1.0, "batch_size": 1}])
+        append_rows(handle, [row("e3", raw_output="refund", latency_ms=1.0, batch_size=1)])
     rows, timing = run_candidate(candidate, task, examples, tmp_path)
     assert [row["id"] for row in rows] == [e.id for e in examples]
     assert "e3" not in candidate.seen and len(candidate.seen) == 29 and timing.rows == 29

@@ -11,9 +11,14 @@ missing, then writes `<name>.jsonl` whole under a temporary name and renames it:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+# What every row holds (benchmark.candidates.build_row): a line without them is not a row.
+ROW_KEYS = frozenset({"id", "raw_output", "parsed", "gold", "correct", "score_parts"})
 
 
 def progress_path(final: Path) -> Path:
@@ -43,14 +48,28 @@ def append_rows(handle, rows: Iterable[dict]) -> None:
 
 
 def _read_rows(path: Path) -> dict[str, dict]:
+    """The whole rows of a predictions file, by id. A line that is not one (bytes that are not UTF-8, JSON
+    that is not a row: damage from outside) is named with file:line and dropped, so its example is
+    predicted again; a last line without its newline was cut by a kill and is dropped silently."""
     rows = {}
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
+    with path.open("rb") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
                 break  # torn by a kill mid-write: predicted again
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                break
+            row = _parse_row(line)
+            if row is None:
+                log.warning("%s:%d: not a prediction row (damaged?): dropped, its example is predicted again",
+                            path, line_no)  # fmt: skip
+                continue
             rows[str(row["id"])] = row
     return rows
+
+
+def _parse_row(line: bytes) -> dict | None:
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested past the parser
+        return None
+    if not isinstance(row, dict) or not isinstance(row.get("id"), str | int) or not ROW_KEYS <= row.keys():
+        return None
+    return row
