@@ -302,3 +302,31 @@ def test_csv_quote_left_open_is_named_where_it_opens(tmp_path):
     path.write_text('id,text,label\na,"open,refund\nb,hi,"refund\nc,hi,refund\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"train.csv:2: 2 cells .*lines 2-3 were read as one row"):
         load(path)
+
+
+def test_rows_without_ids_say_once_per_file_to_number_them_by_line_in_every_split(tmp_path):
+    """A file without an id field fails once per file with the fix (data.id_field: null), and the test split's
+    same mistake is reported in the same run rather than after the train file is fixed."""
+    rows = [{"text": f"where is parcel {i}", "label": "shipping"} for i in range(30)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:20])
+    test = write_jsonl(tmp_path / "test.jsonl", rows[20:])
+    config = DataConfig(train=str(train), test=str(test))
+    with pytest.raises(DataError) as err:
+        load_splits(config, TASK.check_target)
+    message = str(err.value)
+    for path, n in ((train, 20), (test, 10)):
+        assert message.count(f"{path}: none of its {n} rows has the field 'id' (data.id_field)") == 1, message
+    assert message.count("data.id_field: null") == 2 and "missing field" not in message
+    by_line = load_splits(DataConfig(train=str(train), test=str(test), id_field=None), TASK.check_target)
+    assert [e.id for e in by_line.test[:2]] == ["test-1", "test-2"]
+
+
+def test_some_rows_without_ids_are_named_by_line_with_the_fix_once(tmp_path):
+    rows = [{"id": "a", "text": "where is my parcel", "label": "shipping"}, {"text": "refund me", "label": "refund"}]
+    path = write_jsonl(tmp_path / "train.jsonl", [*rows, {"text": "", "label": "refund"}])
+    with pytest.raises(DataError) as err:
+        load(path)
+    message = str(err.value)
+    assert "2 bad row(s)" in message and message.count("data.id_field: null") == 1, message
+    assert f"{path}: 2 of its 3 rows have no field 'id' (data.id_field): lines 2, 3" in message
+    assert f"{path}:3: field 'text' is empty" in message  # its other problems are still listed

@@ -64,29 +64,57 @@ def load_records(
         fields = {"data.id_field": id_field, "data.text_field": text_field, "data.target_field": target_field}
         check_csv_header(file, fields)
         rows = read_rows(file)
-    fields = (id_field, text_field, target_field, query_field)
     problems: list[str] = []
+    bad_lines: set[int] = set()
+    without_id: list[int] = []  # rows lacking the id field: one mistake for the whole file, said once
+    readable = 0
     examples: list[Example] = []
     seen: dict[str, int] = {}
     for line_no, row, problem in rows:
         where = f"{file}:{line_no}"
+        lacks_id = False
         if problem is None:
+            readable += 1
+            lacks_id = id_field is not None and _lookup(row, id_field) is _MISSING
+            fields = (None if lacks_id else id_field, text_field, target_field, query_field)
             example, problem = _build_example(row, fields, check_target, default_id=f"{file.stem}-{line_no}")
+        if lacks_id:
+            without_id.append(line_no)
+            bad_lines.add(line_no)
         if problem:
             problems.append(f"{where}: {problem}")
+            bad_lines.add(line_no)
+            continue
+        if lacks_id:
             continue
         if example.id in seen:
             problems.append(f"{where}: duplicate id {example.id!r} (first on line {seen[example.id]})")
+            bad_lines.add(line_no)
             continue
         seen[example.id] = line_no
         examples.append(example)
+    if without_id:
+        problems.insert(0, _describe_missing_ids(file, id_field, without_id, readable))
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED_PROBLEMS])
         more = f"\n  ... and {len(problems) - MAX_LISTED_PROBLEMS} more" if len(problems) > MAX_LISTED_PROBLEMS else ""
-        raise DataError(f"{len(problems)} bad row(s) in {file}:\n  {listed}{more}")
+        raise DataError(f"{len(bad_lines)} bad row(s) in {file}:\n  {listed}{more}")
     if not examples:
         raise DataError(f"{key}: {file}: the file has no rows; every split needs at least one example")
     return examples
+
+
+def _describe_missing_ids(file: Path, id_field: str | None, lines: list[int], readable: int) -> str:
+    """Rows without the id field, as one problem for the file: the usual cause is a file that has no ids at all,
+    whose fix is one config key, not an edit of every row."""
+    by_line = f"data.id_field: null (data.id_field=null on the command line) numbers the rows by line ({file.stem}-1)"
+    if len(lines) == readable:
+        return f"{file}: none of its {readable} rows has the field {id_field!r} (data.id_field); {by_line}"
+    shown = ", ".join(map(str, lines[:10])) + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
+    return (
+        f"{file}: {len(lines)} of its {readable} rows have no field {id_field!r} (data.id_field): lines {shown}; "
+        f"give each an id, or {by_line}"
+    )
 
 
 def _read_hub_rows(spec: str) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -180,27 +208,37 @@ def load_splits(cfg: DataConfig, check_target: Callable[[Any], str | None]) -> S
         if limit is not None and limit < 1:
             raise DataError(f"data.{key} must be at least 1 (null = every row), got {limit}")
 
-    def load(path: str, key: str) -> list[Example]:
-        return load_records(
-            path,
-            id_field=cfg.id_field,
-            text_field=cfg.text_field,
-            target_field=cfg.target_field,
-            query_field=cfg.query_field,
-            check_target=check_target,
-            key=key,
-        )
-
-    train = load(cfg.train, "data.train")
-    validation = load(cfg.validation, "data.validation") if cfg.validation else []
+    if cfg.validation_holdout is not None and cfg.validation:
+        raise DataError("data.validation_holdout applies only when data.validation is null; set one of them")
+    # Every split is read before any error is raised: a mistake made in all files (no ids, a misnamed field) is
+    # then reported for all of them in one run, not one file per run.
+    loaded: dict[str, list[Example]] = {}
+    errors: list[str] = []
+    for split, path in (("train", cfg.train), ("validation", cfg.validation), ("test", cfg.test)):
+        if not path:
+            loaded[split] = []
+            continue
+        try:
+            loaded[split] = load_records(
+                path,
+                id_field=cfg.id_field,
+                text_field=cfg.text_field,
+                target_field=cfg.target_field,
+                query_field=cfg.query_field,
+                check_target=check_target,
+                key=f"data.{split}",
+            )
+        except DataError as err:
+            errors.append(str(err))
+    if errors:
+        raise DataError("\n".join(errors))
+    train, validation = loaded["train"], loaded["validation"]
     if cfg.validation_holdout is not None:
-        if cfg.validation:
-            raise DataError("data.validation_holdout applies only when data.validation is null; set one of them")
         train, validation = hold_out(train, cfg.validation_holdout, seed=cfg.sample_seed, file=cfg.train)
     splits = Splits(
         train=sample(train, cfg.max_train_examples, seed=cfg.sample_seed),
         validation=validation,
-        test=sample(load(cfg.test, "data.test"), cfg.max_test_examples, seed=cfg.sample_seed),
+        test=sample(loaded["test"], cfg.max_test_examples, seed=cfg.sample_seed),
     )
     check_leakage(splits)
     return splits

@@ -215,9 +215,10 @@ def check_csv_header(file: Path, fields: dict[str, str | None]) -> None:
                 "times, and a CSV reader keeps only the last; rename or remove the others"
             )
         if column and column not in header:
+            by_line = " (null = number the rows by line)" if config_key == "data.id_field" else ""
             raise DataError(
                 f"{file}:1: no column {name!r} ({config_key}) in the header {header}; "
-                f"rename the column or set {config_key}"
+                f"rename the column or set {config_key}{by_line}"
             )
 
 
