@@ -83,6 +83,7 @@ def test_cli_run_writes_the_run_directory_contract(tiny_model_dir, small_data, t
     ]:
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.rglob("*.bin")), "safetensors only"
+    assert not (run_dir / "trainer").exists(), "checkpoints and TRL's model card are removed after training"
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["recipe"] == "ticket_classifier" and metrics["task_kind"] == "classification"

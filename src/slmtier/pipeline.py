@@ -147,9 +147,18 @@ def run_training(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir
     if is_main_process():  # every rank trained its share of the data; one writes the adapter (or model)
         save_adapter(peft_model, tokenizer, run_dir / trained_folder(cfg))
         write_json_atomic(summary, asdict(result))  # last: its presence says the weights beside it are complete
-        for checkpoint in (run_dir / "trainer").glob("checkpoint-*"):  # the final weights are saved
-            shutil.rmtree(checkpoint, ignore_errors=True)
+        remove_checkpoints(run_dir / "trainer")
     return peft_model, result
+
+
+def remove_checkpoints(work_dir: Path) -> None:
+    """Once the final weights are saved: the checkpoints, and TRL's model card beside them (which names no
+    base model), go; the folder too unless a tracker's curves are in it (tracking=tensorboard)."""
+    for checkpoint in work_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    (work_dir / "README.md").unlink(missing_ok=True)
+    if work_dir.is_dir() and not any(work_dir.iterdir()):
+        work_dir.rmdir()
 
 
 def trained_folder(cfg: RunConfig) -> str:
