@@ -1,9 +1,10 @@
 """The architect report: any number of runs (tasks x base models x seeds) in one place, from their files.
 
-Per task, the model to deploy is chosen on the validation split: the best validation score among the task's
-runs, of each run's generative SLM (or of its encoder, in runs without the SLM tier). Its verdict, costs and
-errors are then the ones measured on the test split, which played no part in the choice. Without validation
-predictions the choice falls back to test scores, and the report says the figures are then optimistic.
+Each run's verdict names a tier (metrics.json `lead_tier`: the tier chosen, or for `llm` the run's best local
+tier). Per task, the run shown is the one whose verdict's tier scores best on the validation split; its
+verdict, its tiers side by side, costs and errors are then the ones measured on the test split, which played
+no part in the choice. Every local tier of every run is listed too. Without validation predictions the choice
+falls back to test scores, and the report says the figures are then optimistic.
 """
 
 from __future__ import annotations
@@ -13,21 +14,21 @@ import json
 from pathlib import Path
 
 from slmtier.errors import RunDirError
-from slmtier.report.render import RunFiles, load_run
+from slmtier.report.render import RunFiles, load_run, tier_rows
 
 WORST_ERRORS = 5
 
 
 def load_runs(run_dirs: list[Path]) -> list[RunFiles]:
     runs = [load_run(Path(d)) for d in run_dirs]
-    old = [str(run.run_dir) for run in runs if "comparison" not in run.metrics]
+    old = [str(run.run_dir) for run in runs if "tiers" not in run.metrics]
     if old:
-        raise RunDirError(f"{old}: written before verdicts had intervals and costs; rerun them to aggregate")
+        raise RunDirError(f"{old}: written before verdicts compared every tier; rerun them to aggregate")
     return runs
 
 
 def summarise_runs(runs: list[RunFiles]) -> dict:
-    """report.json: per task, every run's SLM and the selected one, with what decided."""
+    """report.json: per task, the selected run's verdict and tiers, every run's local tiers, what decided."""
     tasks: dict[str, list[RunFiles]] = {}
     for run in runs:
         tasks.setdefault(run.metrics["recipe"], []).append(run)
@@ -38,52 +39,51 @@ def summarise_runs(runs: list[RunFiles]) -> dict:
     }
 
 
-def local_tier(metrics: dict) -> str:
-    """The tier a run is compared by across runs: its generative SLM, else (an encoder-only run) its encoder."""
-    return "slm" if "slm" in metrics["candidates"] else metrics.get("lead_tier", "slm")
-
-
-def base_model(metrics: dict) -> str:
-    return metrics["training"]["base_model"] if local_tier(metrics) == "slm" else metrics["encoder"]["model"]
+def base_model(metrics: dict, tier: str) -> str:
+    return metrics["encoder"]["model"] if tier == "encoder" else metrics["training"]["base_model"]
 
 
 def _summarise_task(runs: list[RunFiles]) -> dict:
     metric = runs[0].metrics["comparison"]["metric"]
-    by_validation = all("validation" in run.metrics["candidates"][local_tier(run.metrics)] for run in runs)
+    by_validation = all(
+        "validation" in run.metrics["candidates"][tier] for run in runs for tier in run.metrics["tiers"]
+    )
 
-    def score(run: RunFiles) -> float:
-        tier = run.metrics["candidates"][local_tier(run.metrics)]
-        return tier["validation"][metric] if by_validation else tier["quality"]["value"]
+    def score(run: RunFiles, tier: str) -> float:
+        candidate = run.metrics["candidates"][tier]
+        return candidate["validation"][metric] if by_validation else candidate["quality"]["value"]
 
-    chosen = max(runs, key=score)
+    chosen = max(runs, key=lambda run: score(run, run.metrics["lead_tier"]))
     m = chosen.metrics
-    tier = local_tier(m)
-    llm_name = next(name for name in m["candidates"] if name not in (m.get("tiers") or {"slm": None}))
-    entry = (m.get("tiers") or {}).get(tier, m)  # this tier's comparison, cascade and economics
-    comparison = entry["comparison"]
+    tier = m["lead_tier"]
+    llm_name = next(name for name in m["candidates"] if name not in m["tiers"])
+    entry = m["tiers"][tier]  # the verdict's tier: its comparison, cascade and economics
+    points = [_model_point(run, name, score(run, name)) for run in runs for name in run.metrics["tiers"]]
     return {
         "kind": m["task_kind"],
         "metric": metric,
         "tier": tier,
         "selected_by": "validation" if by_validation else "test (no validation predictions: optimistic)",
         "selected_run": str(chosen.run_dir),
-        "base_model": base_model(m),
+        "base_model": base_model(m, tier),
         "llm": m["candidates"][llm_name]["model"],
         "llm_name": llm_name,
         "verdict": m["decision"]["verdict"],
         "reason": m["decision"]["reason"],
         "rule": m["decision"]["rule"],
-        "gap": comparison["gap"],
-        "n_needed_if_equal": comparison.get("n_needed_if_equal"),
-        "margin": comparison["margin"],
+        "gap": entry["comparison"]["gap"],
+        "n_needed_if_equal": entry["comparison"].get("n_needed_if_equal"),
+        "margin": entry["comparison"]["margin"],
         "economics": entry["economics"],
         "hardware": m.get("hardware"),
-        "cascade": entry.get("cascade"),
+        "cascade": entry["cascade"],
         "data": m["data"],
         "created": m["created"],
         "candidates": m["candidates"],
-        "models": [_model_point(run, metric, score(run)) for run in sorted(runs, key=score, reverse=True)],
-        "worst_errors": _worst_errors(chosen),
+        "local_tiers": list(m["tiers"]),
+        "tiers": tier_rows(m),
+        "models": sorted(points, key=lambda point: point["selection_score"], reverse=True),
+        "worst_errors": _worst_errors(chosen, tier),
         "latency_samples": {
             name: [row["latency_ms"] for row in rows if row.get("latency_ms")]
             for name, rows in chosen.predictions.items()
@@ -92,26 +92,25 @@ def _summarise_task(runs: list[RunFiles]) -> dict:
     }
 
 
-def _model_point(run: RunFiles, metric: str, selection_score: float) -> dict:
-    slm = run.metrics["candidates"][local_tier(run.metrics)]
-    interval = slm["quality"]["interval"]
+def _model_point(run: RunFiles, tier: str, selection_score: float) -> dict:
+    candidate = run.metrics["candidates"][tier]
+    interval = candidate["quality"]["interval"]
     return {
         "run": str(run.run_dir),
-        "base_model": base_model(run.metrics),
+        "tier": tier,
+        "base_model": base_model(run.metrics, tier),
         "selection_score": selection_score,
         "quality": interval["value"],
         "low": interval["low"],
         "high": interval["high"],
-        "usd_per_1k": slm["cost"].get("per_1k_requests_usd"),
-        "p95_ms": slm["latency_ms"]["p95"],
+        "usd_per_1k": candidate["cost"].get("per_1k_requests_usd"),
+        "p95_ms": candidate["latency_ms"]["p95"],
         "verdict": run.metrics["decision"]["verdict"],
     }
 
 
-def _worst_errors(run: RunFiles) -> list[dict]:
-    rows = sorted(
-        run.predictions[local_tier(run.metrics)], key=lambda row: (row["correct"], -(row.get("confidence") or 0))
-    )
+def _worst_errors(run: RunFiles, tier: str) -> list[dict]:
+    rows = sorted(run.predictions[tier], key=lambda row: (row["correct"], -(row.get("confidence") or 0)))
     return [
         {key: row.get(key) for key in ("id", "input", "raw_output", "gold", "correct", "confidence")}
         for row in rows[:WORST_ERRORS]

@@ -15,6 +15,11 @@ from slmtier.errors import RunDirError
 from slmtier.run_dir import write_text_atomic
 
 MAX_ERROR_EXAMPLES = 8
+METRIC_LABELS = {"accuracy": "accuracy", "micro_f1": "micro-F1", "macro_f1": "macro-F1", "exact_match": "exact match",
+                 "valid_json_rate": "valid JSON", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
+                 "semantic_similarity": "semantic similarity"}  # fmt: skip
+# The metrics table's rows after the primary metric's (which is not repeated), where a candidate has them.
+METRIC_ROWS = ("accuracy", "micro_f1", "macro_f1", "exact_match", "valid_json_rate")
 REQUIRED_FILES = ("config.yaml", "metrics.json")
 
 
@@ -61,6 +66,8 @@ def _context(run: RunFiles) -> dict:
         "lead": metrics.get("lead_tier", "slm"),
         "tier_rows": tier_rows(metrics),
         "llm_failed": llm_failures(metrics),
+        "metric_labels": METRIC_LABELS,
+        "metric_rows": METRIC_ROWS,
     }
 
 
@@ -109,11 +116,18 @@ def _tier_row(name: str, candidate: dict, gap: dict | None, monthly_usd, *, pass
 
 
 def _format_answer(parsed) -> str:
-    """A parsed answer for a table cell: a label, an extraction's values as JSON, or "(unparseable)"."""
+    """A parsed answer for a table cell: a label, an extraction's values as JSON, or "(unparseable)". Every
+    declared field is shown, a null one as null (not left out: that would read as a missing key); values of the
+    wrong type, which count as null, and undeclared keys are named after the JSON."""
     if parsed is None:
         return "(unparseable)"
     if isinstance(parsed, dict) and "values" in parsed:
-        return json.dumps({k: v for k, v in parsed["values"].items() if v}, ensure_ascii=False)
+        # The parser keeps each field as a list of canonical values: [] is null, one value is the value.
+        values = {key: (items[0] if len(items) == 1 else items or None) for key, items in parsed["values"].items()}
+        notes = [f"{what}: {', '.join(parsed[key])}" for key, what in (("type_errors", "wrong type"),
+                                                                          ("extra_keys", "undeclared keys"))
+                 if parsed.get(key)]  # fmt: skip
+        return " · ".join([json.dumps(values, ensure_ascii=False), *notes])
     return str(parsed)
 
 
@@ -232,7 +246,7 @@ def render_aggregate(summary: dict) -> tuple[str, str]:
     for name, task in summary["tasks"].items():
         llm = task["candidates"][task["llm_name"]]
         points = [
-            {"label": f"SLM {p['base_model']}", "kind": "slm", **p}
+            {"label": f"{p['tier']} {p['base_model']}", "kind": p["tier"], **p}
             for p in task["models"]
             if p["usd_per_1k"] is not None
         ]
@@ -243,7 +257,7 @@ def render_aggregate(summary: dict) -> tuple[str, str]:
                            "usd_per_1k": llm["cost"]["per_1k_requests_usd"]})  # fmt: skip
         plots[name] = {"frontier": plot_frontier(points, task["metric"]) if points else ""}
         if task["cascade"] and task["cascade"].get("test"):
-            plots[name]["cascade"] = plot_cascade(task["cascade"], task["metric"])
+            plots[name]["cascade"] = plot_cascade({**task["cascade"], "tier": task["tier"]}, task["metric"])
         if any(task["latency_samples"].values()):
             plots[name]["latency"] = plot_latency(task["latency_samples"])
     context = {"s": summary, "plots": plots}
