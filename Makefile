@@ -32,11 +32,11 @@ test-fast: setup
 # slmtier against plain baselines measured in the same run: training (vs Trainer + peft padded to max_length),
 # label scoring and batched generation (vs generate() one example at a time), `make demo` end to end, and the
 # LLM-tier client against `slmtier serve`; writes bench/results.{json,md} (about 20 minutes on 2 CPU cores).
-# `scripts/bench.py --render-only --readme README.md` puts the latest table in the README.
+# `scripts/bench.py --render-only --readme docs/speed.md` puts the latest table in the manual's speed page.
 bench: setup
 	$(BIN)/python scripts/bench.py
 
-# Every recipe on the embedded model, then the results table in README.md (about 1.5 hours on 2 CPU cores).
+# Every recipe on the embedded model, then the results table in docs/results.md (about 1.5 hours on 2 CPU cores).
 results: setup
 	$(BIN)/python scripts/results.py
 

@@ -19,7 +19,8 @@ data, one after another:
 - tiers: the demo's encoder tier against its SLM tier (label scoring): per-request latency one request at a
   time (what a lightly loaded service sees) and examples/s in batches, on the ticket test set (`--tiers-run
   RUN_DIR` times another run's tiers, e.g. banking77's, on its first `--tiers-n` test examples).
-Writes bench/results.json and bench/results.md; `--render-only --readme README.md` puts the table in the README.
+Writes bench/results.json and bench/results.md; `--readme docs/speed.md` (with `--render-only`: no measuring) puts the
+table between the bench markers of docs/speed.md, the manual's speed page.
 """
 
 from __future__ import annotations
@@ -432,7 +433,9 @@ def main() -> None:
     parser.add_argument("--tiers-n", type=int, default=200, help="test examples of the tiers part")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
-    parser.add_argument("--readme", type=Path, help="replace the bench table in this README")
+    parser.add_argument(
+        "--readme", type=Path, help="replace the table between the bench markers of this page (docs/speed.md)"
+    )
     parser.add_argument("--render-only", action="store_true", help="measure nothing: render --out's results")
     parser.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
@@ -492,7 +495,7 @@ def describe_machine() -> str:
 
 
 def render_table(results: dict) -> str:
-    """The Markdown the README shows: every speed figure with its ratio and the quality it came with."""
+    """The Markdown docs/speed.md shows: every speed figure with its ratio and the quality it came with."""
     lines = [
         f"Measured {results['date']} on {results['machine']} "
         f"(`make bench`, {results.get('bench_wall_s', 0) / 60:.0f} min in all).",

@@ -1,4 +1,4 @@
-"""Run every recipe with the embedded SmolLM2-135M on this machine and put the results table in the README.
+"""Run every recipe with the embedded SmolLM2-135M on this machine and put the results table in docs/results.md.
 
     python scripts/results.py                    # run all recipes (about 1.5 hours on 2 CPU cores), then the table
     python scripts/results.py --only banking77   # run some
@@ -11,7 +11,7 @@ continues with the recipes still missing); a recipe that fails is reported and t
 Each recipe runs as `python train.py recipe=<name> <overrides>` into results/runs/<name>; the overrides
 below subsample the large public sets so each run fits in roughly ten CPU minutes (banking77 runs at full size:
 its encoder tier trains on every row, its generative tier on the recipe's sample), and the table says so.
-The table lands in results/README.md and between the results markers in the project README.
+The table lands in results/README.md and between the results markers of docs/results.md (the manual's results page).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCS_PAGE = ROOT / "docs" / "results.md"  # the page whose results markers receive the table
 RUNS = ROOT / "results" / "runs"
 QMSUM = ROOT / "build" / "data" / "qmsum_product"
 SHARED = ROOT.parent / "shared" / "data"
@@ -89,7 +90,7 @@ def render_table(names: list[str]) -> str:
         "validation split, and qmsum_product inputs are the query's relevant transcript turns cut at 500 words. "
         "The verdict here only says a tier beats the same small model untuned (it names the cheapest tier that "
         "does). It is not the comparison with a GPT-4-class LLM: that needs your endpoint or your logs "
-        "(see Against your LLM). "
+        "(see docs/llm-tier.md). "
         "Regenerate: `make results` (about 1.5 hours)."
     )
     return "\n".join([header, *rows, "", note])
@@ -98,11 +99,17 @@ def render_table(names: list[str]) -> str:
 def write_table(table: str) -> None:
     (ROOT / "results").mkdir(exist_ok=True)
     (ROOT / "results" / "README.md").write_text(f"# Results\n\n{table}\n", encoding="utf-8")
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        readme.write_text(f"{head}{START}\n{table}\n{END}{rest.split(END, 1)[1]}", encoding="utf-8")
+    replace_block(DOCS_PAGE, table)
+
+
+def replace_block(page: Path, table: str) -> None:
+    """Put the table between the results markers of `page`; a page without them is said, not skipped silently."""
+    text = page.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        print(f"{page}: no {START} ... {END} block; the table is in results/README.md only", file=sys.stderr)
+        return
+    head, rest = text.split(START, 1)
+    page.write_text(f"{head}{START}\n{table}\n{END}{rest.split(END, 1)[1]}", encoding="utf-8")
 
 
 def main() -> None:
