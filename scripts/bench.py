@@ -108,8 +108,8 @@ def child_train(args) -> dict:
     from slmtier.data import load_splits
     from slmtier.label_scoring import score_labels
     from slmtier.models import resolve_bf16
-    from slmtier.pipeline import load_base_model
     from slmtier.tasks import build_task
+    from slmtier.tiers.slm import load_base_model
     from slmtier.training import build_sft_dataset
 
     cfg = load_recipe(args.recipe)
@@ -216,8 +216,8 @@ def child_classify(args) -> dict:
     from slmtier.inference import generate_batched, merged_adapter
     from slmtier.label_scoring import score_labels
     from slmtier.models import resolve_bf16
-    from slmtier.pipeline import load_base_model
     from slmtier.tasks import build_task
+    from slmtier.tiers.slm import load_base_model
 
     tuned = args.classify_recipe == args.recipe
     overrides = [] if tuned else [f"data.max_test_examples={args.classify_n}"]
@@ -282,8 +282,8 @@ def child_generate(args) -> dict:
     from slmtier.data import load_splits
     from slmtier.inference import generate_batched
     from slmtier.models import resolve_bf16
-    from slmtier.pipeline import load_base_model
     from slmtier.tasks import build_task
+    from slmtier.tiers.slm import load_base_model
 
     cfg = load_recipe(args.generate_recipe)
     task = build_task(cfg.task)
@@ -313,11 +313,11 @@ def child_tiers(args) -> dict:
     from slmtier.benchmark.candidates import LocalCandidate
     from slmtier.benchmark.summary import percentile
     from slmtier.data import load_splits
-    from slmtier.encoder import ENCODER, EncoderCandidate, load_trained_encoder
     from slmtier.models import resolve_bf16
     from slmtier.run_dir import read_run_config
     from slmtier.serve.engine import load_run_model
     from slmtier.tasks import build_task
+    from slmtier.tiers.encoder import ENCODER, EncoderCandidate, load_trained_encoder
 
     run_dir = args.tiers_run or Path(args.work) / "demo"
     cfg = read_run_config(run_dir)

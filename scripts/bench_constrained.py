@@ -19,8 +19,8 @@ from slmtier.benchmark.candidates import LocalCandidate, select_few_shot
 from slmtier.config import CONFIG_DIR, register_configs
 from slmtier.data import load_splits
 from slmtier.models import resolve_bf16
-from slmtier.pipeline import load_base_model
 from slmtier.tasks import build_task
+from slmtier.tiers.slm import load_base_model
 
 
 def main() -> None:

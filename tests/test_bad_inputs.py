@@ -25,7 +25,7 @@ from slmtier.baselines.predictions_file import join_logged_answers
 from slmtier.config import CONFIG_DIR, register_configs, to_run_config
 from slmtier.data import load_splits, report_long_inputs
 from slmtier.errors import SlmtierError
-from slmtier.pipeline import check_config
+from slmtier.preflight import check_config
 from slmtier.tasks import build_task
 from slmtier.tasks.chat import count_truncated
 

@@ -14,7 +14,8 @@ import yaml
 from conftest import TICKETS, read_jsonl, run_train_cli
 from slmtier.config import EncoderConfig
 from slmtier.data import Example
-from slmtier.encoder import (
+from slmtier.errors import ModelSourceError
+from slmtier.tiers.encoder import (
     ENCODER,
     balanced_class_weights,
     load_encoder,
@@ -22,7 +23,6 @@ from slmtier.encoder import (
     prepare_encoder,
     weighted_loss,
 )
-from slmtier.errors import ModelSourceError
 from test_smoke_tiny import tiny_overrides
 
 LABELS = ["billing", "refund", "shipping", "account_access", "technical_issue", "product_question",
@@ -127,7 +127,7 @@ def test_full_fine_tuning_learns_predicts_and_calibrates(tiny_encoder_dir, tmp_p
         assert generation.output_tokens == 0 and generation.latency_ms > 0 and generation.input_tokens > 2
 
     # A rerun in the same run directory loads the trained weights and the calibration: nothing is retrained.
-    with caplog.at_level(logging.INFO, logger="slmtier.encoder"):
+    with caplog.at_level(logging.INFO, logger="slmtier.tiers.encoder"):
         again, entry_again = prepare_encoder(cfg, train, validation, LABELS, run_dir=tmp_path, bf16=False)
     assert "finished in an earlier attempt" in caplog.text and "encoder trained" not in caplog.text
     assert entry_again == entry

@@ -240,7 +240,7 @@ class StopAtSave(TrainerCallback):
 def tiny_training(tiny_model_dir, small_data, tmp_path):
     """train(work_dir, max_steps, save_steps, callbacks) -> (adapter state dict, TrainResult), each call on a
     fresh copy of the tiny base model, as a rerun of `python train.py` would load it."""
-    from slmtier.pipeline import load_base_model
+    from slmtier.tiers.slm import load_base_model
     from slmtier.training import build_sft_dataset, train_adapter
     from test_configs import compose_run
 

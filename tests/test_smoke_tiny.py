@@ -10,8 +10,9 @@ from safetensors.torch import load_file
 
 from conftest import REPO, read_jsonl, run_train_cli, write_jsonl
 from slmtier.data import load_splits
-from slmtier.pipeline import load_base_model, run_training
 from slmtier.tasks import build_task
+from slmtier.tiers.slm import load_base_model
+from slmtier.tiers.slm import train as run_training
 from slmtier.training import build_sft_dataset, count_too_long
 from test_configs import compose_run
 

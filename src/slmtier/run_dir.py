@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from slmtier.config import RunConfig, to_run_config
-from slmtier.errors import DiskFull, RunDirError
+from slmtier.errors import DiskFull, RunDirError, SlmtierError
 
 
 def write_config(cfg: DictConfig, run_dir: Path) -> Path:
@@ -101,6 +101,30 @@ def _fullest(folders: list[Path]) -> Path | None:
 
 def _free_mb(folder: Path) -> float:
     return shutil.disk_usage(folder).free / 2**20
+
+
+def check_resumable(config_yaml: str, run_dir: Path) -> dict | None:
+    """What an existing run directory holds: None for a fresh one or an interrupted run of this same config
+    (which then resumes: training from its checkpoint, predictions from their saved rows) or of a run that
+    reached no verdict (`undecided`: the LLM is asked again); the metrics of a finished run (nothing to redo).
+    A run directory holding another config is refused, not mixed."""
+    existing = run_dir / "config.yaml"
+    started = any(
+        (run_dir / name).exists() for name in ("trainer", "training.json", "predictions", "encoder", "encoder_trainer")
+    )
+    if not existing.is_file() or not started:  # nothing done yet (a start-up that failed): start afresh
+        return None
+    if existing.read_text(encoding="utf-8") != config_yaml:
+        raise SlmtierError(
+            f"{run_dir} already holds a run with a different config; to resume it, rerun its own command "
+            "(config.yaml there); for a new run choose another hydra.run.dir or remove that folder"
+        )
+    if not (run_dir / "metrics.json").is_file():
+        return None
+    check_run_files(run_dir)  # a finished run's files are whole (or the message says which is not)
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    # No verdict (the LLM did not answer): a rerun asks the LLM again; the rest is kept.
+    return None if metrics["decision"]["verdict"] == "undecided" else metrics
 
 
 def check_run_files(run_dir: Path) -> None:

@@ -14,24 +14,16 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from slmtier.benchmark.confidence import confidence_of
 from slmtier.benchmark.progress import append_rows, progress_path, read_finished
+from slmtier.candidate import Answer, Candidate, answer
 from slmtier.constrained import build_constraint, build_json_schema
 from slmtier.data import Example
 from slmtier.inference import Generation, generate_batched, merged_adapter
 from slmtier.label_scoring import score_labels
 
 log = logging.getLogger(__name__)
-
-
-class Candidate(Protocol):
-    name: str
-    model: str  # what the report calls it: a model name and how it was prompted or tuned
-    info: dict  # where its answers came from (endpoint, cache, file); recorded in metrics.json
-
-    def predict(self, task, examples: list[Example]) -> list[Generation]: ...
 
 
 @dataclass
@@ -140,9 +132,9 @@ def run_candidate(
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             began = time.perf_counter()
-            generations = candidate.predict(task, part)
+            answers = answer(candidate, task, part)
             wall_s += time.perf_counter() - began
-            rows = [build_row(task, example, generation) for example, generation in zip(part, generations, strict=True)]
+            rows = [build_row(task, example, reply) for example, reply in zip(part, answers, strict=True)]
             append_rows(handle, rows)
             done.update((row["id"], row) for row in rows)
     ordered = [done[example.id] for example in examples]
@@ -165,20 +157,18 @@ class PredictionTiming:
         return self.rows / self.wall_s if self.rows and self.wall_s > 0 else None
 
 
-def build_row(task, example: Example, generation: Generation) -> dict:
-    """One predictions/*.jsonl row: the example, the raw answer, its parse and score, and how it came."""
-    parsed = task.parse(generation.raw_output)
-    numerator, denominator = task.score_parts(parsed, example.target)
-    confidence = generation.confidence
-    if confidence is None:
-        confidence = confidence_of(task.kind, parsed, generation.token_logprobs)
+def build_row(task, example: Example, reply: Answer) -> dict:
+    """One predictions/*.jsonl row: the example, the answer (raw, parsed, confidence), its score against the
+    gold target, and how it came."""
+    generation = reply.generation
+    numerator, denominator = task.score_parts(reply.parsed, example.target)
     row = {
         "id": example.id,
         "input": example.input,
-        "raw_output": generation.raw_output,
-        "parsed": parsed,
+        "raw_output": reply.raw_output,
+        "parsed": reply.parsed,
         "gold": example.target,
-        "correct": task.score_example(parsed, example.target),
+        "correct": task.score_example(reply.parsed, example.target),
         "latency_ms": None if generation.latency_ms is None else round(generation.latency_ms, 3),
         "input_tokens": generation.input_tokens,
         "output_tokens": generation.output_tokens,
@@ -188,7 +178,7 @@ def build_row(task, example: Example, generation: Generation) -> dict:
         "usage_estimated": generation.usage_estimated,
         "cached": generation.cached,
         "attempts": generation.attempts,
-        "confidence": confidence,
+        "confidence": reply.confidence,
         "score_parts": [numerator, denominator],
     }
     if generation.confidence_uncalibrated is not None:

@@ -33,8 +33,9 @@ def run_serve(args: argparse.Namespace) -> None:
 
     from slmtier.models import resolve_bf16
     from slmtier.run_dir import read_run_config
-    from slmtier.serve import BatchingEngine, build_app, load_run_model
+    from slmtier.serve import BatchingEngine, build_app
     from slmtier.serve.vllm import build_vllm_command
+    from slmtier.tiers.slm import load_run_model
 
     run_dir = Path(args.run_dir)
     run_cfg = read_run_config(run_dir)

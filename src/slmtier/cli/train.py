@@ -1,4 +1,4 @@
-"""`python train.py recipe=<name>`: fine-tune the SLM, benchmark it against the baseline, decide, report.
+"""`python train.py recipe=<name>`: fine-tune the local tiers, benchmark them against the LLM, decide, report.
 
 Each stage writes its files into the run directory (Hydra's output dir,
 runs/<recipe>/<model>/<timestamp>/); `slmtier report RUN_DIR` rebuilds the reports from them.
@@ -6,6 +6,7 @@ runs/<recipe>/<model>/<timestamp>/); `slmtier report RUN_DIR` rebuilds the repor
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -13,26 +14,17 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from slmtier.baselines.tier import build_llm_tier, check_logged_answers
+from slmtier.benchmark.run import run_benchmark, summarise_run
 from slmtier.cli.errors import exit_on_user_error
 from slmtier.config import CONFIG_DIR, RunConfig, register_configs, to_run_config
 from slmtier.data import load_splits, report_long_inputs
 from slmtier.errors import NoVerdict
-from slmtier.pipeline import (
-    SLM,
-    build_candidates,
-    check_base_model,
-    check_config,
-    check_logged_answers,
-    check_resumable,
-    load_base_model,
-    run_benchmark,
-    run_encoder,
-    run_training,
-    summarise_run,
-)
+from slmtier.preflight import check_config
 from slmtier.report import complete_reports, write_reports
-from slmtier.run_dir import disk_full_as_error, write_config, write_metrics
+from slmtier.run_dir import check_resumable, disk_full_as_error, write_config, write_metrics
 from slmtier.tasks import build_task
+from slmtier.tiers import TIERS, requested, slm
 from slmtier.tracking import log_run, sweep_objective
 from slmtier.training import is_main_process
 
@@ -49,7 +41,6 @@ def main(dict_cfg: DictConfig) -> float | None:
     # A full disk (checkpoints, caches, prediction rows, reports) ends the run with one message naming it.
     with exit_on_user_error(), disk_full_as_error(run_dir, Path(str(dict_cfg.cache_dir))):
         cfg: RunConfig = to_run_config(dict_cfg)
-        recipe = HydraConfig.get().runtime.choices["recipe"]
 
         # --- Config and data: every row checked before any model is loaded
         check_config(cfg)  # before config.yaml is written: a key pasted into a config value is refused first
@@ -66,36 +57,29 @@ def main(dict_cfg: DictConfig) -> float | None:
         splits = load_splits(cfg.data, task.check_target)
         report_long_inputs(splits, cfg.task.max_input_words)
         check_logged_answers(cfg, splits)
-        check_base_model(cfg)
+        slm.check_base_model(cfg)
 
-        # --- Fine-tune the local tiers: the encoder (calibrated on validation), the SLM (LoRA; adapter saved).
-        # The encoder first: a fresh process trains it at full speed (after the SLM's long-prompt training it
-        # trained 1.4x slower in the same process on banking77).
-        encoder, encoder_entry = run_encoder(cfg, splits, run_dir)
-        model, tokenizer = load_base_model(cfg)  # the SLM's base; also the default baseline's model
-        peft_model, training = model, None
-        if SLM in cfg.tiers:
-            peft_model, training = run_training(cfg, task, splits, model, tokenizer, run_dir)
+        # --- Train each local tier, or resume it, or load its finished training (the encoder first: a fresh
+        # process trains it at full speed). The SLM's base model is loaded once, for the SLM and the LLM tier.
+        base = functools.cache(lambda: slm.load_base_model(cfg))
+        tiers = {name: TIERS[name].prepare(cfg, task, splits, run_dir, base=base) for name in requested(cfg)}
         if not is_main_process():  # multi-process training (torchrun / accelerate launch): rank 0 carries on
             return
 
-        # --- Benchmark every tier and the baseline on the test split
-        candidates = build_candidates(cfg, task, splits, peft_model, tokenizer, encoder)
-        benchmark = run_benchmark(
-            task, candidates, splits, run_dir / "predictions",
-            extra_metrics=cfg.task.extra_metrics, validation=cfg.decision.cascade,
-        )  # fmt: skip
+        # --- Benchmark every tier and the LLM on the test split
+        shared = tiers[slm.NAME].candidate if slm.NAME in tiers else None  # the LLM tier may reuse its weights
+        model, tokenizer = (shared.hf_model, shared.tokenizer) if shared else base()
+        candidates = [prepared.candidate for prepared in tiers.values()]
+        candidates.append(build_llm_tier(cfg, splits, model, tokenizer))
+        benchmark = run_benchmark(task, candidates, splits, run_dir / "predictions",
+                                  extra_metrics=cfg.task.extra_metrics, validation=cfg.decision.cascade)  # fmt: skip
 
         # --- Decide and report
-        metrics = summarise_run(cfg, recipe, task, splits, training, benchmark, encoder_entry)
+        metrics = summarise_run(cfg, HydraConfig.get().runtime.choices["recipe"], task, splits, tiers, benchmark)
         write_metrics(metrics, run_dir)
         write_reports(run_dir)
-        log_run(
-            cfg.tracking.report_to,
-            run_dir=run_dir,
-            metrics=metrics,
-            config=OmegaConf.to_container(dict_cfg, resolve=True),
-        )
+        log_run(cfg.tracking.report_to, run_dir=run_dir, metrics=metrics,
+                config=OmegaConf.to_container(dict_cfg, resolve=True))  # fmt: skip
         print(f"run directory: {run_dir}")
         print(f"verdict: {metrics['decision']['verdict']} ({metrics['decision']['reason']})")
         if metrics["decision"]["verdict"] == "undecided":

@@ -16,14 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from transformers.generation.streamers import BaseStreamer
 
-from slmtier.config import RunConfig
-from slmtier.errors import RunDirError
 from slmtier.inference import build_generation_config, count_tokens, generate_batch
-from slmtier.models import load_model, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -194,25 +190,3 @@ def _settle(future: asyncio.Future, result, error) -> None:
         future.set_exception(error)
     else:
         future.set_result(result)
-
-
-def load_run_model(run_dir: Path, run_cfg: RunConfig, *, base=None):
-    """(PeftModel, tokenizer): the run's base model with its saved adapter (safetensors only); after full
-    fine-tuning (run_dir/model), that model alone. `base`: the base model when already loaded."""
-    import dataclasses
-
-    from peft import PeftModel
-
-    from slmtier.models import load_tokenizer
-
-    full = Path(run_dir) / "model"
-    if full.is_dir():
-        model_cfg = dataclasses.replace(run_cfg.model, source=str(full))
-        return load_model(str(full), model_cfg), load_tokenizer(str(full), model_cfg)
-    adapter_dir = Path(run_dir) / "adapter"
-    if not (adapter_dir / "adapter_model.safetensors").is_file():
-        raise RunDirError(f"{adapter_dir}: no adapter_model.safetensors; did the run finish training?")
-    if base is None:
-        base = load_model(resolve_model_path(run_cfg.model, run_cfg.cache_dir), run_cfg.model)
-    tokenizer = load_tokenizer(str(adapter_dir), run_cfg.model)
-    return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False), tokenizer

@@ -20,6 +20,7 @@ import logging
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,18 +29,21 @@ import torch
 from tqdm.auto import tqdm
 
 from slmtier.benchmark.calibration import Calibration, calibrate, expected_calibration_error
-from slmtier.config import EncoderConfig
-from slmtier.data import Example
-from slmtier.errors import ModelSourceError, SlmtierError
+from slmtier.config import EncoderConfig, RunConfig
+from slmtier.data import Example, Splits
+from slmtier.errors import ModelSourceError, RunDirError, SlmtierError
 from slmtier.inference import Generation
+from slmtier.models import resolve_bf16
 from slmtier.models.embedded import resolve_embedded_encoder
 from slmtier.models.loading import resolve_source
 from slmtier.run_dir import write_json_atomic
+from slmtier.tiers.prepared import Prepared
 from slmtier.training import find_last_checkpoint, is_main_process, read_trainer_state, trainer_arguments
 
 log = logging.getLogger(__name__)
 
-ENCODER = "encoder"  # candidate name of the encoder tier
+NAME = ENCODER = "encoder"  # candidate name and predictions/encoder.jsonl
+ENTRY = "encoder"  # metrics.json's block for this tier
 FINETUNE_MODES = ("full", "lora")
 CLASS_WEIGHTS = ("none", "balanced")
 
@@ -58,6 +62,46 @@ class EncoderTrainResult:
     total_params: int
     class_weights: list[float] | None = None  # per label, in the recipe's order; None = unweighted
     resumed_from_step: int | None = None
+
+
+def check(cfg: RunConfig) -> None:
+    check_encoder_config(cfg.encoder, cfg.task.kind)
+
+
+def prepare(cfg: RunConfig, task, splits: Splits, run_dir: Path, *, base: Callable) -> Prepared:
+    """The tier trained (or resumed, or loaded) and calibrated, as a candidate with metrics.json's `encoder`
+    block. `base` (the SLM's base model) is not used."""
+    candidate, entry = prepare_encoder(
+        cfg.encoder, splits.train, splits.validation, list(cfg.task.labels), run_dir=run_dir,
+        bf16=resolve_bf16(cfg.inference.bf16), report_to=cfg.tracking.report_to,
+    )  # fmt: skip
+    return Prepared(candidate, entry)
+
+
+def load(run_dir: Path, cfg: RunConfig) -> EncoderCandidate:
+    """A finished run's encoder tier, answering as the benchmark did (same weights, temperature, batching)."""
+    folder = Path(run_dir) / ENCODER
+    if not (folder / "training.json").is_file():
+        raise RunDirError(f"{folder}: no training.json; did the run finish training its encoder?")
+    model, tokenizer = load_trained_encoder(folder, cfg.encoder, list(cfg.task.labels))
+    calibration = folder / "calibration.json"
+    temperature = json.loads(calibration.read_text(encoding="utf-8"))["temperature"] if calibration.is_file() else 1.0
+    return build_candidate(cfg.encoder, model, tokenizer, list(cfg.task.labels), bf16=resolve_bf16(cfg.inference.bf16),
+                           temperature=temperature)  # fmt: skip
+
+
+def complete_entry(entry: dict, test_rows: list[dict]) -> dict:
+    """The calibration's effect on the held-out test split, beside its fit on validation."""
+    entry["calibration"]["test"] = calibration_on_test(test_rows, entry["calibration"]["bins"])
+    return entry
+
+
+def build_candidate(cfg: EncoderConfig, model, tokenizer, labels: list[str], *, bf16: bool,
+                    temperature: float = 1.0) -> EncoderCandidate:  # fmt: skip
+    how = "LoRA" if cfg.finetune == "lora" else "fine-tuned"
+    return EncoderCandidate(ENCODER, f"{cfg.name} ({how} encoder)", model, tokenizer, labels,
+                            batch_size=cfg.batch_size, max_length=cfg.max_length, bf16=bf16,
+                            temperature=temperature)  # fmt: skip
 
 
 def check_encoder_config(cfg: EncoderConfig, task_kind: str) -> None:
@@ -317,9 +361,7 @@ def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[E
             model = model.merge_and_unload()  # predicts with the adapter folded in
         write_json_atomic(summary, asdict(result))  # last: the weights beside it are complete
         shutil.rmtree(run_dir / "encoder_trainer", ignore_errors=True)
-    how = "LoRA" if cfg.finetune == "lora" else "fine-tuned"
-    candidate = EncoderCandidate(ENCODER, f"{cfg.name} ({how} encoder)", model, tokenizer, list(labels),
-                                 batch_size=cfg.batch_size, max_length=cfg.max_length, bf16=bf16)  # fmt: skip
+    candidate = build_candidate(cfg, model, tokenizer, list(labels), bf16=bf16)
     calibration = None
     if cfg.calibrate and validation:
         calibration_file = folder / "calibration.json"

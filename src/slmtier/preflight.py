@@ -1,0 +1,19 @@
+"""What is checked before any data or model is loaded: the config's values, each requested tier's settings
+and the LLM tier's (key present, endpoint answering, log file there). A typo fails here, not after an hour."""
+
+from __future__ import annotations
+
+from slmtier.baselines.tier import check_llm_tier
+from slmtier.benchmark.extra_metrics import check_metric_paths
+from slmtier.config import RunConfig
+from slmtier.errors import SlmtierError
+from slmtier.tiers import check_tiers
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Value checks the schema cannot express."""
+    check_tiers(cfg)
+    if cfg.inference.constrained_json and cfg.task.kind != "extraction":
+        raise SlmtierError("inference.constrained_json applies to extraction recipes only (JSON answers)")
+    check_metric_paths(cfg.task.extra_metrics)
+    check_llm_tier(cfg)

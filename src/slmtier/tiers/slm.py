@@ -1,0 +1,167 @@
+"""The SLM tier: a small generative model fine-tuned with LoRA (or QLoRA, DoRA, every weight) on the task's
+own chat prompt, answering by label scoring (classification) or generation.
+
+Run directory: adapter/ (the LoRA adapter, safetensors, with the tokenizer; model/ after lora=full),
+training.json (written last: its presence says the weights beside it are complete), trainer/ (checkpoints
+while training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from slmtier.benchmark.candidates import LocalCandidate
+from slmtier.config import ModelConfig, RunConfig
+from slmtier.data import Splits
+from slmtier.data.loading import sample
+from slmtier.errors import RunDirError, SlmtierError
+from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
+from slmtier.models.loading import check_4bit_supported
+from slmtier.run_dir import write_json_atomic
+from slmtier.tiers.prepared import Prepared
+from slmtier.training import TrainResult, build_sft_dataset, is_main_process, save_adapter, train_adapter
+
+log = logging.getLogger(__name__)
+
+NAME = "slm"  # candidate name and predictions/slm.jsonl
+ENTRY = "training"  # metrics.json's block for this tier
+
+
+def check(cfg: RunConfig) -> None:
+    """Value checks the schema cannot express, run before any data or model is loaded."""
+    if cfg.trainer.max_train_examples is not None and cfg.trainer.max_train_examples < 1:
+        raise SlmtierError("trainer.max_train_examples must be at least 1 (null = the whole train split)")
+    if cfg.lora.full_finetune and cfg.lora.load_in_4bit:
+        raise SlmtierError("lora.full_finetune and lora.load_in_4bit exclude each other: 4-bit weights are not trained")
+    if cfg.lora.load_in_4bit:
+        check_4bit_supported()
+
+
+def check_base_model(cfg: RunConfig) -> None:
+    """The base model can be found (its tokenizer loads, with a chat template): said in seconds, before the
+    encoder tier trains for minutes."""
+    load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
+
+
+def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
+    """(model, tokenizer) for the SLM's base model (4-bit with lora=qlora), or for `model_cfg` when given."""
+    quantize = model_cfg is None and cfg.lora.load_in_4bit
+    model_cfg = model_cfg or cfg.model
+    path = resolve_model_path(model_cfg, cfg.cache_dir)
+    return load_model(path, model_cfg, load_in_4bit=quantize), load_tokenizer(path, model_cfg)
+
+
+def prepare(cfg: RunConfig, task, splits: Splits, run_dir: Path, *, base: Callable) -> Prepared:
+    """The tier trained on the train split (or resumed, or loaded when an earlier attempt finished), as a
+    candidate, with metrics.json's `training` block. `base()` gives the loaded base model and tokenizer."""
+    model, tokenizer = base()
+    trained, result = train(cfg, task, splits, model, tokenizer, run_dir)
+    entry = {
+        "base_model": cfg.model.name,
+        "source": cfg.model.source,
+        "trust_remote_code": cfg.model.trust_remote_code,  # the report says so when on
+        **asdict(result),
+        "lora": asdict(cfg.lora),
+        "trainer": asdict(cfg.trainer),
+    }
+    return Prepared(build_candidate(cfg, trained, tokenizer), entry)
+
+
+def build_candidate(cfg: RunConfig, model, tokenizer) -> LocalCandidate:
+    how = "fully fine-tuned" if cfg.lora.full_finetune else "+ LoRA"
+    return LocalCandidate(NAME, f"{cfg.model.name} {how}", model, tokenizer, **local_settings(cfg),
+                          chat_template_kwargs=cfg.model.chat_template_kwargs)  # fmt: skip
+
+
+def load(run_dir: Path, cfg: RunConfig) -> LocalCandidate:
+    """A finished run's SLM tier, answering as the benchmark did (same prompt, settings and parser)."""
+    model, tokenizer = load_run_model(run_dir, cfg)
+    return build_candidate(cfg, model, tokenizer)
+
+
+def complete_entry(entry: dict, test_rows: list[dict]) -> dict:
+    return entry
+
+
+def local_settings(cfg: RunConfig) -> dict:
+    """How a local generative model answers (the SLM, and the default LLM tier on the same base model)."""
+    return {
+        "batch_size": cfg.inference.batch_size,
+        "max_new_tokens": cfg.inference.max_new_tokens,
+        "bf16": resolve_bf16(cfg.inference.bf16),
+        "constrained_json": cfg.inference.constrained_json,
+        "label_scoring": cfg.inference.label_scoring,
+    }
+
+
+def train(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir: Path):
+    """LoRA fine-tuning on the train split; the adapter lands in run_dir/adapter (the model in run_dir/model
+    after lora=full) and the training summary in run_dir/training.json. (the trained model, TrainResult).
+
+    Rerun in the same run directory: a finished training is loaded from those files instead of repeated, and
+    an interrupted one resumes from its newest checkpoint in run_dir/trainer (trainer.save_steps)."""
+    summary = run_dir / "training.json"
+    if summary.is_file() and (run_dir / trained_folder(cfg)).is_dir():
+        log.info("training finished in an earlier attempt: loading %s", run_dir / trained_folder(cfg))
+        # The adapter goes on the base model already loaded; a fully fine-tuned model replaces it.
+        trained, tokenizer = load_run_model(run_dir, cfg, base=None if cfg.lora.full_finetune else model)
+        return trained, TrainResult(**json.loads(summary.read_text()))
+    peft_model, result = train_adapter(
+        model,
+        tokenizer,
+        build_sft_dataset(
+            task,
+            sample(splits.train, cfg.trainer.max_train_examples, seed=cfg.data.sample_seed),
+            chat_template_kwargs=cfg.model.chat_template_kwargs,
+            cache_dir=Path(cfg.cache_dir).expanduser(),
+        ),
+        trainer_cfg=cfg.trainer,
+        lora_cfg=cfg.lora,
+        work_dir=run_dir / "trainer",
+        report_to=cfg.tracking.report_to,
+        model_targets=cfg.model.lora_target_modules,
+    )
+    if is_main_process():  # every rank trained its share of the data; one writes the adapter (or model)
+        save_adapter(peft_model, tokenizer, run_dir / trained_folder(cfg))
+        write_json_atomic(summary, asdict(result))  # last: its presence says the weights beside it are complete
+        remove_checkpoints(run_dir / "trainer")
+    return peft_model, result
+
+
+def remove_checkpoints(work_dir: Path) -> None:
+    """Once the final weights are saved: the checkpoints, and TRL's model card beside them (which names no
+    base model), go; the folder too unless a tracker's curves are in it (tracking=tensorboard)."""
+    for checkpoint in work_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    (work_dir / "README.md").unlink(missing_ok=True)
+    if work_dir.is_dir() and not any(work_dir.iterdir()):
+        work_dir.rmdir()
+
+
+def trained_folder(cfg: RunConfig) -> str:
+    """Where the trained weights go in the run directory: the adapter, or the whole model (lora=full)."""
+    return "model" if cfg.lora.full_finetune else "adapter"
+
+
+def load_run_model(run_dir: Path, run_cfg: RunConfig, *, base=None):
+    """(PeftModel, tokenizer): the run's base model with its saved adapter (safetensors only); after full
+    fine-tuning (run_dir/model), that model alone. `base`: the base model when already loaded."""
+    from peft import PeftModel
+
+    full = Path(run_dir) / "model"
+    if full.is_dir():
+        model_cfg = dataclasses.replace(run_cfg.model, source=str(full))
+        return load_model(str(full), model_cfg), load_tokenizer(str(full), model_cfg)
+    adapter_dir = Path(run_dir) / "adapter"
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise RunDirError(f"{adapter_dir}: no adapter_model.safetensors; did the run finish training?")
+    if base is None:
+        base = load_model(resolve_model_path(run_cfg.model, run_cfg.cache_dir), run_cfg.model)
+    tokenizer = load_tokenizer(str(adapter_dir), run_cfg.model)
+    return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False), tokenizer
