@@ -12,9 +12,13 @@ import torch
 import yaml
 
 from conftest import TICKETS, read_jsonl, run_train_cli
+from slmtier.candidate import answer
 from slmtier.config import EncoderConfig
-from slmtier.data import Example
+from slmtier.data import Example, load_splits
 from slmtier.errors import ModelSourceError
+from slmtier.run_dir import read_run_config
+from slmtier.tasks import build_task
+from slmtier.tiers import TIERS
 from slmtier.tiers.encoder import (
     ENCODER,
     balanced_class_weights,
@@ -219,6 +223,16 @@ def test_three_tiers_end_to_end(tiny_model_dir, tiny_encoder_dir, small_data, tm
 
     again = run_train_cli(*overrides)
     assert again.returncode == 0 and "finished earlier; nothing to redo" in again.stdout
+
+    # What is served is what was measured: each tier loaded from the run directory alone, as a router would,
+    # answers every test example with the benchmark's raw output, parse and confidence.
+    cfg = read_run_config(run_dir)
+    task, test = build_task(cfg.task), load_splits(cfg.data, build_task(cfg.task).check_target).test
+    for name, tier in TIERS.items():
+        answers = answer(tier.load(run_dir, cfg), task, test)
+        rows = read_jsonl(run_dir / "predictions" / f"{name}.jsonl")
+        assert [(a.raw_output, a.parsed) for a in answers] == [(r["raw_output"], r["parsed"]) for r in rows]
+        assert [a.confidence for a in answers] == pytest.approx([r["confidence"] for r in rows], abs=1e-6)
 
 
 def test_encoder_only_run_skips_the_generative_training(tiny_model_dir, tiny_encoder_dir, small_data, tmp_path):

@@ -132,5 +132,5 @@ def _expected(metrics: dict, llm_name: str, local: list[str]) -> dict:
 def write_routing(metrics: dict, config_text: str, run_dir: Path) -> Path:
     path = Path(run_dir) / "routing.yaml"
     routing = build_routing(metrics, yaml.safe_load(config_text) or {}, run_dir)
-    header = "# slmtier routing for one task; schema: slmtier.report.routing (README: routing.yaml)\n"
+    header = "# slmtier routing for one task; schema: slmtier.report.routing (docs/verdict.md: routing.yaml)\n"
     return write_text_atomic(path, header + yaml.safe_dump(routing, sort_keys=False, allow_unicode=True))
