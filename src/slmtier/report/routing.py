@@ -50,12 +50,9 @@ CONFIDENCE = {
 
 def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
     decision, candidates = metrics["decision"], metrics["candidates"]
-    local = metrics.get("tiers") or {"slm": None}
+    local = metrics["tiers"]
     llm_name = next(name for name in candidates if name not in local)
-    tier = decision["verdict"]
-    answering = decision.get("tier") or (tier if tier in ("slm", "encoder") else None)
-    if tier == "cascade" and answering is None:  # metrics written before tiers were named
-        answering = "slm"
+    tier, answering = decision["verdict"], decision["tier"]  # the local tier that answers (first), or None
     routing: dict = {
         "version": 1,
         "task": metrics["recipe"],
@@ -109,7 +106,7 @@ def _expected(metrics: dict, llm_name: str, local: list[str]) -> dict:
     comparison, economics = metrics.get("comparison") or {}, metrics.get("economics") or {}
     candidates, cascade = metrics["candidates"], (metrics.get("cascade") or {}).get("test")
     tiers = {**{name: candidates[name] for name in local}, "llm": candidates[llm_name]}
-    per_tier = metrics.get("tiers") or {"slm": {"economics": economics}}
+    per_tier = metrics["tiers"]
     expected = {
         "metric": comparison.get("metric", metrics["primary_metric"]),
         "quality": {tier: round(c["quality"]["value"], 4) for tier, c in tiers.items()},
