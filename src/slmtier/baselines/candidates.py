@@ -107,7 +107,7 @@ class PredictionsFileCandidate:
         test_ids = {example.id for example in examples}
         missing = [example.id for example in examples if example.id not in answers]
         unmatched = [key for key in answers if key not in test_ids]
-        # Not logged here: the start-up check (pipeline.check_logged_answers) has said it for the test split.
+        # Not logged here: the start-up check (baselines.tier.check_logged_answers) has said it for the test split.
         generations = [self._generation(task, example, answers.get(example.id)) for example in examples]
         self.info = {
             "kind": "predictions",
