@@ -3,7 +3,7 @@
 import pytest
 
 from slmtier.benchmark.candidates import select_few_shot
-from slmtier.benchmark.decide import decide
+from slmtier.benchmark.decide import TierEvidence, decide_tiers
 from slmtier.benchmark.summary import percentile
 from slmtier.config import DecisionConfig
 from slmtier.data import Example
@@ -13,8 +13,14 @@ def gap(value, low, high, n=400):
     return {"value": value, "low": low, "high": high, "n": n}
 
 
-NO_LIMITS = {"p95_ms": {"slm": 100.0, "cascade": 900.0, "llm": 800.0},
-             "monthly_usd": {"slm": 66.0, "cascade": 3000.0, "llm": 12000.0}}  # fmt: skip
+# The SLM's p95 latency and month, and its cascade's, against an LLM that costs 12,000 USD a month.
+SLM_FIGURES = {"p95_ms": 100.0, "monthly_usd": 66.0, "cascade_p95_ms": 900.0, "cascade_monthly_usd": 3000.0}
+
+
+def decide_slm(gap: dict, policy: DecisionConfig, **figures):
+    """The verdict (decide_tiers) with the generative SLM as the only local tier."""
+    evidence = TierEvidence("slm", gap, **{**SLM_FIGURES, **figures})
+    return decide_tiers(metric="accuracy", policy=policy, tiers=[evidence], llm_monthly_usd=12000.0)
 
 
 @pytest.mark.parametrize(
@@ -22,7 +28,7 @@ NO_LIMITS = {"p95_ms": {"slm": 100.0, "cascade": 900.0, "llm": 800.0},
     [(gap(0.01, -0.015, 0.035), "slm"), (gap(0.0, -0.025, 0.025), "llm"), (gap(-0.05, -0.08, -0.02), "llm")],
 )
 def test_slm_needs_the_gap_interval_above_minus_the_margin(interval, verdict):
-    decision = decide(metric="accuracy", gap=interval, policy=DecisionConfig(margin=0.02), **NO_LIMITS)
+    decision = decide_slm(interval, DecisionConfig(margin=0.02))
     assert decision.verdict == verdict
     assert "interval [" in decision.reason and "-0.02" in decision.reason
     assert "paired bootstrap interval of accuracy(slm) - accuracy(llm) > -0.02" in decision.rule
@@ -30,9 +36,9 @@ def test_slm_needs_the_gap_interval_above_minus_the_margin(interval, verdict):
 
 def test_a_latency_slo_or_a_budget_vetoes_the_slm():
     good = gap(0.01, -0.01, 0.03)
-    slow = decide(metric="accuracy", gap=good, policy=DecisionConfig(max_p95_latency_ms=50), **NO_LIMITS)
+    slow = decide_slm(good, DecisionConfig(max_p95_latency_ms=50))
     assert slow.verdict == "llm" and "p95 latency 100 ms vs SLO 50 ms" in slow.reason
-    poor = decide(metric="accuracy", gap=good, policy=DecisionConfig(max_monthly_usd=50), **NO_LIMITS)
+    poor = decide_slm(good, DecisionConfig(max_monthly_usd=50))
     assert poor.verdict == "llm" and "monthly cost 66 USD vs budget 50 USD" in poor.reason
     assert [c["rule"] for c in poor.checks[:2]] == ["non-inferior", "budget"]
 
@@ -40,11 +46,10 @@ def test_a_latency_slo_or_a_budget_vetoes_the_slm():
 def test_cascade_wins_only_when_non_inferior_and_cheaper_than_the_llm():
     weak_slm, good_cascade = gap(-0.06, -0.09, -0.03), gap(-0.005, -0.018, 0.008)
     policy = DecisionConfig(margin=0.02)
-    won = decide(metric="accuracy", gap=weak_slm, cascade_gap=good_cascade, policy=policy, **NO_LIMITS)
+    won = decide_slm(weak_slm, policy, cascade_gap=good_cascade)
     assert won.verdict == "cascade" and "3,000 vs 12,000 USD a month" in won.reason
-    dear = {**NO_LIMITS, "monthly_usd": {"slm": 66.0, "cascade": 13000.0, "llm": 12000.0}}
-    assert decide(metric="accuracy", gap=weak_slm, cascade_gap=good_cascade, policy=policy, **dear).verdict == "llm"
-    weak = decide(metric="accuracy", gap=weak_slm, cascade_gap=gap(-0.03, -0.05, -0.01), policy=policy, **NO_LIMITS)
+    assert decide_slm(weak_slm, policy, cascade_gap=good_cascade, cascade_monthly_usd=13000.0).verdict == "llm"
+    weak = decide_slm(weak_slm, policy, cascade_gap=gap(-0.03, -0.05, -0.01))
     assert weak.verdict == "llm" and "cascade: accuracy gap -0.030" in weak.reason
 
 
@@ -119,16 +124,12 @@ def test_percentile_interpolates():
 
 
 def tier(name, low, monthly, per_1k, cascade_low=None, cascade_monthly=None):
-    from slmtier.benchmark.decide import TierEvidence
-
     cascade = None if cascade_low is None else gap(cascade_low + 0.02, cascade_low, cascade_low + 0.04)
     return TierEvidence(name, gap(low + 0.02, low, low + 0.04), p95_ms=50.0, monthly_usd=monthly, usd_per_1k=per_1k,
                         cascade_gap=cascade, cascade_p95_ms=900.0, cascade_monthly_usd=cascade_monthly)  # fmt: skip
 
 
 def test_the_verdict_names_the_cheapest_tier_that_passes():
-    from slmtier.benchmark.decide import decide_tiers
-
     policy = DecisionConfig(margin=0.02)
     both = decide_tiers(metric="accuracy", policy=policy, llm_monthly_usd=12000.0,
                         tiers=[tier("encoder", -0.01, 66.0, 0.0001), tier("slm", 0.0, 66.0, 0.002)])  # fmt: skip
@@ -144,8 +145,6 @@ def test_the_verdict_names_the_cheapest_tier_that_passes():
 
 
 def test_without_a_passing_tier_the_cheapest_passing_cascade_wins_else_the_llm():
-    from slmtier.benchmark.decide import decide_tiers
-
     policy = DecisionConfig(margin=0.02)
     tiers = [tier("encoder", -0.06, 66.0, 0.0001, cascade_low=-0.01, cascade_monthly=3000.0),
              tier("slm", -0.05, 66.0, 0.002, cascade_low=-0.01, cascade_monthly=2500.0)]  # fmt: skip

@@ -1,6 +1,7 @@
 """Every shipped config and recipe composes against the schema; typos fail at start-up."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -10,6 +11,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from conftest import REPO, run_train_cli
 from slmtier.config import CONFIG_DIR, RunConfig, register_configs
+from slmtier.errors import SlmtierError
 
 register_configs()
 RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
@@ -25,6 +27,93 @@ def options(group: str) -> list[str]:
 def compose_run(*overrides: str) -> RunConfig:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return OmegaConf.to_object(compose("train", overrides=list(overrides)))
+
+
+def compose_group(group: str, *overrides: str) -> dict:
+    """One group of the composed config (ticket_classifier sets none of the groups), as plain values."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["recipe=ticket_classifier", *overrides])
+    return OmegaConf.to_container(cfg[group])
+
+
+SCHEMA = OmegaConf.to_container(OmegaConf.structured(RunConfig))  # a required (MISSING) value reads "???"
+DEFAULT_CHOICES = {
+    group: choice
+    for entry in OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "train.yaml"))["defaults"]
+    if isinstance(entry, dict)
+    for group, choice in entry.items()
+}
+
+
+def leaves(node: Any, path: tuple = ()) -> dict[tuple, Any]:
+    """Every value of a nested dict by its key path; lists and empty dicts are values."""
+    if isinstance(node, dict) and node:
+        return {key: value for name, child in node.items() for key, value in leaves(child, (*path, name)).items()}
+    return {path: node}
+
+
+def option_file(group: str, option: str) -> dict[tuple, Any]:
+    """The values an option file itself sets (not what it composes to)."""
+    values = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / group / f"{option}.yaml"))
+    return leaves(values) if values else {}
+
+
+def schema_default(group: str, key: tuple) -> Any:
+    node = SCHEMA[group]
+    for name in key:
+        if not isinstance(node, dict) or name not in node:
+            return "???"  # no default in the schema (a free-form dict such as pricing.models)
+        node = node[name]
+    return node
+
+
+def test_every_group_has_its_default_choice():
+    assert set(DEFAULT_CHOICES) - {"recipe"} == set(GROUPS)
+    for group in GROUPS:
+        assert DEFAULT_CHOICES[group] in options(group)
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
+def test_option_files_set_only_what_differs_from_the_schema(group, option):
+    """One home per default value (slmtier/config.py says why it is the schema): a value an option file restates
+    is a copy that drifts the day the schema's changes."""
+    restated = [
+        ".".join(map(str, key))
+        for key, value in option_file(group, option).items()
+        if schema_default(group, key) != "???" and value == schema_default(group, key)
+    ]
+    assert not restated, f"configs/{group}/{option}.yaml restates the schema's defaults of {restated}; drop them"
+
+
+@pytest.mark.parametrize("group", [g for g in GROUPS if DEFAULT_CHOICES[g] == "default"])
+def test_a_groups_default_is_the_schema(group):
+    """trainer=default said learning_rate 1e-3 and warmup 0.05 while TrainerConfig said 2e-4 and 0.0."""
+    assert not option_file(group, "default"), f"configs/{group}/default.yaml should set nothing"
+    assert compose_group(group) == SCHEMA[group]
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g) if o != DEFAULT_CHOICES[g]])
+def test_options_keep_every_default_they_do_not_set(group, option):
+    """trainer=smoke set four keys and silently dropped the default's warmup. Options of a group with a
+    `default` extend it; options of a group of peers (model, encoder, hardware, ...) extend the schema, not
+    the default peer (qwen3_8b must not inherit smollm2_135m's memory figures)."""
+    base = compose_group(group) if DEFAULT_CHOICES[group] == "default" else SCHEMA[group]
+    composed = leaves(compose_group(group, f"{group}={option}", *REQUIRED.get((group, option), [])))
+    set_here = option_file(group, option)
+    lost = {
+        ".".join(map(str, key)): (value, composed.get(key))
+        for key, value in leaves(base).items()
+        if not any(key[: len(own)] == own or own[: len(key)] == key for own in set_here) and composed.get(key) != value
+    }
+    assert not lost, f"{group}={option} changes keys it does not set (default, now): {lost}"
+
+
+def test_full_finetuning_carries_no_adapter_settings():
+    cfg = compose_run("recipe=ticket_classifier", "lora=full")
+    assert cfg.lora.full_finetune
+    assert (cfg.lora.r, cfg.lora.lora_alpha, cfg.lora.lora_dropout) == (None, None, None)
+    with pytest.raises(SlmtierError, match="lora=full"):
+        compose_run("recipe=ticket_classifier", "lora.r=null")
 
 
 def test_recipes_exist_and_open_with_header_and_command():

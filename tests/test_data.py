@@ -1,12 +1,13 @@
 """The shipped ticket data, and clear errors (file:line, what to fix) for bad data files."""
 
+import ast
 import json
 import os
 from collections import Counter
 
 import pytest
 
-from conftest import TICKETS, read_jsonl, write_jsonl
+from conftest import REPO, TICKETS, read_jsonl, write_jsonl
 from slmtier.config import DataConfig
 from slmtier.data import Example, load_splits
 from slmtier.data.loading import load_records
@@ -330,3 +331,22 @@ def test_some_rows_without_ids_are_named_by_line_with_the_fix_once(tmp_path):
     assert "2 bad row(s)" in message and message.count("data.id_field: null") == 1, message
     assert f"{path}: 2 of its 3 rows have no field 'id' (data.id_field): lines 2, 3" in message
     assert f"{path}:3: field 'text' is empty" in message  # its other problems are still listed
+
+
+def test_data_modules_import_no_cycle():
+    """checks.py and loading.py imported each other (checks behind TYPE_CHECKING); the types they share live in
+    data/examples.py, so the modules of slmtier.data form no import cycle, type-only imports included."""
+    folder = REPO / "src" / "slmtier" / "data"
+    imports = {}
+    for path in folder.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("slmtier.data."):
+                names.add(node.module.removeprefix("slmtier.data."))
+        imports[path.stem] = names - {path.stem}
+
+    def reaches(start: str, goal: str, seen: frozenset = frozenset()) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in imports.get(start, ()))
+
+    cycles = sorted(name for name in imports if name != "__init__" and reaches(name, name))
+    assert not cycles, f"slmtier.data modules in an import cycle: {cycles}"

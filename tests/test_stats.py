@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 
 from slmtier.benchmark import stats
+from slmtier.benchmark.decide import TierEvidence, decide_tiers
 from slmtier.benchmark.stats import (
     Interval,
     bootstrap_interval,
     mcnemar_exact,
-    non_inferior,
     paired_bootstrap_gap,
     ratio_of_sums,
     required_n,
 )
+from slmtier.config import DecisionConfig
 
 # ---- ratio_of_sums ---------------------------------------------------------------------------------------------
 
@@ -134,7 +135,14 @@ def test_mcnemar_exact_large_counts_and_numpy_input() -> None:
     assert result["p_value"] == pytest.approx(2 * NormalDist().cdf(z), rel=0.02)
 
 
-# ---- non_inferior and required_n -------------------------------------------------------------------------------
+# ---- the verdict's non-inferiority rule and required_n -----------------------------------------------------------
+
+
+def non_inferior(gap: Interval, margin: float) -> bool:
+    """Whether the verdict itself (decide_tiers, no SLO, no budget) passes a tier with this gap interval."""
+    tier = TierEvidence("slm", gap.to_dict())
+    decision = decide_tiers(metric="accuracy", policy=DecisionConfig(margin=margin), tiers=[tier], llm_monthly_usd=None)
+    return decision.verdict == "slm"
 
 
 def test_non_inferior_compares_the_lower_bound_with_minus_margin() -> None:

@@ -73,21 +73,6 @@ def describe_policy(metric: str, policy: DecisionConfig, tiers: list[str] = ("sl
     )
 
 
-def decide(
-    *,
-    metric: str,
-    gap: dict,
-    policy: DecisionConfig,
-    p95_ms: dict[str, float | None],
-    monthly_usd: dict[str, float | None],
-    cascade_gap: dict | None = None,
-) -> Decision:
-    """The generative SLM against the LLM alone: `p95_ms` and `monthly_usd` keyed by "slm", "cascade", "llm"."""
-    evidence = TierEvidence("slm", gap, p95_ms.get("slm"), monthly_usd.get("slm"), None, cascade_gap,
-                            p95_ms.get("cascade"), monthly_usd.get("cascade"))  # fmt: skip
-    return decide_tiers(metric=metric, policy=policy, tiers=[evidence], llm_monthly_usd=monthly_usd.get("llm"))
-
-
 def decide_tiers(
     *,
     metric: str,

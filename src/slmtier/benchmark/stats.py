@@ -177,17 +177,6 @@ def mcnemar_exact(correct_a: Sequence[object] | np.ndarray, correct_b: Sequence[
     return {"a_only": a_only, "b_only": b_only, "p_value": p_value}
 
 
-def non_inferior(gap: Interval, margin: float) -> bool:
-    """True when the whole gap interval lies above -margin: the SLM is at most `margin` worse, at the stated confidence.
-
-    With a two-sided 95% interval the lower bound is a one-sided 97.5% bound, so a truly `margin`-worse SLM
-    passes about 2.5% of the time.
-    """
-    if margin < 0:
-        raise ValueError(f"margin is an allowed drop and must be >= 0, got {margin}")
-    return gap.low > -margin
-
-
 def required_n(discordant_rate: float, margin: float, *, confidence: float = 0.95, power: float = 0.8) -> int:
     """Rough number of examples for a paired non-inferiority test of two truly equal binary tiers.
 

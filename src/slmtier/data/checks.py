@@ -6,12 +6,9 @@ Neither drops or changes a row: the data stays as the files hold it, and what is
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+from slmtier.data.examples import Example, Splits
 from slmtier.errors import DataError
-
-if TYPE_CHECKING:  # loading.py calls check_leakage, so these are not imported at run time
-    from slmtier.data.loading import Example, Splits
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from slmtier.config import DataConfig
 from slmtier.data.checks import check_leakage
+from slmtier.data.examples import Example, Splits
 
 # resolve_data_path and read_rows are imported from here by slmtier.baselines.predictions_file.
 from slmtier.data.files import find_data_file, resolve_data_path  # noqa: F401
@@ -27,21 +27,6 @@ from slmtier.errors import DataError
 
 MAX_LISTED_PROBLEMS = 20
 HUB_PREFIX = "hub:"
-
-
-@dataclass(frozen=True)
-class Example:
-    id: str
-    input: str
-    target: Any
-    query: str | None = None  # summarization: the question or instruction this example's summary answers
-
-
-@dataclass(frozen=True)
-class Splits:
-    train: list[Example]
-    validation: list[Example]
-    test: list[Example]
 
 
 def load_records(

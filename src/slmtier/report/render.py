@@ -83,9 +83,6 @@ def llm_failures(metrics: dict) -> str | None:
     return f"{requests['failed']} of {requests['failed'] + requests['answered']} LLM answers failed ({share:.1%})"
 
 
-TIER_NAMES = {"encoder": "encoder", "slm": "SLM"}
-
-
 def tier_rows(metrics: dict) -> list[dict]:
     """The tiers side by side, one row each (local tiers, then the LLM): quality with its interval, the gap
     to the LLM with its paired interval, p95 latency, USD per 1k requests, the month at the projected
