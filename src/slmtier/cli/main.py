@@ -6,6 +6,10 @@ slmtier serve RUN_DIR        serve the run's fine-tuned SLM over the OpenAI chat
 slmtier launch [opts] -- ARGS   run train.py ARGS on rented GPUs through SkyPilot (--dry-run prints the task)
 slmtier recipes              list the shipped recipes
 slmtier train recipe=NAME    same as `python train.py recipe=NAME` (Hydra overrides follow)
+
+Exit codes: 0 done; 2 a user mistake (an unknown config key or group option, a wrong value, bad data, a
+missing run file), with one message that says what to fix; 3 a finished run without a verdict (reports
+written); 1 a bug (a traceback).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 from pathlib import Path
 
 from slmtier.baselines.api_keys import check_command_line
-from slmtier.cli.errors import exit_on_user_error
+from slmtier.cli.errors import exit_on_config_error, exit_on_user_error
 from slmtier.cli.launch import add_launch_command
 from slmtier.cli.serve import add_serve_command
 from slmtier.config import PROJECT_ROOT
@@ -53,12 +57,14 @@ def _recipes(_: argparse.Namespace) -> None:
 def train() -> None:
     """`python train.py ARGS` and `slmtier train ARGS`: Hydra with ARGS, once no argument holds a pasted key.
     Checked before Hydra reads them: it saves a sweep's overrides to multirun.yaml before any job starts, and
-    repeats an override in its own errors."""
+    repeats an override in its own errors. A config mistake Hydra finds (`lora.rr=4`, `model=nope`) exits 2
+    like any user mistake, with a "did you mean"."""
     with exit_on_user_error():
         check_command_line(sys.argv[1:])
     from slmtier.cli.train import main as train_main
 
-    train_main()
+    with exit_on_config_error():
+        train_main()
 
 
 def main(argv: list[str] | None = None) -> None:
