@@ -126,6 +126,7 @@ def test_full_fine_tuning_saves_the_whole_model(tiny_model_dir, small_data, tmp_
     assert not torch.equal(trained[name], original[name]), "every weight is trained"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["candidates"]["slm"]["model"] == "tiny fully fine-tuned"
+    assert "Fine-tuning: tiny fully fine-tuned" in (run_dir / "report.md").read_text()  # no "LoRA r=None"
     assert "model: " in (run_dir / "routing.yaml").read_text() or metrics["decision"]["verdict"] == "llm"
 
 
