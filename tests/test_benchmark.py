@@ -62,15 +62,15 @@ def test_cost_model_by_hand():
     assert slm["usd_per_1k"] == pytest.approx(0.01)  # 0.72 USD/h / (20 * 3600 requests/h) * 1000
     # 5M requests a month on one box: capacity 20 * 3600 * 730 = 52.56M, so one box; 0.72 * 730 = 525.6 USD
     llm = {"per_1k_requests_usd": 2.0}
-    month = project_month(slm=slm, llm=llm, llm_is_local=False, hardware=box, volume=5_000_000, cascade_rate=0.25)
-    assert month["slm"] == {"boxes": 1, "capacity_per_box": 52_560_000, "usd": pytest.approx(525.6)}
+    month = project_month(local=slm, llm=llm, llm_is_local=False, hardware=box, volume=5_000_000, cascade_rate=0.25)
+    assert month["local"] == {"boxes": 1, "capacity_per_box": 52_560_000, "usd": pytest.approx(525.6)}
     assert month["llm_usd"] == pytest.approx(10_000.0)  # 5M * 2 USD / 1000
     assert month["saving_usd"] == pytest.approx(9474.4) and month["saving_pct"] == pytest.approx(0.94744)
     assert month["break_even_monthly_requests"] == 262_800  # 525.6 USD / 0.002 USD per request
     assert month["cascade_usd"] == pytest.approx(525.6 + 2500.0)
     assert monthly_local(box, 1.0, 5_000_000)["boxes"] == 2  # 1 req/s: 2.628M a month per box
     # A local baseline is priced as boxes too: 1 req/s needs 2 boxes for 5M requests = 2 * 525.6 USD.
-    local = project_month(slm=slm, llm={"per_1k_requests_usd": 0.01, "requests_per_s": 1.0}, llm_is_local=True,
+    local = project_month(local=slm, llm={"per_1k_requests_usd": 0.01, "requests_per_s": 1.0}, llm_is_local=True,
                           hardware=box, volume=5_000_000, cascade_rate=None)  # fmt: skip
     assert local["llm_usd"] == pytest.approx(1051.2) and "break_even_monthly_requests" not in local
     declared = price_local(HardwareConfig(name="h100", usd_per_hour=3.6, requests_per_s=100.0), 0.5)
@@ -85,7 +85,7 @@ def test_threshold_fitting_on_a_crafted_case():
     confidence = [0.9, 0.8, 0.3, 0.95, 0.2, 0.7]
     slm = [[1, 1], [1, 1], [0, 1], [1, 1], [0, 1], [1, 1]]
     llm = [[1, 1]] * 6
-    curve = build_curve(confidence, slm, llm, slm_usd_per_1k=0.1, llm_usd_per_1k=2.0)
+    curve = build_curve(confidence, slm, llm, local_usd_per_1k=0.1, llm_usd_per_1k=2.0)
     # thresholds 0 (never), each confidence, and just above 1 (always)
     assert [p["escalation_rate"] for p in curve] == pytest.approx([0, 0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1])
     assert curve[0]["threshold"] == 0.0 and curve[-1]["threshold"] > 1.0
@@ -97,7 +97,7 @@ def test_threshold_fitting_on_a_crafted_case():
     assert never["escalation_rate"] == 0 and never["threshold"] == 0.0  # never escalating suffices, on any data
     assert fit_threshold(curve, target_quality=1.01) is None
     on_test = evaluate_threshold(
-        0.7, [0.1, 0.99], [[0, 1], [1, 1]], [[1, 1], [0, 1]], slm_usd_per_1k=0, llm_usd_per_1k=1
+        0.7, [0.1, 0.99], [[0, 1], [1, 1]], [[1, 1], [0, 1]], local_usd_per_1k=0, llm_usd_per_1k=1
     )
     assert on_test["quality"] == 1.0 and on_test["escalation_rate"] == 0.5
 

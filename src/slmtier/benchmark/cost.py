@@ -38,25 +38,26 @@ def monthly_local(hardware: HardwareConfig, requests_per_s: float, volume: int) 
 
 
 def project_month(
-    *, slm: dict, llm: dict, llm_is_local: bool, hardware: HardwareConfig, volume: int, cascade_rate: float | None
+    *, local: dict, llm: dict, llm_is_local: bool, hardware: HardwareConfig, volume: int, cascade_rate: float | None
 ) -> dict:
-    """The monthly projection: SLM boxes vs the LLM bill (and the cascade's: boxes + escalated LLM calls).
-    `slm`/`llm`: the tiers' cost entries (per_1k_requests_usd, and requests_per_s for local tiers). A local
-    baseline is priced like the SLM, as dedicated boxes; then there is no per-request break-even."""
+    """The monthly projection: a local tier's boxes (`local`) vs the LLM bill (and the cascade's: boxes +
+    escalated LLM calls). `local`/`llm`: the tiers' cost entries (per_1k_requests_usd, and requests_per_s for
+    local tiers). A local baseline is priced like a local tier, as dedicated boxes; then there is no
+    per-request break-even."""
     box_month = hardware.usd_per_hour * HOURS_PER_MONTH
-    result: dict = {"monthly_requests": volume, "box_usd_per_month": box_month, "slm": None, "llm_usd": None}
-    if slm.get("requests_per_s"):
-        result["slm"] = monthly_local(hardware, slm["requests_per_s"], volume)
+    result: dict = {"monthly_requests": volume, "box_usd_per_month": box_month, "local": None, "llm_usd": None}
+    if local.get("requests_per_s"):
+        result["local"] = monthly_local(hardware, local["requests_per_s"], volume)
     llm_per_1k = llm.get("per_1k_requests_usd")
     if llm_is_local and llm.get("requests_per_s"):
         result["llm_usd"] = monthly_local(hardware, llm["requests_per_s"], volume)["usd"]
     elif not llm_is_local and llm_per_1k is not None:
         result["llm_usd"] = volume * llm_per_1k / 1000
-    if result["slm"] and result["llm_usd"] is not None:
-        result["saving_usd"] = result["llm_usd"] - result["slm"]["usd"]
+    if result["local"] and result["llm_usd"] is not None:
+        result["saving_usd"] = result["llm_usd"] - result["local"]["usd"]
         result["saving_pct"] = result["saving_usd"] / result["llm_usd"] if result["llm_usd"] else None
         if not llm_is_local and llm_per_1k:
             result["break_even_monthly_requests"] = math.ceil(box_month / (llm_per_1k / 1000))
         if cascade_rate is not None:
-            result["cascade_usd"] = result["slm"]["usd"] + cascade_rate * volume * (llm_per_1k or 0) / 1000
+            result["cascade_usd"] = result["local"]["usd"] + cascade_rate * volume * (llm_per_1k or 0) / 1000
     return result

@@ -67,7 +67,7 @@ def assess(
         tested = entry["cascade"]["test"] if entry["cascade"] and entry["cascade"].get("test") else None
         economics = entry["economics"]
         evidence.append(TierEvidence(
-            tier, entry["comparison"]["gap"], results[tier]["latency_ms"]["p95"], (economics["slm"] or {}).get("usd"),
+            tier, entry["comparison"]["gap"], results[tier]["latency_ms"]["p95"], (economics["local"] or {}).get("usd"),
             results[tier]["cost"].get("per_1k_requests_usd"), tested["gap"] if tested else None,
             tested["latency_p95_ms"] if tested else None, economics.get("cascade_usd"),
         ))  # fmt: skip
@@ -81,33 +81,33 @@ def assess(
 
 def compare_tier(task, results, test_rows, validation_rows, *, tier, llm, policy, hardware) -> dict:
     """One local tier against the LLM: the paired comparison, the cascade (tier first, LLM when unsure) fitted
-    on validation, and the monthly economics (`economics.slm` holds this tier's boxes)."""
+    on validation, and the monthly economics (`economics.local` holds this tier's boxes)."""
     stats = {"n_resamples": policy.n_resamples, "confidence": policy.confidence, "seed": policy.seed}
-    slm = tier
-    slm_parts, llm_parts = parts_of(test_rows[slm]), parts_of(test_rows[llm])
-    gap = paired_bootstrap_gap(slm_parts[:, 0], slm_parts[:, 1], llm_parts[:, 0], llm_parts[:, 1], **stats)
+    local_parts, llm_parts = parts_of(test_rows[tier]), parts_of(test_rows[llm])
+    gap = paired_bootstrap_gap(local_parts[:, 0], local_parts[:, 1], llm_parts[:, 0], llm_parts[:, 1], **stats)
     comparison = {"tier": tier, "metric": task.parts_metric, "margin": policy.margin, "gap": gap.to_dict()}
     if task.parts_metric == "accuracy":
-        comparison["mcnemar"] = mcnemar_exact(slm_parts[:, 0] > 0.5, llm_parts[:, 0] > 0.5)
-        discordant = (comparison["mcnemar"]["a_only"] + comparison["mcnemar"]["b_only"]) / len(slm_parts)
+        comparison["mcnemar"] = mcnemar_exact(local_parts[:, 0] > 0.5, llm_parts[:, 0] > 0.5)
+        discordant = (comparison["mcnemar"]["a_only"] + comparison["mcnemar"]["b_only"]) / len(local_parts)
         if discordant > 0:
             comparison["n_needed_if_equal"] = required_n(discordant, policy.margin, confidence=policy.confidence)
-    slm_usd, llm_usd = results[slm]["cost"].get("per_1k_requests_usd"), results[llm]["cost"].get("per_1k_requests_usd")
+    local_usd = results[tier]["cost"].get("per_1k_requests_usd")
+    llm_usd = results[llm]["cost"].get("per_1k_requests_usd")
     cascade = None
     if policy.cascade and _mostly_failed(validation_rows.get(llm)):
         log.warning("over half of the LLM's validation answers failed or are missing: no cascade is fitted")
     elif (
         policy.cascade
-        and slm in validation_rows
+        and tier in validation_rows
         and llm in validation_rows
-        and slm_usd is not None
+        and local_usd is not None
         and llm_usd is not None
     ):
-        cascade = fit_cascade(task, test_rows, validation_rows, slm=slm, llm=llm, policy=policy,
-                              slm_usd=slm_usd, llm_usd=llm_usd)  # fmt: skip
+        cascade = fit_cascade(task, test_rows, validation_rows, tier=tier, llm=llm, policy=policy,
+                              local_usd=local_usd, llm_usd=llm_usd)  # fmt: skip
     tested = cascade["test"] if cascade and cascade.get("test") else None
     economics = project_month(
-        slm=results[slm]["cost"], llm=results[llm]["cost"], llm_is_local=_is_local(results[llm]), hardware=hardware,
+        local=results[tier]["cost"], llm=results[llm]["cost"], llm_is_local=_is_local(results[llm]), hardware=hardware,
         volume=policy.monthly_requests, cascade_rate=tested["escalation_rate"] if tested else None,
     )  # fmt: skip
     return {"comparison": comparison, "cascade": cascade, "economics": economics}
@@ -141,28 +141,28 @@ def _add_cost(result: dict, hardware: HardwareConfig, *, encoder: bool = False) 
                       "requests_per_s": local["requests_per_s"]}  # fmt: skip
 
 
-def fit_cascade(task, test_rows, validation_rows, *, slm, llm, policy, slm_usd, llm_usd) -> dict | None:
+def fit_cascade(task, test_rows, validation_rows, *, tier, llm, policy, local_usd, llm_usd) -> dict | None:
     """Threshold fitted on validation to reach (LLM validation quality - margin) at least cost; judged on test."""
-    confidence_val = [row["confidence"] for row in validation_rows[slm]]
+    confidence_val = [row["confidence"] for row in validation_rows[tier]]
     if any(value is None for value in confidence_val):
         return None
-    costs = {"slm_usd_per_1k": slm_usd, "llm_usd_per_1k": llm_usd}
-    slm_val, llm_val = parts_of(validation_rows[slm]), parts_of(validation_rows[llm])
+    costs = {"local_usd_per_1k": local_usd, "llm_usd_per_1k": llm_usd}
+    local_val, llm_val = parts_of(validation_rows[tier]), parts_of(validation_rows[llm])
     target = ratio_of_sums(llm_val[:, 0], llm_val[:, 1]) - policy.margin
-    curve = build_curve(confidence_val, slm_val, llm_val, **costs)
+    curve = build_curve(confidence_val, local_val, llm_val, **costs)
     fitted = fit_threshold(curve, target)
     if fitted is None:
         return {"target_quality": target, "validation_curve": curve, "fitted": None, "test": None}
-    confidence_test = [row["confidence"] for row in test_rows[slm]]
-    slm_test, llm_test = parts_of(test_rows[slm]), parts_of(test_rows[llm])
-    point = evaluate_threshold(fitted["threshold"], confidence_test, slm_test, llm_test, **costs)
+    confidence_test = [row["confidence"] for row in test_rows[tier]]
+    local_test, llm_test = parts_of(test_rows[tier]), parts_of(test_rows[llm])
+    point = evaluate_threshold(fitted["threshold"], confidence_test, local_test, llm_test, **costs)
     escalate = route(confidence_test, fitted["threshold"])
-    chosen = np.where(escalate[:, None], llm_test, slm_test)
+    chosen = np.where(escalate[:, None], llm_test, local_test)
     stats = {"n_resamples": policy.n_resamples, "confidence": policy.confidence, "seed": policy.seed}
     point["gap"] = paired_bootstrap_gap(chosen[:, 0], chosen[:, 1], llm_test[:, 0], llm_test[:, 1], **stats).to_dict()
     latencies = [
         (first["latency_ms"] or 0) + ((second["latency_ms"] or 0) if up else 0)
-        for first, second, up in zip(test_rows[slm], test_rows[llm], escalate, strict=True)
+        for first, second, up in zip(test_rows[tier], test_rows[llm], escalate, strict=True)
     ]
     point["latency_p95_ms"] = percentile(latencies, 95)
     return {
@@ -170,5 +170,5 @@ def fit_cascade(task, test_rows, validation_rows, *, slm, llm, policy, slm_usd, 
         "validation_curve": curve,
         "fitted": fitted,
         "test": point,
-        "test_curve": build_curve(confidence_test, slm_test, llm_test, **costs),
+        "test_curve": build_curve(confidence_test, local_test, llm_test, **costs),
     }

@@ -94,7 +94,8 @@ def tier_rows(metrics: dict) -> list[dict]:
     for name, entry in tiers.items():
         candidate = metrics["candidates"][name]
         checks = [check for check in decision.get("checks", []) if check["tier"] == name]
-        rows.append(_tier_row(name, candidate, entry["comparison"]["gap"], (entry["economics"]["slm"] or {}).get("usd"),
+        monthly_usd = (entry["economics"]["local"] or {}).get("usd")
+        rows.append(_tier_row(name, candidate, entry["comparison"]["gap"], monthly_usd,
                               passed=all(check["passed"] for check in checks) if checks else None,
                               chosen=decision.get("verdict") == name))  # fmt: skip
     llm_name = next(name for name in metrics["candidates"] if name not in tiers)

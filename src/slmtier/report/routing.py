@@ -114,7 +114,7 @@ def _expected(metrics: dict, llm_name: str, local: list[str]) -> dict:
         "p95_ms": {tier: c["latency_ms"]["p95"] for tier, c in tiers.items()},
         "monthly_requests": economics.get("monthly_requests"),
         "monthly_usd": {
-            **{name: (entry["economics"].get("slm") or {}).get("usd") for name, entry in per_tier.items()},
+            **{name: (entry["economics"].get("local") or {}).get("usd") for name, entry in per_tier.items()},
             "llm": economics.get("llm_usd"),
         },
     }
