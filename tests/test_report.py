@@ -69,6 +69,7 @@ def make_run_dir(path):
                 "truncated_examples": 3,
             },
             "candidates": {"slm": candidate, "baseline": candidate},
+            "lead_tier": "slm",
             "decision": {"verdict": "slm", "reason": "good enough", "rule": "accuracy(slm) >= ..."},
         },
         path,
@@ -364,3 +365,23 @@ def test_aggregate_reports_the_verdicts_tier_and_every_tier(tmp_path):
     assert "Worst encoder errors" in section and "Cascade (encoder first)" in section
     html = html_path.read_text()
     assert "91.7%" in html and "F1 encoder" in html
+
+
+def test_a_local_stand_in_is_not_called_the_llm(tmp_path):
+    """The default reference is the SLM's base model untuned: the report says so, and calls it the baseline."""
+    from slmtier.report import load_run, render_html, render_markdown
+
+    run_dir = write_three_tier_run(tmp_path / "run", encoder_right=11, slm_right=10)
+    markdown = render_markdown(load_run(run_dir))
+    assert "gap to the baseline" in markdown and "a local stand-in, not an LLM" in markdown
+    assert "only the baseline;" in markdown and "the baseline tier **" in markdown  # McNemar, the monthly cost
+    assert "gap to the LLM" not in markdown and "the LLM tier" not in markdown
+    assert "a local stand-in, not an LLM" in render_html(load_run(run_dir))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["candidates"]["baseline"]["source"] = {
+        "kind": "openai_compatible", "endpoint_model": "gpt-4o", "base_url": "https://llm.example/v1", "price": None,
+        "cache": {"hits": 0, "misses": 12}, "http_requests": 12, "spent_usd": 0.01,
+    }  # fmt: skip
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    markdown = render_markdown(load_run(run_dir))
+    assert "gap to the LLM" in markdown and "stand-in" not in markdown

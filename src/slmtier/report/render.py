@@ -63,12 +63,30 @@ def _context(run: RunFiles) -> dict:
         "candidates": metrics["candidates"],
         "errors": errors,
         "config_text": run.config_text,
-        "lead": metrics.get("lead_tier", "slm"),
+        "lead": metrics["lead_tier"],
         "tier_rows": tier_rows(metrics),
         "llm_failed": llm_failures(metrics),
         "metric_labels": METRIC_LABELS,
         "metric_rows": METRIC_ROWS,
+        **reference_words(metrics),
     }
+
+
+def reference_words(metrics: dict) -> dict:
+    """What the reports call the tier the local tiers are measured against: "LLM" for an endpoint or logged
+    LLM answers; "baseline", with a sentence saying what it is, for the local stand-in (by default the SLM's
+    own base model untuned), which is no LLM."""
+    tiers = metrics.get("tiers") or {}
+    name = next((name for name in metrics["candidates"] if name not in tiers), None)
+    candidate = metrics["candidates"].get(name) or {}
+    if (candidate.get("source") or {}).get("kind", "local") != "local":
+        return {"ref": "LLM", "stand_in": None}
+    stand_in = (
+        f"The reference here is {candidate.get('model', name)}, a local stand-in, not an LLM: point the "
+        "baseline at your LLM's endpoint (baseline=openai_compatible) or at its logged answers "
+        "(baseline=predictions) for the comparison that matters."
+    )
+    return {"ref": "baseline", "stand_in": stand_in}
 
 
 def llm_failures(metrics: dict) -> str | None:
@@ -181,7 +199,7 @@ def _plots(run: RunFiles) -> dict[str, str]:
     plots = {}
     cascade = run.metrics.get("cascade")
     if cascade and cascade.get("test"):
-        plots["cascade"] = plot_cascade({**cascade, "tier": run.metrics.get("lead_tier", "slm")},
+        plots["cascade"] = plot_cascade({**cascade, "tier": run.metrics["lead_tier"]},
                                         run.metrics["comparison"]["metric"])  # fmt: skip
     priced = [row for row in tier_rows(run.metrics) if row["usd_per_1k"] is not None]
     if len(priced) > 2:  # two or more local tiers beside the LLM
