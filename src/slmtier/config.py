@@ -328,9 +328,6 @@ class TaskConfig:
     metric: str | None = None  # the primary metric the decision uses; null = the kind's default (first listed)
 
 
-TIERS = ("encoder", "slm")  # the local tiers a recipe may ask for; the LLM tier (baseline) is always run
-
-
 @dataclass
 class RunConfig:
     # The local tiers to train and benchmark against the LLM tier: slm (generative, LoRA), encoder
