@@ -72,12 +72,17 @@ def _context(run: RunFiles) -> dict:
     }
 
 
+def llm_name(metrics: dict) -> str | None:
+    """The LLM tier's candidate name: the one candidate that is no local tier."""
+    tiers = metrics.get("tiers") or {}
+    return next((name for name in metrics["candidates"] if name not in tiers), None)
+
+
 def reference_words(metrics: dict) -> dict:
     """What the reports call the tier the local tiers are measured against: "LLM" for an endpoint or logged
     LLM answers; "baseline", with a sentence saying what it is, for the local stand-in (by default the SLM's
     own base model untuned), which is no LLM."""
-    tiers = metrics.get("tiers") or {}
-    name = next((name for name in metrics["candidates"] if name not in tiers), None)
+    name = llm_name(metrics)
     candidate = metrics["candidates"].get(name) or {}
     if (candidate.get("source") or {}).get("kind", "local") != "local":
         return {"ref": "LLM", "stand_in": None}
@@ -92,9 +97,8 @@ def reference_words(metrics: dict) -> dict:
 def llm_failures(metrics: dict) -> str | None:
     """ "N of M LLM answers failed", the reports' first line, when any did (a verdict against answers the LLM
     never gave would mean nothing: over decision.max_llm_failure_rate it is `undecided`)."""
-    tiers = metrics.get("tiers") or {}
-    llm = next((name for name in metrics["candidates"] if name not in tiers), None)
-    requests = metrics["candidates"][llm].get("requests") if llm and tiers else None
+    llm = llm_name(metrics) if metrics.get("tiers") else None
+    requests = metrics["candidates"][llm].get("requests") if llm else None
     if not requests or not requests["failed"]:
         return None
     share = requests["failed"] / (requests["failed"] + requests["answered"])
@@ -116,9 +120,8 @@ def tier_rows(metrics: dict) -> list[dict]:
         rows.append(_tier_row(name, candidate, entry["comparison"]["gap"], monthly_usd,
                               passed=all(check["passed"] for check in checks) if checks else None,
                               chosen=decision.get("verdict") == name))  # fmt: skip
-    llm_name = next(name for name in metrics["candidates"] if name not in tiers)
-    llm_monthly = next(iter(tiers.values()))["economics"].get("llm_usd")
-    rows.append(_tier_row(llm_name, metrics["candidates"][llm_name], None, llm_monthly, passed=None,
+    llm, llm_monthly = llm_name(metrics), next(iter(tiers.values()))["economics"].get("llm_usd")
+    rows.append(_tier_row(llm, metrics["candidates"][llm], None, llm_monthly, passed=None,
                           chosen=decision.get("verdict") == "llm"))  # fmt: skip
     return rows
 

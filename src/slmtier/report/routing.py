@@ -38,6 +38,7 @@ from pathlib import Path
 
 import yaml
 
+from slmtier.report.render import llm_name
 from slmtier.run_dir import write_text_atomic
 
 CONFIDENCE = {
@@ -51,7 +52,7 @@ CONFIDENCE = {
 def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
     decision, candidates = metrics["decision"], metrics["candidates"]
     local = metrics["tiers"]
-    llm_name = next(name for name in candidates if name not in local)
+    llm = llm_name(metrics)
     tier, answering = decision["verdict"], decision["tier"]  # the local tier that answers (first), or None
     routing: dict = {
         "version": 1,
@@ -87,8 +88,8 @@ def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
             "expected_escalation_rate": round(cascade["test"]["escalation_rate"], 4),
         }
     if tier in ("llm", "cascade", "undecided"):
-        routing["llm"] = _llm_entry(config.get("baseline", {}), candidates[llm_name])
-    routing["expected"] = _expected(metrics, llm_name, list(local))
+        routing["llm"] = _llm_entry(config.get("baseline", {}), candidates[llm])
+    routing["expected"] = _expected(metrics, llm, list(local))
     return routing
 
 
