@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from slmtier.report.markdown import code_span, escape_markdown
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_PAGE = ROOT / "docs" / "results.md"  # the page whose results markers receive the table
 RUNS = ROOT / "results" / "runs"
@@ -69,9 +71,10 @@ def table_row(name: str) -> str:
         return f"{block['runtime_s'] / 60:.1f} min" if block else "–"
 
     return (
-        f"| `{name}` | {metrics['task_kind']} | {metrics['data']['train']['n']} / {metrics['data']['test']['n']} "
-        f"| {', '.join(subsample) or 'full splits'} | {metric} | {quality('baseline')} | {quality('slm')} "
-        f"| {quality('encoder')} | **{metrics['decision']['verdict']}** | {minutes(training)} "
+        f"| {code_span(name, cell=True)} | {metrics['task_kind']} | {metrics['data']['train']['n']} / "
+        f"{metrics['data']['test']['n']} | {', '.join(subsample) or 'full splits'} | {escape_markdown(metric)} "
+        f"| {quality('baseline')} | {quality('slm')} | {quality('encoder')} "
+        f"| **{escape_markdown(metrics['decision']['verdict'])}** | {minutes(training)} "
         f"| {minutes(encoder['training'] if encoder else None)} |"
     )
 

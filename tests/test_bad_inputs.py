@@ -2,14 +2,16 @@
 what must come out: a message that says what to fix (file:line for a bad row) with no traceback, or the input
 kept and the anomaly counted and reported. tests/bad_inputs/README.md describes the format.
 
-Every case stops at start-up, before any model trains. Most run in-process (config composition, task, data
-loading); the `cli_*` cases run the real commands in a subprocess to prove what the user sees on stderr.
+Every case but the `cli_run` ones stops at start-up, before any model trains. Most run in-process (config
+composition, task, data loading); the `cli_*` cases run the real commands in a subprocess to prove what the
+user sees on stderr; a `cli_run` case runs train.py to the end on the tiny test model and checks the reports.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -200,6 +202,59 @@ def run_report_in_process(name: str, tmp_path: Path, capsys) -> None:
     check_nothing_to_trust(run, REPORTS)
 
 
+def run_cli_run(name: str, tmp_path: Path, request) -> None:
+    """`python train.py` to the end on the tiny test model, then the aggregate report over that run; the
+    Markdown both wrote is checked as a Markdown viewer shows it."""
+    from slmtier.cli.main import main
+
+    case, expect = read_case(name)
+    work = tmp_path / "work"
+    for target, source in expect.get("files", {}).items():
+        (work / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(case / source, work / target)
+    run = work / expect.get("run_dir", "run")
+    tiny_model = str(request.getfixturevalue("tiny_model_dir"))
+    overrides = [fill(o, case, run).replace("{work}", str(work)).replace("{tiny_model}", tiny_model)
+                 for o in expect["overrides"]]  # fmt: skip
+    train = [str(REPO / "train.py"), *overrides, f"hydra.run.dir='{run}'", f"cache_dir={tmp_path / 'cache'}"]
+    result = run_python(train, expect)
+    assert result.returncode == 0, result.stderr[-3000:]
+    main(["report", str(run), "--out", str(work / "aggregate")])
+    for path in (run / "report.md", work / "aggregate" / "report.md"):
+        check_markdown(path, expect["anomaly"]["markdown"])
+
+
+def check_markdown(path: Path, expected: dict) -> None:
+    """What a Markdown viewer shows: no raw HTML tag of `no_tags`, every table's rows with as many cells as its
+    header, and in the table whose header starts with a `first_column` key, exactly those rows as written."""
+    from markdown_it import MarkdownIt
+
+    text = path.read_text(encoding="utf-8")
+    parser = MarkdownIt("commonmark").enable("table")  # raw HTML on, as in most viewers
+    html = parser.render(text)
+    for tag in expected.get("no_tags", []):
+        found = re.search(rf"<{tag}\b[^>]*>?", html, flags=re.IGNORECASE)
+        assert found is None, f"{path}: a raw <{tag}> tag survives: {found and found.group(0)!r}"
+    lines = text.splitlines()
+    tables, in_cell = [], False  # [[cell texts of each row]] per table, header row first
+    for token in parser.parse(text):
+        if token.type == "table_open":
+            separators = {len(re.findall(r"(?<!\\)\|", lines[i])) for i in range(*token.map)}
+            assert len(separators) == 1, f"{path}:{token.map[0] + 1}: rows with {sorted(separators)} separators"
+            tables.append([])
+        elif token.type == "tr_open":
+            tables[-1].append([])
+        elif token.type in ("th_open", "td_open", "th_close", "td_close"):
+            in_cell = token.type.endswith("_open")
+        elif token.type == "inline" and in_cell:  # a cell's text as shown (escapes and entities resolved)
+            tables[-1][-1].append("".join(child.content for child in token.children or []))
+    for header, rows in expected.get("first_column", {}).items():
+        found = [[row[0] for row in table[1:]] for table in tables if table[0][0] == header]
+        assert found, f"{path}: no table whose header starts with {header!r}"
+        for column in found:
+            assert column == rows, f"{path}: the {header!r} table lists {column}"
+
+
 def test_corpus_covers_the_issue():
     assert len(CASES) > 50
     required = REQUIRED | REQUIRED_15
@@ -207,7 +262,7 @@ def test_corpus_covers_the_issue():
     for name in CASES:
         _, expect = read_case(name)
         assert ("error" in expect) != ("anomaly" in expect), f"{name}: say either error or anomaly"
-        assert expect["run"] in {"startup", "predictions", "cli_train", "cli_report", "report"}, name
+        assert expect["run"] in {"startup", "predictions", "cli_train", "cli_report", "report", "cli_run"}, name
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -219,5 +274,7 @@ def test_bad_input(name, tmp_path, caplog, capsys, request):
         run_cli_train(name, tmp_path)
     elif kind == "cli_report":
         run_cli_report(name, tmp_path)
+    elif kind == "cli_run":
+        run_cli_run(name, tmp_path, request)
     else:
         run_report_in_process(name, tmp_path, capsys)

@@ -1,6 +1,7 @@
 """Render report.md and report.html from the files a run wrote; no model is loaded.
 
-HTML is rendered with autoescaping on: ticket texts and model outputs are data, never markup.
+HTML is rendered with autoescaping on: ticket texts and model outputs are data, never markup. Markdown
+escapes every value it prints the same way (slmtier.report.markdown).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from slmtier.errors import RunDirError
+from slmtier.report.markdown import code_span, escape_markdown
 from slmtier.run_dir import write_text_atomic
 
 MAX_ERROR_EXAMPLES = 8
@@ -164,6 +166,8 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Markdown has no autoescape: every value printed is data, shown as the text it is.
+        finalize=None if autoescape else escape_markdown,
     )
     # None (no answer, no price) prints as a dash rather than failing the report.
     env.filters["pct"] = lambda value: "–" if value is None else f"{100 * value:.1f}%"
@@ -174,6 +178,8 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     env.filters["shown"] = lambda value: value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     env.filters["oneline"] = lambda text: " ".join(str(text).split())
     env.filters["cell"] = lambda text: " ".join(str(text).split()).replace("|", "\\|")
+    if not autoescape:  # escaped already: one line, `|` as `\\|`; `code`: a code span
+        env.filters.update(cell=escape_markdown, oneline=escape_markdown, code=code_span)
     return env
 
 
