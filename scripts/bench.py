@@ -314,13 +314,13 @@ def child_tiers(args) -> dict:
     from slmtier.benchmark.summary import percentile
     from slmtier.data import load_splits
     from slmtier.models import resolve_bf16
-    from slmtier.run_dir import read_run_config
+    from slmtier.run_dir import RunDir
     from slmtier.serve.engine import load_run_model
     from slmtier.tasks import build_task
     from slmtier.tiers.encoder import ENCODER, EncoderCandidate, load_trained_encoder
 
     run_dir = args.tiers_run or Path(args.work) / "demo"
-    cfg = read_run_config(run_dir)
+    cfg = RunDir(run_dir).read_config()
     task = build_task(cfg.task)
     test = load_splits(cfg.data, task.check_target).test[: args.tiers_n]
     bf16 = resolve_bf16(cfg.inference.bf16)

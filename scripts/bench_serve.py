@@ -27,7 +27,7 @@ from slmtier.baselines.openai_compatible import ChatClient
 from slmtier.benchmark.summary import percentile
 from slmtier.config import EndpointConfig
 from slmtier.data import load_splits
-from slmtier.run_dir import read_run_config
+from slmtier.run_dir import RunDir
 from slmtier.tasks import build_task
 
 
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    cfg = read_run_config(args.run_dir)
+    cfg = RunDir(args.run_dir).read_config()
     task = build_task(cfg.task)
     test = load_splits(cfg.data, task.check_target).test[: args.n]
     conversations = [task.build_messages(example, few_shot=[]) for example in test]

@@ -160,19 +160,17 @@ def test_without_a_passing_tier_the_cheapest_passing_cascade_wins_else_the_llm()
 
 
 def test_a_declared_throughput_is_the_generative_tiers_and_the_encoder_declares_its_own():
-    from slmtier.benchmark.verdict import _add_cost
     from slmtier.config import HardwareConfig
+    from slmtier.tiers import encoder, slm
 
-    def priced(hardware, *, encoder):
-        result = {"cost": {}, "throughput": {"requests_per_s": 200.0}, "source": {"kind": "local"}}
-        _add_cost(result, hardware, encoder=encoder)
-        return result["cost"]
+    def priced(hardware, *, tier):
+        return tier.price(hardware, 200.0)  # 200 requests/s measured in this run
 
     cpu = HardwareConfig(name="cpu_2core", usd_per_hour=0.09)  # nothing declared: this run's measurement
-    assert priced(cpu, encoder=True)["requests_per_s"] == 200.0
+    assert priced(cpu, tier=encoder)["requests_per_s"] == 200.0 and priced(cpu, tier=slm)["requests_per_s"] == 200.0
     gpu = HardwareConfig(name="l4", usd_per_hour=0.8, requests_per_s=40.0)
-    assert priced(gpu, encoder=False)["per_1k_requests_usd"] == pytest.approx(1000 * 0.8 / (3600 * 40))
-    unpriced = priced(gpu, encoder=True)
-    assert unpriced["per_1k_requests_usd"] is None and "hardware.encoder_requests_per_s" in unpriced["basis"]
+    assert priced(gpu, tier=slm)["usd_per_1k"] == pytest.approx(1000 * 0.8 / (3600 * 40))
+    unpriced = priced(gpu, tier=encoder)
+    assert unpriced["usd_per_1k"] is None and "hardware.encoder_requests_per_s" in unpriced["basis"]
     both = HardwareConfig(name="l4", usd_per_hour=0.8, requests_per_s=40.0, encoder_requests_per_s=900.0)
-    assert priced(both, encoder=True)["requests_per_s"] == 900.0 and "declared" in priced(both, encoder=True)["basis"]
+    assert priced(both, tier=encoder)["requests_per_s"] == 900.0 and "declared" in priced(both, tier=encoder)["basis"]

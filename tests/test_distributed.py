@@ -24,7 +24,7 @@ def test_two_processes_train_one_adapter_and_one_report(tiny_model_dir, small_da
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["training"]["world_size"] == 2  # both ranks trained, data-parallel
+    assert metrics["tiers"]["slm"]["training"]["world_size"] == 2  # both ranks trained, data-parallel
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert result.stdout.count("run directory:") == 1  # only rank 0 benchmarked and reported
     for name in ("slm", "baseline"):

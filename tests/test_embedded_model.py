@@ -47,6 +47,6 @@ def test_embedded_model_trains_and_predicts(cache_dir, small_data, tmp_path):  #
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["training"]["steps"] == 4
+    assert metrics["tiers"]["slm"]["training"]["steps"] == 4
     # The instruct model answers with queue names from the prompt even before tuning.
     assert metrics["candidates"]["baseline"]["invalid_rate"] < 1.0

@@ -16,7 +16,7 @@ from slmtier.candidate import answer
 from slmtier.config import EncoderConfig
 from slmtier.data import Example, load_splits
 from slmtier.errors import ModelSourceError
-from slmtier.run_dir import read_run_config
+from slmtier.run_dir import RunDir
 from slmtier.tasks import build_task
 from slmtier.tiers import TIERS
 from slmtier.tiers.encoder import (
@@ -201,8 +201,8 @@ def test_three_tiers_end_to_end(tiny_model_dir, tiny_encoder_dir, small_data, tm
     assert decision["verdict"] in {"encoder", "slm", "cascade", "llm"}
     assert {check["tier"] for check in decision["checks"]} >= {"encoder", "slm"}
     assert decision["rule"].startswith("the cheapest of encoder, slm")
-    encoder = metrics["encoder"]
-    assert encoder["model"] == "tiny_bert" and encoder["training"]["examples"] == 24
+    encoder = metrics["tiers"]["encoder"]["training"]
+    assert encoder["base_model"] == "tiny_bert" and encoder["training"]["examples"] == 24
     assert encoder["calibration"]["validation"]["n"] == 8 and encoder["calibration"]["test"]["n"] == 12
     rows = read_jsonl(run_dir / "predictions" / "encoder.jsonl")
     assert len(rows) == 12 and all(0 <= row["confidence"] <= 1 and "confidence_uncalibrated" in row for row in rows)
@@ -226,7 +226,7 @@ def test_three_tiers_end_to_end(tiny_model_dir, tiny_encoder_dir, small_data, tm
 
     # What is served is what was measured: each tier loaded from the run directory alone, as a router would,
     # answers every test example with the benchmark's raw output, parse and confidence.
-    cfg = read_run_config(run_dir)
+    cfg = RunDir(run_dir).read_config()
     task, test = build_task(cfg.task), load_splits(cfg.data, build_task(cfg.task).check_target).test
     for name, tier in TIERS.items():
         answers = answer(tier.load(run_dir, cfg), task, test)
@@ -247,7 +247,7 @@ def test_encoder_only_run_skips_the_generative_training(tiny_model_dir, tiny_enc
     result = run_train_cli(*overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert list(metrics["candidates"]) == ["encoder", "baseline"] and metrics["training"] is None
+    assert list(metrics["candidates"]) == ["encoder", "baseline"] and list(metrics["tiers"]) == ["encoder"]
     assert not (run_dir / "adapter").exists()
     assert metrics["decision"]["rule"].startswith("encoder if the lower bound")
     assert "Fine-tuning:" not in (run_dir / "report.md").read_text()

@@ -1,5 +1,6 @@
 """Reports are rebuilt from run files alone; data shown in HTML is escaped; missing files are named."""
 
+import functools
 import json
 import re
 
@@ -8,84 +9,29 @@ import pytest
 from slmtier.cli.main import main as slmtier_main
 from slmtier.errors import RunDirError
 from slmtier.report import load_run, render_html, render_markdown, write_reports
-from slmtier.run_dir import write_metrics
-from slmtier.tasks.classification import score_classification
+from slmtier.run_dir import RunDir
 
 LABELS = ("billing", "refund")
 NASTY = '<script>alert("x")</script> | pipes & <b>tags</b>'
 
 
 def make_run_dir(path):
-    rows = [
-        {
-            "id": "t1",
-            "input": NASTY,
-            "raw_output": "<img src=x onerror=alert(1)>",
-            "parsed": None,
-            "gold": "billing",
-            "correct": 0.0,
-            "latency_ms": 12.0,
-            "input_tokens": 50,
-            "output_tokens": 3,
-        },
-        {
-            "id": "t2",
-            "input": "refund please",
-            "raw_output": "refund",
-            "parsed": "refund",
-            "gold": "refund",
-            "correct": 1.0,
-            "latency_ms": 14.0,
-            "input_tokens": 40,
-            "output_tokens": 2,
-        },
-    ]
-    (path / "predictions").mkdir(parents=True)
-    candidate = {
-        "model": "tiny <model>",
-        "n": 2,
-        "quality": {"metric": "accuracy", "value": 0.5},
-        **score_classification([r["parsed"] for r in rows], [r["gold"] for r in rows], LABELS),
-        "latency_ms": {"mean": 13.0, "p50": 13.0, "p95": 13.9},
-        "tokens_per_request": {"input": 45.0, "output": 2.5},
-    }
-    for name in ("slm", "baseline"):
-        (path / "predictions" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    write_metrics(
-        {
-            "recipe": "demo",
-            "task_kind": "classification",
-            "primary_metric": "accuracy",
-            "created": "2026-11-28T00:00:00+00:00",
-            "data": {s: {"path": f"{s}.jsonl", "n": 2} for s in ("train", "validation", "test")},
-            "training": {
-                "base_model": "tiny",
-                "lora": {"r": 4},
-                "steps": 1,
-                "examples": 2,
-                "train_loss": 1.0,
-                "runtime_s": 1.0,
-                "tokens_per_s": 10.0,
-                "truncated_examples": 3,
-            },
-            "candidates": {"slm": candidate, "baseline": candidate},
-            "lead_tier": "slm",
-            "decision": {"verdict": "slm", "reason": "good enough", "rule": "accuracy(slm) >= ..."},
-        },
-        path,
-    )
-    (path / "config.yaml").write_text("task:\n  instruction: <b>hi</b>\n")
-    return path
+    """Two tickets, the first one's text and the SLM's answer to it markup; both candidates named with markup."""
+    from slmtier.config import TaskConfig
+    from slmtier.tasks import build_task
+
+    task = build_task(TaskConfig(kind="classification", instruction="Route it.", labels=list(LABELS)))
+    outputs = ["<img src=x onerror=alert(1)>", "refund"]
+    return write_benchmarked_run(path, task, {"slm": outputs, "baseline": outputs}, ["billing", "refund"],
+                                 recipe="demo", inputs=[NASTY, "refund please"], model="tiny <model>",
+                                 config_text="task:\n  instruction: <b>hi</b>\n", truncated_examples=3)  # fmt: skip
 
 
 def test_html_escapes_everything_from_data(tmp_path):
     html = render_html(load_run(make_run_dir(tmp_path / "run")))
-    assert html.count('<img class="plot"') == 1  # the latency figure: a data: URI made here, not data
-    html = re.sub(
-        r'<img class="plot" id="plot-latency" alt="latency distribution" src="data:image/png;base64,[A-Za-z0-9+/=]+">',
-        "",
-        html,
-    )
+    # The figures are data: URIs made here, not data; nothing else may be an image.
+    html = re.sub(r'<img class="plot" id="plot-[a-z]+" alt="[a-z ]+" src="data:image/png;base64,[A-Za-z0-9+/=]+">',
+                  "", html)  # fmt: skip
     assert "<script>" not in html and "<img" not in html and "<b>tags" not in html
     assert "&lt;script&gt;" in html and "&lt;img src=x" in html and "tiny &lt;model&gt;" in html
 
@@ -102,8 +48,8 @@ def test_markdown_keeps_tables_intact(tmp_path):
 
 def test_write_reports_and_cli(tmp_path, capsys):
     run = make_run_dir(tmp_path / "run")
-    md, html = write_reports(run)
-    assert md.is_file() and html.is_file()
+    md, html, routing = write_reports(run)
+    assert md.is_file() and html.is_file() and "tier: slm" in routing.read_text()
     md.unlink()
     slmtier_main(["report", str(run)])
     assert md.is_file() and str(md) in capsys.readouterr().out
@@ -129,14 +75,16 @@ def test_cli_user_error_exits_2_without_traceback(tmp_path, capsys):
     assert err.startswith("error: ") and "Traceback" not in err
 
 
-def test_metrics_missing_keys_is_a_run_dir_error(tmp_path):
+def test_metrics_of_another_schema_is_a_run_dir_error(tmp_path):
     run = make_run_dir(tmp_path / "run")
     metrics = json.loads((run / "metrics.json").read_text())
-    del metrics["candidates"]["slm"]["latency_ms"]
-    del metrics["training"]["truncated_examples"]  # optional: older runs lack it
-    write_metrics(metrics, run)
-    with pytest.raises(RunDirError, match="lacks what the report needs"):
-        render_markdown(load_run(run))
+    (run / "metrics.json").write_text(json.dumps({**metrics, "schema_version": 1}))
+    with pytest.raises(RunDirError, match=r"metrics.json: schema_version 1, and this slmtier reads 2"):
+        load_run(run)
+    del metrics["tiers"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(RunDirError, match=r"metrics.json: fields missing \['tiers'\]"):
+        load_run(run)
 
 
 def test_remote_code_is_named_only_when_it_ran(tmp_path):
@@ -144,7 +92,7 @@ def test_remote_code_is_named_only_when_it_ran(tmp_path):
     assert "Remote code ran" not in render_markdown(load_run(run)) + render_html(load_run(run))
     metrics_path = run / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
-    metrics["training"]["trust_remote_code"] = True
+    metrics["tiers"]["slm"]["training"]["trust_remote_code"] = True
     metrics_path.write_text(json.dumps(metrics))
     markdown, html = render_markdown(load_run(run)), render_html(load_run(run))
     assert "**Remote code ran**" in markdown and "<b>Remote code ran</b>" in html
@@ -162,13 +110,14 @@ def answers(right: int) -> list[str]:
     return [label if i < right else TICKET_LABELS[(i + 1) % 3] for i, label in enumerate(GOLD)]
 
 
-def prediction_rows(task, golds, outputs, *, latency_ms: float) -> list[dict]:
+def prediction_rows(task, golds, outputs, *, latency_ms: float, inputs=None) -> list[dict]:
     rows = []
+    inputs = inputs or [f"ticket {i}" for i in range(len(golds))]
     for i, (gold, output) in enumerate(zip(golds, outputs, strict=True)):
         parsed = task.parse(output)
         numerator, denominator = task.score_parts(parsed, gold)
         correct = task.score_example(parsed, gold)
-        rows.append({"id": f"t{i}", "input": f"ticket {i}", "raw_output": output, "parsed": parsed, "gold": gold,
+        rows.append({"id": f"t{i}", "input": inputs[i], "raw_output": output, "parsed": parsed, "gold": gold,
                      "correct": correct, "latency_ms": latency_ms, "input_tokens": 40, "output_tokens": 2,
                      "confidence": 0.9 if correct == 1 else 0.4, "score_parts": [numerator, denominator]})  # fmt: skip
     return rows
@@ -182,62 +131,62 @@ CANDIDATES = {
 }
 
 
-def write_benchmarked_run(path, task, outputs: dict[str, list[str]], golds: list, *, recipe: str):
-    """A run directory whose metrics.json is what the benchmark writes when each candidate (name -> its raw
-    outputs) answers so on the test split and again on a validation split of the same examples."""
+def write_benchmarked_run(path, task, outputs: dict[str, list[str]], golds: list, *, recipe: str, inputs=None,
+                          model: str | None = None, config_text: str | None = None, truncated_examples: int = 0):  # fmt: skip
+    """A run directory whose metrics.json is what the benchmark writes (slmtier.benchmark.run.assemble_metrics)
+    when each candidate (name -> its raw outputs) answers so on the test split and again on a validation split
+    of the same examples."""
+    from slmtier.benchmark.run import BenchmarkRun, assemble_metrics
     from slmtier.benchmark.summary import summarise_candidate
-    from slmtier.benchmark.verdict import assess
     from slmtier.config import DecisionConfig, HardwareConfig
+    from slmtier.tiers import TIERS
 
-    (path / "predictions").mkdir(parents=True)
-    test_rows, validation_rows, results = {}, {}, {}
+    run = BenchmarkRun({}, {}, {})
     for name, answered in outputs.items():
-        model, requests_per_s, latency_ms = CANDIDATES[name]
-        test_rows[name] = prediction_rows(task, golds, answered, latency_ms=latency_ms)
-        validation_rows[name] = prediction_rows(task, golds, answered, latency_ms=latency_ms)
-        results[name] = summarise_candidate(task, test_rows[name], model=model)
-        results[name]["source"] = {"kind": "local"}
-        results[name]["throughput"] = {"requests_per_s": requests_per_s, "concurrency": 8}
-        for split, rows in (("test", test_rows[name]), ("validation", validation_rows[name])):
-            suffix = "" if split == "test" else ".validation"
-            (path / "predictions" / f"{name}{suffix}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tiers = [name for name in ("encoder", "slm") if name in outputs]
+        default_model, requests_per_s, latency_ms = CANDIDATES[name]
+        rows = prediction_rows(task, golds, answered, latency_ms=latency_ms, inputs=inputs)
+        run.test_rows[name], run.validation_rows[name] = rows, [dict(row) for row in rows]
+        run.results[name] = summarise_candidate(task, rows, model=model or default_model)
+        run.results[name]["source"] = {"kind": "local"}
+        run.results[name]["throughput"] = {"requests_per_s": requests_per_s, "concurrency": 8}
+    folder = RunDir(path)
+    folder.predictions.mkdir(parents=True)
+    for name in outputs:
+        for split, rows in (("test", run.test_rows[name]), ("validation", run.validation_rows[name])):
+            folder.predictions_file(name, split).write_text("".join(json.dumps(r) + "\n" for r in rows))
     hardware = HardwareConfig(as_of="2026-11")
-    verdict = assess(task, results, test_rows, validation_rows, tiers=tiers, llm="baseline",
-                     policy=DecisionConfig(), hardware=hardware)  # fmt: skip
-    metrics = {
-        "recipe": recipe,
-        "task_kind": task.kind,
-        "primary_metric": task.metric,
-        "created": "2026-12-01T00:00:00+00:00",
-        "data": {split: {"path": f"{split}.jsonl", "n": len(golds)} for split in ("train", "validation", "test")},
-        "training": {
-            "base_model": "smollm2_135m",
-            "source": "embedded:smollm2-135m-instruct",
-            "lora": {"r": 16},
-            "steps": 4,
-            "examples": 24,
-            "train_loss": 2.4,
-            "runtime_s": 3.0,
-            "tokens_per_s": 450.0,
-            "truncated_examples": 0,
-        },
-        "candidates": results,
-        "hardware": {"name": hardware.name, "usd_per_hour": hardware.usd_per_hour, "as_of": hardware.as_of},
-        **verdict,
-    }
-    if "encoder" in outputs:
-        metrics["encoder"] = {
-            "model": "minilm_l6", "source": "embedded:all-minilm-l6-v2", "max_length": 128,
-            "training": {"train_loss": 1.9, "runtime_s": 1.2, "steps": 4, "epochs": 4.0, "examples": 24,
-                         "examples_per_s": 100.0, "truncated_examples": 0, "finetune": "full",
-                         "trainable_params": 22716296, "total_params": 22716296, "class_weights": None},
-            "calibration": {"validation": {"temperature": 2.0, "ece_before": 0.06, "ece_after": 0.03, "n": 12,
-                                           "fitted": True}, "bins": 15},
-        }  # fmt: skip
-    write_metrics(metrics, path)
-    (path / "config.yaml").write_text("task:\n  kind: " + task.kind + "\n")
+    tiers = [name for name in TIERS if name in outputs]
+    metrics = assemble_metrics(
+        task, run, recipe=recipe, llm="baseline", policy=DecisionConfig(), hardware=hardware,
+        data={split: {"path": f"{split}.jsonl", "n": len(golds), "truncated_inputs": 0}
+              for split in ("train", "validation", "test")},
+        entries={name: TRAINING[name] | ({"truncated_examples": truncated_examples} if name == "slm" else {})
+                 for name in tiers},
+        prices={name: functools.partial(TIERS[name].price, hardware) for name in tiers},
+    )  # fmt: skip
+    folder.write_metrics(metrics)
+    folder.config_file.write_text(config_text or "task:\n  kind: " + task.kind + "\n")
     return path
+
+
+# Each tier's training block as its module records it (slmtier.tiers.<name>.prepare).
+TRAINING = {
+    "slm": {"base_model": "smollm2_135m", "source": "embedded:smollm2-135m-instruct", "trust_remote_code": False,
+            "lora": {"r": 16, "full_finetune": False}, "steps": 4, "examples": 24, "train_loss": 2.4,
+            "runtime_s": 3.0, "tokens_per_s": 450.0, "truncated_examples": 0,
+            "routing": {"base_model": "embedded:smollm2-135m-instruct", "adapter": "{run_dir}/adapter",
+                        "served_name": "{task}", "serve": "slmtier serve {run_dir}"}},
+    "encoder": {"base_model": "minilm_l6", "source": "embedded:all-minilm-l6-v2", "trust_remote_code": False,
+                "max_length": 128,
+                "training": {"train_loss": 1.9, "runtime_s": 1.2, "steps": 4, "epochs": 4.0, "examples": 24,
+                             "examples_per_s": 100.0, "truncated_examples": 0, "finetune": "full",
+                             "trainable_params": 22716296, "total_params": 22716296, "class_weights": None},
+                "calibration": {"validation": {"temperature": 2.0, "ece_before": 0.06, "ece_after": 0.03, "n": 12,
+                                               "errors": 1, "fitted": True}, "bins": 15, "test": None},
+                "routing": {"model": "{run_dir}/encoder", "base_model": "embedded:all-minilm-l6-v2",
+                            "loader": "transformers.AutoModelForSequenceClassification", "temperature": 2.0,
+                            "labels": ["billing", "refund", "shipping"]}},
+}  # fmt: skip
 
 
 def ticket_task():

@@ -139,8 +139,8 @@ def test_same_seed_and_data_give_identical_metrics(tiny_model_dir, data, tmp_pat
     for name in ("slm", "baseline"):
         first, second = (run["candidates"][name] for run in runs)
         assert first["quality"] == second["quality"] and first["confusion"] == second["confusion"]
-    assert runs[0]["training"]["train_loss"] == runs[1]["training"]["train_loss"]
-    assert runs[0]["comparison"] == runs[1]["comparison"]
+    assert runs[0]["tiers"]["slm"]["training"]["train_loss"] == runs[1]["tiers"]["slm"]["training"]["train_loss"]
+    assert runs[0]["tiers"]["slm"]["comparison"] == runs[1]["tiers"]["slm"]["comparison"]
 
 
 def row(row_id: str, **fields) -> dict:

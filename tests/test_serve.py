@@ -314,7 +314,8 @@ def test_logged_llm_answers_as_the_baseline(tiny_model_dir, module_data, tmp_pat
     llm = metrics["candidates"]["llm"]
     answered = metrics["decision"]["checks"][0]
     assert answered["rule"] == "answered" and answered["passed"] and "2 of 12 LLM answers" in answered["detail"]
-    assert metrics["cascade"] is None  # the log has no validation answers: no cascade fitted to a hollow target
+    # The log has no validation answers: no cascade fitted to a hollow target.
+    assert metrics["tiers"]["slm"]["cascade"] is None
     assert llm["n"] == 12 and llm["quality"]["value"] == pytest.approx(10 / 12)  # 2 missing ids count as failed
     assert llm["requests"]["failed"] == 2 and llm["source"]["missing_ids"]["count"] == 2
     assert llm["source"]["missing_ids"]["first"] == [row["id"] for row in test_rows[10:]]

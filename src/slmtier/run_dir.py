@@ -1,14 +1,15 @@
-"""The run directory contract: the files each stage writes and later stages (and reports) read.
+"""The run directory: the files each stage writes and later stages (and reports) read, owned by `RunDir`.
 
-config.yaml              resolved config
-adapter/                 PEFT adapter (safetensors) and tokenizer
-encoder/                 the encoder tier's fine-tuned weights, tokenizer, calibration.json, training.json
-predictions/<name>.jsonl one row per test example and candidate
-metrics.json             recipe, task_kind, data, training, candidates, decision
+config.yaml              the resolved config (written first)
+predictions/<name>.jsonl one row per test example and candidate (<name>.validation.jsonl: validation split);
+                         <name>[.validation].progress while it is being predicted
+metrics.json             slmtier.metrics.RunMetrics (written last: a run is finished when it is there)
 report.md, report.html   rebuilt by `slmtier report RUN_DIR` from the files above
+routing.yaml             the decision, for the platform team
+and each local tier's own files (its weights, its training summary, its checkpoints while it trains), named
+in its module's docstring (slmtier.tiers.<name>): this module does not need to know them.
 
-`check_run_files` is what a report checks first: a run that stopped early lacks metrics.json, and a
-report refuses it rather than render a half-run.
+Every file is written atomically (`write_text_atomic`): a kill or a full disk never leaves half of one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import errno
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,15 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from slmtier.config import RunConfig, to_run_config
 from slmtier.errors import DiskFull, RunDirError, SlmtierError
-
-
-def write_config(cfg: DictConfig, run_dir: Path) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
-
-def write_metrics(metrics: dict, run_dir: Path) -> Path:
-    return write_json_atomic(run_dir / "metrics.json", metrics)
+from slmtier.metrics import RunMetrics
 
 
 def write_json_atomic(path: Path, data: dict) -> Path:
@@ -103,58 +97,6 @@ def _free_mb(folder: Path) -> float:
     return shutil.disk_usage(folder).free / 2**20
 
 
-def check_resumable(config_yaml: str, run_dir: Path) -> dict | None:
-    """What an existing run directory holds: None for a fresh one or an interrupted run of this same config
-    (which then resumes: training from its checkpoint, predictions from their saved rows) or of a run that
-    reached no verdict (`undecided`: the LLM is asked again); the metrics of a finished run (nothing to redo).
-    A run directory holding another config is refused, not mixed."""
-    existing = run_dir / "config.yaml"
-    started = any(
-        (run_dir / name).exists() for name in ("trainer", "training.json", "predictions", "encoder", "encoder_trainer")
-    )
-    if not existing.is_file() or not started:  # nothing done yet (a start-up that failed): start afresh
-        return None
-    if existing.read_text(encoding="utf-8") != config_yaml:
-        raise SlmtierError(
-            f"{run_dir} already holds a run with a different config; to resume it, rerun its own command "
-            "(config.yaml there); for a new run choose another hydra.run.dir or remove that folder"
-        )
-    if not (run_dir / "metrics.json").is_file():
-        return None
-    check_run_files(run_dir)  # a finished run's files are whole (or the message says which is not)
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    # No verdict (the LLM did not answer): a rerun asks the LLM again; the rest is kept.
-    return None if metrics["decision"]["verdict"] == "undecided" else metrics
-
-
-def check_run_files(run_dir: Path) -> None:
-    """Refuse, naming the file (and line), a run directory whose files a report cannot trust: a missing
-    config.yaml or metrics.json (the run stopped early), metrics.json that is not one JSON object, or a
-    predictions file cut short. Checked before any report is rewritten, so nothing is left half-written."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: not a directory; pass a run directory such as runs/<recipe>/<model>/<time>")
-    missing = [name for name in ("config.yaml", "metrics.json") if not (run_dir / name).is_file()]
-    if missing:
-        raise RunDirError(f"{run_dir}: missing {missing}; was the run interrupted before it finished?")
-    metrics = _read_json(run_dir / "metrics.json")
-    if not isinstance(metrics, dict):
-        raise RunDirError(f"{run_dir / 'metrics.json'}: expected one JSON object, got {type(metrics).__name__}")
-    for name in metrics.get("candidates") or {}:
-        path = run_dir / "predictions" / f"{name}.jsonl"
-        if not path.is_file():
-            raise RunDirError(f"{path}: missing; metrics.json lists candidate {name!r}")
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as err:
-            raise RunDirError(f"{path}: not valid UTF-8 ({err.reason}); rerun train.py for this run") from err
-        for line_no, line in enumerate(lines, start=1):
-            if line.strip() and not isinstance(_parse_line(line), dict):
-                raise RunDirError(
-                    f"{path}:{line_no}: not valid JSON (the file was cut short or edited); rerun train.py for this run"
-                )
-
-
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -169,13 +111,123 @@ def _parse_line(line: str):
         return None
 
 
-def read_run_config(run_dir: Path) -> RunConfig:
-    """The typed config a run was made with (its config.yaml, checked against today's schema)."""
-    path = Path(run_dir) / "config.yaml"
+@dataclass(frozen=True)
+class RunDir:
+    """One run's folder: where each of its shared files lives, how they are written and read back, and
+    whether a rerun in it resumes, finds it finished, or is refused."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / "predictions"
+
+    def predictions_file(self, candidate: str, split: str = "test") -> Path:
+        return self.predictions / (f"{candidate}.jsonl" if split == "test" else f"{candidate}.{split}.jsonl")
+
+    def report_file(self, name: str) -> Path:
+        """report.md, report.html or routing.yaml."""
+        return self.path / name
+
+    # --- writing
+    def write_config(self, cfg: DictConfig) -> Path:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return write_text_atomic(self.config_file, OmegaConf.to_yaml(cfg, resolve=True))
+
+    def write_metrics(self, metrics: RunMetrics) -> Path:
+        return write_json_atomic(self.metrics_file, metrics.to_dict())
+
+    # --- reading back
+    def read_config(self) -> RunConfig:
+        """The typed config the run was made with (its config.yaml, checked against today's schema)."""
+        if not self.config_file.is_file():
+            raise RunDirError(f"{self.config_file}: missing; pass a run directory such as runs/<recipe>/<model>/<time>")
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(self.config_file))
+        except OmegaConfBaseException as err:
+            raise RunDirError(
+                f"{self.config_file}: does not match this slmtier version's config schema ({err})"
+            ) from err
+        return to_run_config(merged)
+
+    def read_config_text(self) -> str:
+        return self.config_file.read_text(encoding="utf-8")
+
+    def read_metrics(self) -> RunMetrics:
+        raw = _read_json(self.metrics_file)
+        if not isinstance(raw, dict):
+            raise RunDirError(f"{self.metrics_file}: expected one JSON object, got {type(raw).__name__}")
+        try:
+            return RunMetrics.from_dict(raw)
+        except (ValueError, TypeError, KeyError) as err:
+            raise RunDirError(f"{self.metrics_file}: {err}") from err
+
+    def read_predictions(self, candidate: str, split: str = "test") -> list[dict]:
+        path = self.predictions_file(candidate, split)
+        with path.open(encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    def check_files(self) -> RunMetrics:
+        """The run's metrics, once its files are known whole: refuses, naming the file (and line), a missing
+        config.yaml or metrics.json (the run stopped early), a metrics.json of another schema, or a
+        predictions file cut short. Checked before any report is rewritten, so nothing is left half-written."""
+        if not self.path.is_dir():
+            raise RunDirError(
+                f"{self.path}: not a directory; pass a run directory such as runs/<recipe>/<model>/<time>"
+            )
+        missing = [path.name for path in (self.config_file, self.metrics_file) if not path.is_file()]
+        if missing:
+            raise RunDirError(f"{self.path}: missing {missing}; was the run interrupted before it finished?")
+        metrics = self.read_metrics()
+        for name in metrics.candidates:
+            _check_jsonl(self.predictions_file(name), name)
+        return metrics
+
+    # --- resuming
+    def started(self) -> bool:
+        """Whether any stage wrote anything beyond config.yaml (and Hydra's log file)."""
+        return self.path.is_dir() and any(
+            entry.name != self.config_file.name and entry.suffix != ".log" for entry in self.path.iterdir()
+        )
+
+    def check_resumable(self, config_yaml: str) -> RunMetrics | None:
+        """None for a fresh folder, or an interrupted run of this same config (which then resumes: each tier
+        from its checkpoint, predictions from their saved rows), or a run that reached no verdict
+        (`undecided`: the LLM is asked again); the metrics of a finished run (nothing to redo). A folder
+        holding another config is refused, not mixed."""
+        if not self.config_file.is_file() or not self.started():  # nothing done yet: start afresh
+            return None
+        if self.read_config_text() != config_yaml:
+            raise SlmtierError(
+                f"{self.path} already holds a run with a different config; to resume it, rerun its own command "
+                "(config.yaml there); for a new run choose another hydra.run.dir or remove that folder"
+            )
+        if not self.metrics_file.is_file():
+            return None
+        metrics = self.check_files()  # a finished run's files are whole (or the message says which is not)
+        return None if metrics.verdict == "undecided" else metrics
+
+
+def _check_jsonl(path: Path, name: str) -> None:
     if not path.is_file():
-        raise RunDirError(f"{path}: missing; pass a run directory such as runs/<recipe>/<model>/<time>")
+        raise RunDirError(f"{path}: missing; metrics.json lists candidate {name!r}")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(path))
-    except OmegaConfBaseException as err:
-        raise RunDirError(f"{path}: does not match this slmtier version's config schema ({err})") from err
-    return to_run_config(merged)
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise RunDirError(f"{path}: not valid UTF-8 ({err.reason}); rerun train.py for this run") from err
+    for line_no, line in enumerate(lines, start=1):
+        if line.strip() and not isinstance(_parse_line(line), dict):
+            raise RunDirError(
+                f"{path}:{line_no}: not valid JSON (the file was cut short or edited); rerun train.py for this run"
+            )

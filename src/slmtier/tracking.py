@@ -10,37 +10,38 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from slmtier.metrics import RunMetrics
+
 log = logging.getLogger(__name__)
 
 ARTEFACT_FILES = ("metrics.json", "report.md", "report.html", "routing.yaml", "config.yaml")
 
 
-def flatten_metrics(metrics: dict) -> dict[str, float | str]:
-    """The headline numbers of metrics.json as flat tracker keys (quality, costs, latency, verdict)."""
-    flat: dict[str, float | str] = {"verdict": metrics["decision"]["verdict"]}
-    for name, candidate in metrics["candidates"].items():
+def flatten_metrics(metrics: RunMetrics) -> dict[str, float | str]:
+    """The headline numbers of metrics.json as flat tracker keys (quality, costs, latency, verdict; the gap
+    and the saving are the lead tier's)."""
+    flat: dict[str, float | str] = {"verdict": metrics.verdict}
+    for name, candidate in metrics.candidates.items():
         flat[f"{name}/quality"] = candidate["quality"]["value"]
         for key in ("low", "high"):
-            flat[f"{name}/quality_{key}"] = (candidate["quality"].get("interval") or {}).get(key)
+            flat[f"{name}/quality_{key}"] = candidate["quality"]["interval"][key]
         flat[f"{name}/latency_p95_ms"] = candidate["latency_ms"]["p95"]
-        flat[f"{name}/usd_per_1k"] = candidate["cost"].get("per_1k_requests_usd")
-    gap = (metrics.get("comparison") or {}).get("gap") or {}
-    flat.update({"gap/value": gap.get("value"), "gap/low": gap.get("low"), "gap/high": gap.get("high")})
-    economics = metrics.get("economics") or {}
-    flat["monthly/saving_usd"] = economics.get("saving_usd")
+        flat[f"{name}/usd_per_1k"] = candidate["cost"]["per_1k_requests_usd"]
+    gap = metrics.lead.comparison["gap"]
+    flat.update({"gap/value": gap["value"], "gap/low": gap["low"], "gap/high": gap["high"]})
+    flat["monthly/saving_usd"] = metrics.lead.economics.get("saving_usd")
     return {key: value for key, value in flat.items() if value is not None}
 
 
-def sweep_objective(metrics: dict) -> float | None:
-    """The fine-tuned SLM's validation score (its per-example metric), or the encoder's in a run without the
-    SLM tier; None without a validation split. Never the test score: the test split stays untouched by model
-    and hyper-parameter choices."""
-    metric = (metrics.get("comparison") or {}).get("metric")
-    tier = "slm" if "slm" in metrics["candidates"] else "encoder"
-    return (metrics["candidates"][tier].get("validation") or {}).get(metric)
+def sweep_objective(metrics: RunMetrics) -> float | None:
+    """The generative SLM tier's validation score (its per-example metric), or the first local tier's in a
+    run without it; None without a validation split. Never the test score: the test split stays untouched by
+    model and hyper-parameter choices."""
+    tier = "slm" if "slm" in metrics.tiers else next(iter(metrics.tiers))
+    return (metrics.candidates[tier].get("validation") or {}).get(metrics.tiers[tier].comparison["metric"])
 
 
-def log_run(report_to: list[str], *, run_dir: Path, metrics: dict, config: dict) -> None:
+def log_run(report_to: list[str], *, run_dir: Path, metrics: RunMetrics, config: dict) -> None:
     """Send the benchmark and the reports to each tracker named in tracking.report_to."""
     if "wandb" in report_to:
         _log_wandb(run_dir, metrics, config)
@@ -48,15 +49,15 @@ def log_run(report_to: list[str], *, run_dir: Path, metrics: dict, config: dict)
         _log_tensorboard(run_dir, metrics)
 
 
-def _log_wandb(run_dir: Path, metrics: dict, config: dict) -> None:
+def _log_wandb(run_dir: Path, metrics: RunMetrics, config: dict) -> None:
     import wandb
 
-    run = wandb.run or wandb.init(project="slmtier", name=f"{metrics['recipe']}-{run_dir.name}", dir=str(run_dir))
+    run = wandb.run or wandb.init(project="slmtier", name=f"{metrics.recipe}-{run_dir.name}", dir=str(run_dir))
     run.config.update({"slmtier": config}, allow_val_change=True)
     flat = flatten_metrics(metrics)
     run.log({f"benchmark/{key}": value for key, value in flat.items() if not isinstance(value, str)})
     run.summary.update({f"benchmark/{key}": value for key, value in flat.items()})
-    artefact = wandb.Artifact(f"slmtier-{metrics['recipe']}", type="slmtier-run", metadata={"verdict": flat["verdict"]})
+    artefact = wandb.Artifact(f"slmtier-{metrics.recipe}", type="slmtier-run", metadata={"verdict": flat["verdict"]})
     for name in ARTEFACT_FILES:
         if (run_dir / name).is_file():
             artefact.add_file(str(run_dir / name))
@@ -64,7 +65,7 @@ def _log_wandb(run_dir: Path, metrics: dict, config: dict) -> None:
     run.finish()
 
 
-def _log_tensorboard(run_dir: Path, metrics: dict) -> None:
+def _log_tensorboard(run_dir: Path, metrics: RunMetrics) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(log_dir=str(run_dir / "tensorboard")) as writer:

@@ -4,7 +4,9 @@ cascade), then the figures, the comparison and the verdict go into metrics.json.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,8 +15,9 @@ from slmtier.benchmark.candidates import run_candidate
 from slmtier.benchmark.summary import summarise_candidate
 from slmtier.benchmark.verdict import assess
 from slmtier.candidate import Candidate
-from slmtier.config import RunConfig
+from slmtier.config import DecisionConfig, HardwareConfig, RunConfig
 from slmtier.data import Splits, resolve_data_path
+from slmtier.metrics import RunMetrics, SplitData, TierResult
 from slmtier.tasks.chat import count_truncated
 from slmtier.tiers import TIERS, Prepared
 
@@ -53,35 +56,43 @@ def run_benchmark(
 
 
 def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, tiers: dict[str, Prepared],
-                  run: BenchmarkRun) -> dict:  # fmt: skip
-    """metrics.json: what ran on what, the candidates' metrics, each tier's block (its training, calibration),
-    each tier's comparison with the LLM, cascade and costs, and the decision."""
-    verdict = assess(
-        task, run.results, run.test_rows, run.validation_rows,
-        tiers=list(tiers), llm=cfg.baseline.name, policy=cfg.decision, hardware=cfg.hardware,
-    )  # fmt: skip
-    entries = {
-        module.ENTRY: module.complete_entry(tiers[name].entry, run.test_rows[name]) if name in tiers else None
-        for name, module in TIERS.items()
-    }
+                  run: BenchmarkRun) -> RunMetrics:  # fmt: skip
+    """metrics.json of a run: what ran on what, each tier's block (its training, calibration), the
+    candidates' metrics, each tier's comparison with the LLM, cascade and costs, and the decision."""
     paths = {"train": cfg.data.train, "validation": cfg.data.validation, "test": cfg.data.test}
-    limit = cfg.task.max_input_words
-    return {
-        "recipe": recipe,
-        "task_kind": task.kind,
-        "primary_metric": task.metric,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "slmtier_version": slmtier.__version__,
-        "data": {
-            split: {
-                "path": str(resolve_data_path(path)) if path else None,
-                "n": len(getattr(splits, split)),
-                "truncated_inputs": count_truncated([e.input for e in getattr(splits, split)], limit),
-            }
-            for split, path in paths.items()
-        },
-        **entries,
-        "candidates": run.results,
-        "hardware": asdict(cfg.hardware),
-        **verdict,
+    data = {
+        split: SplitData(
+            path=str(resolve_data_path(path)) if path else None,
+            n=len(getattr(splits, split)),
+            truncated_inputs=count_truncated([e.input for e in getattr(splits, split)], cfg.task.max_input_words),
+        )
+        for split, path in paths.items()
     }
+    return assemble_metrics(
+        task, run, recipe=recipe, data=data, llm=cfg.baseline.name, policy=cfg.decision, hardware=cfg.hardware,
+        entries={name: TIERS[name].complete_entry(tier.entry, run.test_rows[name]) for name, tier in tiers.items()},
+        prices={name: functools.partial(TIERS[name].price, cfg.hardware) for name in tiers},
+    )  # fmt: skip
+
+
+def assemble_metrics(task, run: BenchmarkRun, *, recipe: str, data: dict[str, SplitData], entries: dict[str, dict],
+                     prices: dict[str, Callable], llm: str, policy: DecisionConfig,
+                     hardware: HardwareConfig) -> RunMetrics:  # fmt: skip
+    """The verdict over the benchmarked candidates (`entries`: each local tier's training block, `prices`:
+    each local tier's price as a function of its measured throughput), as metrics.json's record."""
+    assessment = assess(task, run.results, run.test_rows, run.validation_rows, tiers=prices, llm=llm,
+                        policy=policy, hardware=hardware)  # fmt: skip
+    return RunMetrics(
+        recipe=recipe,
+        task_kind=task.kind,
+        primary_metric=task.metric,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        slmtier_version=slmtier.__version__,
+        data=data,
+        candidates=run.results,
+        llm=llm,
+        tiers={name: TierResult(training=entries[name], **assessment.tiers[name]) for name in prices},
+        lead_tier=assessment.lead_tier,
+        hardware=asdict(hardware),
+        decision=assessment.decision,
+    )

@@ -3,14 +3,16 @@ each tier's cost, the cascade fitted on validation, the monthly projection, and 
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from slmtier.benchmark.cascade import build_curve, evaluate_threshold, fit_threshold, route
 from slmtier.benchmark.cost import price_local, project_month
-from slmtier.benchmark.decide import TierEvidence, decide_tiers
+from slmtier.benchmark.decide import Decision, TierEvidence, decide_tiers
 from slmtier.benchmark.stats import (
     bootstrap_interval,
     mcnemar_exact,
@@ -25,6 +27,13 @@ log = logging.getLogger(__name__)
 LOCAL_KINDS = {"local"}
 
 
+@dataclass
+class Assessment:
+    tiers: dict[str, dict]  # local tier -> {comparison, cascade, economics}
+    decision: Decision
+    lead_tier: str
+
+
 def parts_of(rows: list[dict]) -> np.ndarray:
     return np.array([row["score_parts"] for row in rows], dtype=float).reshape(-1, 2)
 
@@ -35,21 +44,22 @@ def assess(
     test_rows: dict[str, list[dict]],
     validation_rows: dict[str, list[dict]],
     *,
-    tiers: list[str],
+    tiers: dict[str, Callable[[float | None], dict]],
     llm: str,
     policy: DecisionConfig,
     hardware: HardwareConfig,
-) -> dict:
-    """Adds intervals and costs to `results` (metrics.json's candidates) and returns metrics.json's `tiers`
-    (per local tier: its comparison with the LLM, its cascade and its monthly economics), `lead_tier` (the
-    tier the verdict is about: the chosen one, or for `llm` the best local one), that tier's comparison,
-    cascade and economics again at the top level, and the decision."""
+) -> Assessment:
+    """Adds intervals and costs to `results` (metrics.json's candidates): each local tier in `tiers` is priced
+    by its own function of the throughput measured (slmtier.tiers.<name>.price), a local LLM stand-in on the
+    hardware profile, an LLM endpoint by its token cost.
+    Returns each tier's comparison with the LLM, cascade and monthly economics, the decision, and the lead
+    tier (the one the verdict is about: the chosen one, or for `llm` the best local one)."""
     stats = {"n_resamples": policy.n_resamples, "confidence": policy.confidence, "seed": policy.seed}
     for name, rows in test_rows.items():
         parts = parts_of(rows)
         interval = bootstrap_interval(parts[:, 0], parts[:, 1], **stats)
         results[name]["quality"]["interval"] = {**interval.to_dict(), "metric": task.parts_metric}
-        _add_cost(results[name], hardware, encoder=name == "encoder")
+        _add_cost(results[name], tiers.get(name, functools.partial(price_local, hardware)))
         if name in validation_rows:
             val = parts_of(validation_rows[name])
             results[name]["validation"] = {
@@ -76,7 +86,7 @@ def assess(
     decision = decide_tiers(metric=task.parts_metric, policy=policy, tiers=evidence, llm_monthly_usd=llm_monthly,
                             llm_failed=(requests["failed"], requests["answered"] + requests["failed"]))  # fmt: skip
     lead = decision.tier or max(tiers, key=lambda tier: results[tier]["quality"]["interval"]["value"])
-    return {"tiers": per_tier, "lead_tier": lead, **per_tier[lead], "decision": decision.to_dict()}
+    return Assessment(per_tier, decision, lead)
 
 
 def compare_tier(task, results, test_rows, validation_rows, *, tier, llm, policy, hardware) -> dict:
@@ -123,20 +133,13 @@ def _is_local(result: dict) -> bool:
     return (result.get("source") or {}).get("kind", "local") in LOCAL_KINDS
 
 
-def _add_cost(result: dict, hardware: HardwareConfig, *, encoder: bool = False) -> None:
-    """Local tiers are priced by the hardware profile; the LLM tier already carries its token cost. A declared
-    throughput is the generative tier's; the encoder tier's is hardware.encoder_requests_per_s."""
+def _add_cost(result: dict, price: Callable[[float | None], dict]) -> None:
+    """A local candidate's price from the throughput it was measured at; the LLM tier already carries its
+    token cost."""
     if not _is_local(result):
         result["cost"]["basis"] = "token usage x price table"
         return
-    measured = result.get("throughput", {}).get("requests_per_s")
-    if encoder and hardware.encoder_requests_per_s is not None:
-        hardware = replace(hardware, requests_per_s=hardware.encoder_requests_per_s)
-    elif encoder and hardware.requests_per_s is not None:  # declared for the generative tier only
-        hardware, measured = replace(hardware, requests_per_s=None), None
-    local = price_local(hardware, measured)
-    if encoder and local["usd_per_1k"] is None:
-        local["basis"] += " (declare hardware.encoder_requests_per_s)"
+    local = price(result.get("throughput", {}).get("requests_per_s"))
     result["cost"] = {**result["cost"], "per_1k_requests_usd": local["usd_per_1k"], "basis": local["basis"],
                       "requests_per_s": local["requests_per_s"]}  # fmt: skip
 

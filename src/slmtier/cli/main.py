@@ -34,10 +34,10 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 def _report(args: argparse.Namespace) -> None:
     from slmtier.report import write_reports
     from slmtier.report.aggregate import write_aggregate
-    from slmtier.run_dir import check_run_files
+    from slmtier.run_dir import RunDir
 
     for run_dir in args.run_dirs:  # every run checked before any report file is (re)written
-        check_run_files(Path(run_dir))
+        RunDir(run_dir).check_files()
     if len(args.run_dirs) == 1 and args.out is None:
         paths = write_reports(Path(args.run_dirs[0]))
     elif args.out is None:

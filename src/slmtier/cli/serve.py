@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
 
-from slmtier.errors import SlmtierError
+from slmtier.errors import RunDirError, SlmtierError
 
 log = logging.getLogger(__name__)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -32,13 +31,13 @@ def run_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from slmtier.models import resolve_bf16
-    from slmtier.run_dir import read_run_config
+    from slmtier.run_dir import RunDir
     from slmtier.serve import BatchingEngine, build_app
     from slmtier.serve.vllm import build_vllm_command
     from slmtier.tiers.slm import load_run_model
 
     run_dir = Path(args.run_dir)
-    run_cfg = read_run_config(run_dir)
+    run_cfg = RunDir(run_dir).read_config()
     api_key = _read_key(args.api_key_env)
     if args.host not in LOOPBACK and api_key is None:
         log.warning("binding %s without --api-key-env: anyone who can reach this port can use the model", args.host)
@@ -87,7 +86,9 @@ def _read_key(variable: str | None) -> str | None:
 
 
 def _recipe_name(run_dir: Path) -> str:
+    from slmtier.run_dir import RunDir
+
     try:
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["recipe"]
-    except (OSError, ValueError, KeyError):
+        return RunDir(run_dir).read_metrics().recipe
+    except (OSError, RunDirError):
         return run_dir.resolve().name

@@ -22,7 +22,7 @@ from slmtier.data import load_splits, report_long_inputs
 from slmtier.errors import NoVerdict
 from slmtier.preflight import check_config
 from slmtier.report import complete_reports, write_reports
-from slmtier.run_dir import check_resumable, disk_full_as_error, write_config, write_metrics
+from slmtier.run_dir import RunDir, disk_full_as_error
 from slmtier.tasks import build_task
 from slmtier.tiers import TIERS, requested, slm
 from slmtier.tracking import log_run, sweep_objective
@@ -37,22 +37,22 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(dict_cfg: DictConfig) -> float | None:
     """Returns the SLM's validation score: the objective a Hydra sweeper (Optuna) maximises."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir = RunDir(HydraConfig.get().runtime.output_dir)
     # A full disk (checkpoints, caches, prediction rows, reports) ends the run with one message naming it.
-    with exit_on_user_error(), disk_full_as_error(run_dir, Path(str(dict_cfg.cache_dir))):
+    with exit_on_user_error(), disk_full_as_error(run_dir.path, Path(str(dict_cfg.cache_dir))):
         cfg: RunConfig = to_run_config(dict_cfg)
 
         # --- Config and data: every row checked before any model is loaded
         check_config(cfg)  # before config.yaml is written: a key pasted into a config value is refused first
         # A rerun in the same run directory (hydra.run.dir, a sweep's job folder) resumes an interrupted run.
-        finished = check_resumable(OmegaConf.to_yaml(dict_cfg, resolve=True), run_dir)
+        finished = run_dir.check_resumable(OmegaConf.to_yaml(dict_cfg, resolve=True))
         if finished is not None:
-            rewritten = complete_reports(run_dir)  # a report cut short by a full disk is written again
+            rewritten = complete_reports(run_dir.path)  # a report cut short by a full disk is written again
             done = f"rewrote {', '.join(rewritten)}" if rewritten else "nothing to redo"
-            print(f"run directory: {run_dir} (finished earlier; {done})")
+            print(f"run directory: {run_dir.path} (finished earlier; {done})")
             return sweep_objective(finished)
         if is_main_process():
-            write_config(dict_cfg, run_dir)
+            run_dir.write_config(dict_cfg)
         task = build_task(cfg.task)
         splits = load_splits(cfg.data, task.check_target)
         report_long_inputs(splits, cfg.task.max_input_words)
@@ -62,7 +62,7 @@ def main(dict_cfg: DictConfig) -> float | None:
         # --- Train each local tier, or resume it, or load its finished training (the encoder first: a fresh
         # process trains it at full speed). The SLM's base model is loaded once, for the SLM and the LLM tier.
         base = functools.cache(lambda: slm.load_base_model(cfg))
-        tiers = {name: TIERS[name].prepare(cfg, task, splits, run_dir, base=base) for name in requested(cfg)}
+        tiers = {name: TIERS[name].prepare(cfg, task, splits, run_dir.path, base=base) for name in requested(cfg)}
         if not is_main_process():  # multi-process training (torchrun / accelerate launch): rank 0 carries on
             return
 
@@ -71,17 +71,17 @@ def main(dict_cfg: DictConfig) -> float | None:
         model, tokenizer = (shared.hf_model, shared.tokenizer) if shared else base()
         candidates = [prepared.candidate for prepared in tiers.values()]
         candidates.append(build_llm_tier(cfg, splits, model, tokenizer))
-        benchmark = run_benchmark(task, candidates, splits, run_dir / "predictions",
+        benchmark = run_benchmark(task, candidates, splits, run_dir.predictions,
                                   extra_metrics=cfg.task.extra_metrics, validation=cfg.decision.cascade)  # fmt: skip
 
         # --- Decide and report
         metrics = summarise_run(cfg, HydraConfig.get().runtime.choices["recipe"], task, splits, tiers, benchmark)
-        write_metrics(metrics, run_dir)
-        write_reports(run_dir)
-        log_run(cfg.tracking.report_to, run_dir=run_dir, metrics=metrics,
+        run_dir.write_metrics(metrics)
+        write_reports(run_dir.path)
+        log_run(cfg.tracking.report_to, run_dir=run_dir.path, metrics=metrics,
                 config=OmegaConf.to_container(dict_cfg, resolve=True))  # fmt: skip
-        print(f"run directory: {run_dir}")
-        print(f"verdict: {metrics['decision']['verdict']} ({metrics['decision']['reason']})")
-        if metrics["decision"]["verdict"] == "undecided":
-            raise NoVerdict(f"{run_dir}: {metrics['decision']['reason']}")
+        print(f"run directory: {run_dir.path}")
+        print(f"verdict: {metrics.verdict} ({metrics.decision.reason})")
+        if metrics.verdict == "undecided":
+            raise NoVerdict(f"{run_dir.path}: {metrics.decision.reason}")
         return sweep_objective(metrics)

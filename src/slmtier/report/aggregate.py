@@ -13,25 +13,20 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from slmtier.errors import RunDirError
 from slmtier.report.render import RunFiles, load_run, tier_rows
 
 WORST_ERRORS = 5
 
 
 def load_runs(run_dirs: list[Path]) -> list[RunFiles]:
-    runs = [load_run(Path(d)) for d in run_dirs]
-    old = [str(run.run_dir) for run in runs if "tiers" not in run.metrics]
-    if old:
-        raise RunDirError(f"{old}: written before verdicts compared every tier; rerun them to aggregate")
-    return runs
+    return [load_run(Path(d)) for d in run_dirs]
 
 
 def summarise_runs(runs: list[RunFiles]) -> dict:
     """report.json: per task, the selected run's verdict and tiers, every run's local tiers, what decided."""
     tasks: dict[str, list[RunFiles]] = {}
     for run in runs:
-        tasks.setdefault(run.metrics["recipe"], []).append(run)
+        tasks.setdefault(run.metrics.recipe, []).append(run)
     return {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "runs": len(runs),
@@ -39,48 +34,40 @@ def summarise_runs(runs: list[RunFiles]) -> dict:
     }
 
 
-def base_model(metrics: dict, tier: str) -> str:
-    return metrics["encoder"]["model"] if tier == "encoder" else metrics["training"]["base_model"]
-
-
 def _summarise_task(runs: list[RunFiles]) -> dict:
-    metric = runs[0].metrics["comparison"]["metric"]
-    by_validation = all(
-        "validation" in run.metrics["candidates"][tier] for run in runs for tier in run.metrics["tiers"]
-    )
+    metric = runs[0].metrics.lead.comparison["metric"]
+    by_validation = all("validation" in run.metrics.candidates[tier] for run in runs for tier in run.metrics.tiers)
 
     def score(run: RunFiles, tier: str) -> float:
-        candidate = run.metrics["candidates"][tier]
+        candidate = run.metrics.candidates[tier]
         return candidate["validation"][metric] if by_validation else candidate["quality"]["value"]
 
-    chosen = max(runs, key=lambda run: score(run, run.metrics["lead_tier"]))
+    chosen = max(runs, key=lambda run: score(run, run.metrics.lead_tier))
     m = chosen.metrics
-    tier = m["lead_tier"]
-    llm_name = next(name for name in m["candidates"] if name not in m["tiers"])
-    entry = m["tiers"][tier]  # the verdict's tier: its comparison, cascade and economics
-    points = [_model_point(run, name, score(run, name)) for run in runs for name in run.metrics["tiers"]]
+    tier, entry = m.lead_tier, m.lead  # the verdict's tier: its training, comparison, cascade and economics
+    points = [_model_point(run, name, score(run, name)) for run in runs for name in run.metrics.tiers]
     return {
-        "kind": m["task_kind"],
+        "kind": m.task_kind,
         "metric": metric,
         "tier": tier,
         "selected_by": "validation" if by_validation else "test (no validation predictions: optimistic)",
         "selected_run": str(chosen.run_dir),
-        "base_model": base_model(m, tier),
-        "llm": m["candidates"][llm_name]["model"],
-        "llm_name": llm_name,
-        "verdict": m["decision"]["verdict"],
-        "reason": m["decision"]["reason"],
-        "rule": m["decision"]["rule"],
-        "gap": entry["comparison"]["gap"],
-        "n_needed_if_equal": entry["comparison"].get("n_needed_if_equal"),
-        "margin": entry["comparison"]["margin"],
-        "economics": entry["economics"],
-        "hardware": m.get("hardware"),
-        "cascade": entry["cascade"],
-        "data": m["data"],
-        "created": m["created"],
-        "candidates": m["candidates"],
-        "local_tiers": list(m["tiers"]),
+        "base_model": entry.training["base_model"],
+        "llm": m.candidates[m.llm]["model"],
+        "llm_name": m.llm,
+        "verdict": m.decision.verdict,
+        "reason": m.decision.reason,
+        "rule": m.decision.rule,
+        "gap": entry.comparison["gap"],
+        "n_needed_if_equal": entry.comparison.get("n_needed_if_equal"),
+        "margin": entry.comparison["margin"],
+        "economics": entry.economics,
+        "hardware": m.hardware,
+        "cascade": entry.cascade,
+        "data": m.data,
+        "created": m.created,
+        "candidates": m.candidates,
+        "local_tiers": list(m.tiers),
         "tiers": tier_rows(m),
         "models": sorted(points, key=lambda point: point["selection_score"], reverse=True),
         "worst_errors": _worst_errors(chosen, tier),
@@ -88,24 +75,24 @@ def _summarise_task(runs: list[RunFiles]) -> dict:
             name: [row["latency_ms"] for row in rows if row.get("latency_ms")]
             for name, rows in chosen.predictions.items()
         },
-        "price": (m["candidates"][llm_name].get("source") or {}).get("price"),
+        "price": m.candidates[m.llm]["source"].get("price"),
     }
 
 
 def _model_point(run: RunFiles, tier: str, selection_score: float) -> dict:
-    candidate = run.metrics["candidates"][tier]
+    candidate = run.metrics.candidates[tier]
     interval = candidate["quality"]["interval"]
     return {
         "run": str(run.run_dir),
         "tier": tier,
-        "base_model": base_model(run.metrics, tier),
+        "base_model": run.metrics.tiers[tier].training["base_model"],
         "selection_score": selection_score,
         "quality": interval["value"],
         "low": interval["low"],
         "high": interval["high"],
-        "usd_per_1k": candidate["cost"].get("per_1k_requests_usd"),
+        "usd_per_1k": candidate["cost"]["per_1k_requests_usd"],
         "p95_ms": candidate["latency_ms"]["p95"],
-        "verdict": run.metrics["decision"]["verdict"],
+        "verdict": run.metrics.verdict,
     }
 
 

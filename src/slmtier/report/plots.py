@@ -18,6 +18,7 @@ COLOURS = {
     "baseline": "#b3432f",
     "cascade": "#3d8f4f",
     "random": "#999999",
+    "local": "#555555",  # a local tier without a colour of its own
 }
 
 
@@ -28,9 +29,9 @@ def to_data_uri(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def plot_cascade(cascade: dict, metric: str) -> str:
-    """Quality against escalation rate on the test split, with random routing, both pure tiers and the
-    threshold fitted on validation."""
+def plot_cascade(cascade: dict, metric: str, *, tier: str) -> str:
+    """Quality against escalation rate on the test split, with random routing, both pure tiers (`tier`: the
+    local one) and the threshold fitted on validation."""
     curve = cascade["test_curve"]
     rates = [point["escalation_rate"] for point in curve]
     figure, axis = plt.subplots(figsize=(6, 3.6))
@@ -38,8 +39,9 @@ def plot_cascade(cascade: dict, metric: str) -> str:
     axis.plot(
         rates, [p["random_routing_quality"] for p in curve], "--", color=COLOURS["random"], label="random routing"
     )
-    tier = cascade.get("tier", "slm")
-    axis.scatter([0], [curve[0]["quality"]], color=COLOURS.get(tier, COLOURS["slm"]), zorder=3, label=f"always {tier}")
+    axis.scatter(
+        [0], [curve[0]["quality"]], color=COLOURS.get(tier, COLOURS["local"]), zorder=3, label=f"always {tier}"
+    )
     axis.scatter([1], [curve[-1]["quality"]], color=COLOURS["llm"], zorder=3, label="always LLM")
     fitted = cascade["test"]
     axis.scatter([fitted["escalation_rate"]], [fitted["quality"]], marker="*", s=160, color="black", zorder=4,
@@ -68,7 +70,7 @@ def plot_frontier(points: list[dict], metric: str) -> str:
     figure, axis = plt.subplots(figsize=(6, 3.6))
     for point in points:
         error = [[point["quality"] - point["low"]], [point["high"] - point["quality"]]]
-        colour = COLOURS.get(point["kind"], "#555555")
+        colour = COLOURS.get(point["kind"], COLOURS["local"])
         axis.errorbar([point["usd_per_1k"]], [point["quality"]], yerr=error, fmt="o", color=colour, capsize=3)
         axis.annotate(point["label"], (point["usd_per_1k"], point["quality"]), fontsize=8,
                       xytext=(4, 4), textcoords="offset points")  # fmt: skip

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import jinja2
 
-from slmtier.errors import RunDirError
+from slmtier.metrics import RunMetrics
 from slmtier.report.markdown import code_span, escape_markdown
-from slmtier.run_dir import write_text_atomic
+from slmtier.run_dir import RunDir, write_text_atomic
 
 MAX_ERROR_EXAMPLES = 8
 METRIC_LABELS = {"accuracy": "accuracy", "micro_f1": "micro-F1", "macro_f1": "macro-F1", "exact_match": "exact match",
@@ -22,37 +22,23 @@ METRIC_LABELS = {"accuracy": "accuracy", "micro_f1": "micro-F1", "macro_f1": "ma
                  "semantic_similarity": "semantic similarity"}  # fmt: skip
 # The metrics table's rows after the primary metric's (which is not repeated), where a candidate has them.
 METRIC_ROWS = ("accuracy", "micro_f1", "macro_f1", "exact_match", "valid_json_rate")
-REQUIRED_FILES = ("config.yaml", "metrics.json")
 
 
 @dataclass(frozen=True)
 class RunFiles:
     run_dir: Path
-    metrics: dict
+    metrics: RunMetrics
     config_text: str
     predictions: dict[str, list[dict]]  # candidate name -> rows
 
 
 def load_run(run_dir: Path) -> RunFiles:
-    """Everything a report needs, read from disk; a missing file is a RunDirError naming it."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: not a directory; pass a run directory such as runs/<recipe>/<model>/<time>")
-    missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
-    if missing:
-        raise RunDirError(f"{run_dir}: missing {missing}; was the run interrupted before it finished?")
-    try:
-        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise RunDirError(f"{run_dir / 'metrics.json'}: not valid JSON ({err})") from err
-    predictions = {}
-    for name in metrics.get("candidates", {}):
-        path = run_dir / "predictions" / f"{name}.jsonl"
-        if not path.is_file():
-            raise RunDirError(f"{path}: missing; metrics.json lists candidate {name!r}")
-        with path.open(encoding="utf-8") as handle:
-            predictions[name] = [json.loads(line) for line in handle if line.strip()]
-    return RunFiles(run_dir, metrics, (run_dir / "config.yaml").read_text(encoding="utf-8"), predictions)
+    """Everything a report needs, read from disk and checked whole; a missing or damaged file is a RunDirError
+    naming it."""
+    run = RunDir(run_dir)
+    metrics = run.check_files()
+    predictions = {name: run.read_predictions(name) for name in metrics.candidates}
+    return RunFiles(run.path, metrics, run.read_config_text(), predictions)
 
 
 def _context(run: RunFiles) -> dict:
@@ -62,10 +48,10 @@ def _context(run: RunFiles) -> dict:
     }
     return {
         "m": metrics,
-        "candidates": metrics["candidates"],
+        "candidates": metrics.candidates,
         "errors": errors,
         "config_text": run.config_text,
-        "lead": metrics["lead_tier"],
+        "lead": metrics.lead_tier,
         "tier_rows": tier_rows(metrics),
         "llm_failed": llm_failures(metrics),
         "metric_labels": METRIC_LABELS,
@@ -74,57 +60,44 @@ def _context(run: RunFiles) -> dict:
     }
 
 
-def llm_name(metrics: dict) -> str | None:
-    """The LLM tier's candidate name: the one candidate that is no local tier."""
-    tiers = metrics.get("tiers") or {}
-    return next((name for name in metrics["candidates"] if name not in tiers), None)
-
-
-def reference_words(metrics: dict) -> dict:
+def reference_words(metrics: RunMetrics) -> dict:
     """What the reports call the tier the local tiers are measured against: "LLM" for an endpoint or logged
     LLM answers; "baseline", with a sentence saying what it is, for the local stand-in (by default the SLM's
     own base model untuned), which is no LLM."""
-    name = llm_name(metrics)
-    candidate = metrics["candidates"].get(name) or {}
-    if (candidate.get("source") or {}).get("kind", "local") != "local":
+    candidate = metrics.candidates[metrics.llm]
+    if candidate["source"]["kind"] != "local":
         return {"ref": "LLM", "stand_in": None}
     stand_in = (
-        f"The reference here is {candidate.get('model', name)}, a local stand-in, not an LLM: point the "
+        f"The reference here is {candidate['model']}, a local stand-in, not an LLM: point the "
         "baseline at your LLM's endpoint (baseline=openai_compatible) or at its logged answers "
         "(baseline=predictions) for the comparison that matters."
     )
     return {"ref": "baseline", "stand_in": stand_in}
 
 
-def llm_failures(metrics: dict) -> str | None:
+def llm_failures(metrics: RunMetrics) -> str | None:
     """ "N of M LLM answers failed", the reports' first line, when any did (a verdict against answers the LLM
     never gave would mean nothing: over decision.max_llm_failure_rate it is `undecided`)."""
-    llm = llm_name(metrics) if metrics.get("tiers") else None
-    requests = metrics["candidates"][llm].get("requests") if llm else None
-    if not requests or not requests["failed"]:
+    requests = metrics.candidates[metrics.llm]["requests"]
+    if not requests["failed"]:
         return None
     share = requests["failed"] / (requests["failed"] + requests["answered"])
     return f"{requests['failed']} of {requests['failed'] + requests['answered']} LLM answers failed ({share:.1%})"
 
 
-def tier_rows(metrics: dict) -> list[dict]:
+def tier_rows(metrics: RunMetrics) -> list[dict]:
     """The tiers side by side, one row each (local tiers, then the LLM): quality with its interval, the gap
     to the LLM with its paired interval, p95 latency, USD per 1k requests, the month at the projected
-    volume, and whether the tier passed the policy on its own. Empty for runs without per-tier entries."""
-    tiers, decision = metrics.get("tiers") or {}, metrics.get("decision") or {}
-    if not tiers:
-        return []
-    rows = []
-    for name, entry in tiers.items():
-        candidate = metrics["candidates"][name]
-        checks = [check for check in decision.get("checks", []) if check["tier"] == name]
-        monthly_usd = (entry["economics"]["local"] or {}).get("usd")
-        rows.append(_tier_row(name, candidate, entry["comparison"]["gap"], monthly_usd,
+    volume, and whether the tier passed the policy on its own."""
+    decision, rows = metrics.decision, []
+    for name, tier in metrics.tiers.items():
+        checks = [check for check in decision.checks if check["tier"] == name]
+        monthly_usd = (tier.economics["local"] or {}).get("usd")
+        rows.append(_tier_row(name, metrics.candidates[name], tier.comparison["gap"], monthly_usd,
                               passed=all(check["passed"] for check in checks) if checks else None,
-                              chosen=decision.get("verdict") == name))  # fmt: skip
-    llm, llm_monthly = llm_name(metrics), next(iter(tiers.values()))["economics"].get("llm_usd")
-    rows.append(_tier_row(llm, metrics["candidates"][llm], None, llm_monthly, passed=None,
-                          chosen=decision.get("verdict") == "llm"))  # fmt: skip
+                              chosen=decision.verdict == name))  # fmt: skip
+    rows.append(_tier_row(metrics.llm, metrics.candidates[metrics.llm], None, metrics.lead.economics["llm_usd"],
+                          passed=None, chosen=decision.verdict == "llm"))  # fmt: skip
     return rows
 
 
@@ -132,7 +105,7 @@ def _tier_row(name: str, candidate: dict, gap: dict | None, monthly_usd, *, pass
     interval = candidate["quality"]["interval"]
     return {"name": name, "model": candidate["model"], "quality": interval["value"], "low": interval["low"],
             "high": interval["high"], "gap": gap, "p95_ms": candidate["latency_ms"]["p95"],
-            "usd_per_1k": candidate["cost"].get("per_1k_requests_usd"), "monthly_usd": monthly_usd,
+            "usd_per_1k": candidate["cost"]["per_1k_requests_usd"], "monthly_usd": monthly_usd,
             "passed": passed, "chosen": chosen}  # fmt: skip
 
 
@@ -184,13 +157,8 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 
 
 def _render(run: RunFiles, template: str, *, autoescape: bool, plots: dict | None = None) -> str:
-    try:
-        return _environment(autoescape).get_template(template).render(**_context(run), plots=plots or {})
-    except (jinja2.UndefinedError, KeyError, TypeError) as err:
-        raise RunDirError(
-            f"{run.run_dir / 'metrics.json'}: lacks what the report needs ({err}); "
-            "was it written by another slmtier version or edited by hand?"
-        ) from err
+    # metrics.json was checked against its schema when it was read: a missing key here is a bug, not the file's.
+    return _environment(autoescape).get_template(template).render(**_context(run), plots=plots or {})
 
 
 def render_markdown(run: RunFiles) -> str:
@@ -205,17 +173,15 @@ def _plots(run: RunFiles) -> dict[str, str]:
     """The HTML report's figures, as data: URIs."""
     from slmtier.report.plots import plot_cascade, plot_frontier, plot_latency, plot_reliability
 
-    plots = {}
-    cascade = run.metrics.get("cascade")
-    if cascade and cascade.get("test"):
-        plots["cascade"] = plot_cascade({**cascade, "tier": run.metrics["lead_tier"]},
-                                        run.metrics["comparison"]["metric"])  # fmt: skip
+    plots, lead = {}, run.metrics.lead
+    if lead.cascade and lead.cascade["test"]:
+        plots["cascade"] = plot_cascade(lead.cascade, lead.comparison["metric"], tier=run.metrics.lead_tier)
     priced = [row for row in tier_rows(run.metrics) if row["usd_per_1k"] is not None]
     if len(priced) > 2:  # two or more local tiers beside the LLM
         points = [{"label": f"{row['name']}: {row['model']}", "kind": row["name"] if row["gap"] else "llm",
                    "quality": row["quality"], "low": row["low"], "high": row["high"],
                    "usd_per_1k": row["usd_per_1k"]} for row in priced]  # fmt: skip
-        plots["tiers"] = plot_frontier(points, run.metrics["comparison"]["metric"])
+        plots["tiers"] = plot_frontier(points, lead.comparison["metric"])
     calibrated = [row for row in run.predictions.get("encoder", []) if row.get("confidence_uncalibrated") is not None]
     if calibrated:
         plots["reliability"] = plot_reliability([row["confidence_uncalibrated"] for row in calibrated],
@@ -236,20 +202,17 @@ def write_reports(run_dir: Path) -> tuple[Path, ...]:
     """(Re)write report.md, report.html and routing.yaml from its files, each whole or not at all."""
     from slmtier.report.routing import write_routing
 
-    run = load_run(run_dir)
-    md_path, html_path = Path(run_dir) / "report.md", Path(run_dir) / "report.html"
+    run, folder = load_run(run_dir), RunDir(run_dir)
+    md_path, html_path = folder.report_file("report.md"), folder.report_file("report.html")
     write_text_atomic(md_path, render_markdown(run))
     write_text_atomic(html_path, render_html(run))
-    if "comparison" not in run.metrics:  # written by slmtier 0.1 before verdicts had intervals and costs
-        return md_path, html_path
-    return md_path, html_path, write_routing(run.metrics, run.config_text, run_dir)
+    return md_path, html_path, write_routing(run.metrics, run.config_text, folder)
 
 
 def complete_reports(run_dir: Path) -> list[str]:
     """A finished run's reports, rewritten from its files when one is missing or cut short (a disk that filled
     up while they were written); the names rewritten, [] when all were whole."""
-    run_dir = Path(run_dir)
-    broken = [name for name in REPORT_FILES if not _whole(run_dir / name)]
+    broken = [name for name in REPORT_FILES if not _whole(RunDir(run_dir).report_file(name))]
     if broken:
         write_reports(run_dir)
     return broken
@@ -282,15 +245,10 @@ def render_aggregate(summary: dict) -> tuple[str, str]:
                            "usd_per_1k": llm["cost"]["per_1k_requests_usd"]})  # fmt: skip
         plots[name] = {"frontier": plot_frontier(points, task["metric"]) if points else ""}
         if task["cascade"] and task["cascade"].get("test"):
-            plots[name]["cascade"] = plot_cascade({**task["cascade"], "tier": task["tier"]}, task["metric"])
+            plots[name]["cascade"] = plot_cascade(task["cascade"], task["metric"], tier=task["tier"])
         if any(task["latency_samples"].values()):
             plots[name]["latency"] = plot_latency(task["latency_samples"])
     context = {"s": summary, "plots": plots}
-    try:
-        markdown = _environment(False).get_template("aggregate.md.j2").render(**context)
-        html = _environment(True).get_template("aggregate.html.j2").render(**context)
-    except (jinja2.UndefinedError, KeyError, TypeError) as err:
-        raise RunDirError(
-            f"the runs lack what the aggregate report needs ({err}); rerun them with this version"
-        ) from err
+    markdown = _environment(False).get_template("aggregate.md.j2").render(**context)
+    html = _environment(True).get_template("aggregate.html.j2").render(**context)
     return markdown, html

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import yaml
 
-from slmtier.report.render import llm_name
-from slmtier.run_dir import write_text_atomic
+from slmtier.metrics import RunMetrics
+from slmtier.run_dir import RunDir, write_text_atomic
 
 CONFIDENCE = {
     "classification": "probability of the generated label (exp of its summed token log-probabilities)",
@@ -49,74 +49,60 @@ CONFIDENCE = {
 }
 
 
-def build_routing(metrics: dict, config: dict, run_dir: Path) -> dict:
-    decision, candidates = metrics["decision"], metrics["candidates"]
-    local = metrics["tiers"]
-    llm = llm_name(metrics)
-    tier, answering = decision["verdict"], decision["tier"]  # the local tier that answers (first), or None
+def build_routing(metrics: RunMetrics, config: dict, run_dir: Path) -> dict:
+    decision, candidates = metrics.decision, metrics.candidates
+    tier, answering = decision.verdict, decision.tier  # the local tier that answers (first), or None
     routing: dict = {
         "version": 1,
-        "task": metrics["recipe"],
+        "task": metrics.recipe,
         "tier": tier,
-        "decided_by": decision["rule"],
-        "reason": decision["reason"],
+        "decided_by": decision.rule,
+        "reason": decision.reason,
     }
-    if answering == "slm":
-        full = bool(config.get("lora", {}).get("full_finetune"))
-        weights = (Path(run_dir) / ("model" if full else "adapter")).resolve()
-        routing["slm"] = {
-            "base_model": config["model"]["source"],
-            "model" if full else "adapter": str(weights),
-            "served_name": metrics["recipe"],
-            "serve": f"slmtier serve {Path(run_dir).resolve()}",
+    if answering is not None:  # the tier's own block, as its module recorded it (slmtier.tiers.<name>)
+        folder = str(Path(run_dir).resolve())
+        routing[answering] = {
+            key: value.format(run_dir=folder, task=metrics.recipe) if isinstance(value, str) else value
+            for key, value in metrics.tiers[answering].training["routing"].items()
         }
-    elif answering == "encoder":
-        calibration = ((metrics.get("encoder") or {}).get("calibration") or {}).get("validation") or {}
-        routing["encoder"] = {
-            "model": str((Path(run_dir) / "encoder").resolve()),
-            "base_model": config["encoder"]["source"],
-            "loader": "transformers.AutoModelForSequenceClassification",
-            "temperature": calibration.get("temperature", 1.0),
-            "labels": list(config["task"]["labels"]),
-        }
-    cascade = metrics.get("cascade") or {}
     if tier == "cascade":
+        cascade = metrics.tiers[answering].cascade
         routing["cascade"] = {
             "via": answering,
-            "confidence": CONFIDENCE["encoder" if answering == "encoder" else metrics["task_kind"]],
+            "confidence": CONFIDENCE["encoder" if answering == "encoder" else metrics.task_kind],
             "escalate_below": cascade["fitted"]["threshold"],
             "expected_escalation_rate": round(cascade["test"]["escalation_rate"], 4),
         }
     if tier in ("llm", "cascade", "undecided"):
-        routing["llm"] = _llm_entry(config.get("baseline", {}), candidates[llm])
-    routing["expected"] = _expected(metrics, llm, list(local))
+        routing["llm"] = _llm_entry(config["baseline"], candidates[metrics.llm])
+    routing["expected"] = _expected(metrics)
     return routing
 
 
 def _llm_entry(baseline: dict, candidate: dict) -> dict:
-    kind = baseline.get("kind", "local")
+    kind = baseline["kind"]
     if kind == "openai_compatible":
         endpoint = baseline["endpoint"]
         return {"kind": kind, "base_url": endpoint["base_url"], "model": endpoint["model"],
-                "api_key_env": endpoint.get("api_key_env")}  # fmt: skip
+                "api_key_env": endpoint["api_key_env"]}  # fmt: skip
     return {"kind": kind, "model": candidate["model"]}
 
 
-def _expected(metrics: dict, llm_name: str, local: list[str]) -> dict:
-    """Test-split figures per tier (every local tier, the LLM, and the cascade when one was fitted)."""
-    comparison, economics = metrics.get("comparison") or {}, metrics.get("economics") or {}
-    candidates, cascade = metrics["candidates"], (metrics.get("cascade") or {}).get("test")
-    tiers = {**{name: candidates[name] for name in local}, "llm": candidates[llm_name]}
-    per_tier = metrics["tiers"]
+def _expected(metrics: RunMetrics) -> dict:
+    """Test-split figures per tier (every local tier, the LLM, and the cascade when one was fitted); the
+    monthly LLM bill and the cascade's are the lead tier's projection."""
+    candidates, economics = metrics.candidates, metrics.lead.economics
+    cascade = metrics.lead.cascade["test"] if metrics.lead.cascade else None
+    tiers = {**{name: candidates[name] for name in metrics.tiers}, "llm": candidates[metrics.llm]}
     expected = {
-        "metric": comparison.get("metric", metrics["primary_metric"]),
+        "metric": metrics.lead.comparison["metric"],
         "quality": {tier: round(c["quality"]["value"], 4) for tier, c in tiers.items()},
-        "usd_per_1k": {tier: c["cost"].get("per_1k_requests_usd") for tier, c in tiers.items()},
+        "usd_per_1k": {tier: c["cost"]["per_1k_requests_usd"] for tier, c in tiers.items()},
         "p95_ms": {tier: c["latency_ms"]["p95"] for tier, c in tiers.items()},
-        "monthly_requests": economics.get("monthly_requests"),
+        "monthly_requests": economics["monthly_requests"],
         "monthly_usd": {
-            **{name: (entry["economics"].get("local") or {}).get("usd") for name, entry in per_tier.items()},
-            "llm": economics.get("llm_usd"),
+            **{name: (entry.economics["local"] or {}).get("usd") for name, entry in metrics.tiers.items()},
+            "llm": economics["llm_usd"],
         },
     }
     if cascade:
@@ -127,8 +113,8 @@ def _expected(metrics: dict, llm_name: str, local: list[str]) -> dict:
     return expected
 
 
-def write_routing(metrics: dict, config_text: str, run_dir: Path) -> Path:
-    path = Path(run_dir) / "routing.yaml"
-    routing = build_routing(metrics, yaml.safe_load(config_text) or {}, run_dir)
+def write_routing(metrics: RunMetrics, config_text: str, run_dir: RunDir) -> Path:
+    routing = build_routing(metrics, yaml.safe_load(config_text), run_dir.path)
     header = "# slmtier routing for one task; schema: slmtier.report.routing (docs/verdict.md: routing.yaml)\n"
-    return write_text_atomic(path, header + yaml.safe_dump(routing, sort_keys=False, allow_unicode=True))
+    return write_text_atomic(run_dir.report_file("routing.yaml"),
+                             header + yaml.safe_dump(routing, sort_keys=False, allow_unicode=True))  # fmt: skip

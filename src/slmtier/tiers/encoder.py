@@ -21,7 +21,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from slmtier.benchmark.calibration import Calibration, calibrate, expected_calibration_error
-from slmtier.config import EncoderConfig, RunConfig
+from slmtier.benchmark.cost import price_local
+from slmtier.config import EncoderConfig, HardwareConfig, RunConfig
 from slmtier.data import Example, Splits
 from slmtier.errors import ModelSourceError, RunDirError, SlmtierError
 from slmtier.inference import Generation
@@ -43,7 +44,6 @@ from slmtier.training import find_last_checkpoint, is_main_process, read_trainer
 log = logging.getLogger(__name__)
 
 NAME = ENCODER = "encoder"  # candidate name and predictions/encoder.jsonl
-ENTRY = "encoder"  # metrics.json's block for this tier
 FINETUNE_MODES = ("full", "lora")
 CLASS_WEIGHTS = ("none", "balanced")
 
@@ -69,8 +69,8 @@ def check(cfg: RunConfig) -> None:
 
 
 def prepare(cfg: RunConfig, task, splits: Splits, run_dir: Path, *, base: Callable) -> Prepared:
-    """The tier trained (or resumed, or loaded) and calibrated, as a candidate with metrics.json's `encoder`
-    block. `base` (the SLM's base model) is not used."""
+    """The tier trained (or resumed, or loaded) and calibrated, as a candidate with its block of metrics.json
+    (`tiers.encoder.training`). `base` (the SLM's base model) is not used."""
     candidate, entry = prepare_encoder(
         cfg.encoder, splits.train, splits.validation, list(cfg.task.labels), run_dir=run_dir,
         bf16=resolve_bf16(cfg.inference.bf16), report_to=cfg.tracking.report_to,
@@ -94,6 +94,18 @@ def complete_entry(entry: dict, test_rows: list[dict]) -> dict:
     """The calibration's effect on the held-out test split, beside its fit on validation."""
     entry["calibration"]["test"] = calibration_on_test(test_rows, entry["calibration"]["bins"])
     return entry
+
+
+def price(hardware: HardwareConfig, measured_requests_per_s: float | None) -> dict:
+    """USD per 1k requests on the hardware profile. A declared throughput must be the encoder's own
+    (hardware.encoder_requests_per_s): one declared for the generative tier (hardware.requests_per_s) says
+    nothing of the encoder's, which is then left unpriced rather than priced at the wrong rate."""
+    if hardware.encoder_requests_per_s is not None:
+        return price_local(replace(hardware, requests_per_s=hardware.encoder_requests_per_s), None)
+    if hardware.requests_per_s is not None:
+        unpriced = price_local(replace(hardware, requests_per_s=None), None)
+        return {**unpriced, "basis": unpriced["basis"] + " (declare hardware.encoder_requests_per_s)"}
+    return price_local(hardware, measured_requests_per_s)
 
 
 def build_candidate(cfg: EncoderConfig, model, tokenizer, labels: list[str], *, bf16: bool,
@@ -338,7 +350,7 @@ def fit_calibration(candidate: EncoderCandidate, validation: list[Example], labe
 def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[Example], labels: list[str], *,
                     run_dir: Path, bf16: bool, report_to: list[str] = ()) -> tuple[EncoderCandidate, dict]:  # fmt: skip
     """Train (or, in a rerun of the same run directory, load or resume) and calibrate the encoder tier.
-    Returns the candidate and metrics.json's `encoder` entry ((None, None) on ranks other than 0 of a
+    Returns the candidate and its block of metrics.json ((None, None) on ranks other than 0 of a
     multi-process launch, which only train)."""
     folder, summary = run_dir / ENCODER, run_dir / ENCODER / "training.json"
     if summary.is_file():
@@ -382,12 +394,19 @@ def prepare_encoder(cfg: EncoderConfig, train: list[Example], validation: list[E
         log.warning("no validation split: the encoder's probabilities are not calibrated "
                     "(set data.validation or data.validation_holdout)")  # fmt: skip
     entry = {
-        "model": cfg.name,
+        "base_model": cfg.name,
         "source": cfg.source,
         "trust_remote_code": cfg.trust_remote_code,
         "max_length": cfg.max_length,
         "training": asdict(result),
         "calibration": {"validation": asdict(calibration) if calibration else None, "bins": cfg.ece_bins},
+        "routing": {  # routing.yaml's `encoder` block ({run_dir}: filled in when it is written)
+            "model": "{run_dir}/" + ENCODER,
+            "base_model": cfg.source,
+            "loader": "transformers.AutoModelForSequenceClassification",
+            "temperature": candidate.temperature,
+            "labels": list(labels),
+        },
     }
     return candidate, entry
 

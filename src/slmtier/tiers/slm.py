@@ -17,7 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from slmtier.benchmark.candidates import LocalCandidate
-from slmtier.config import ModelConfig, RunConfig
+from slmtier.benchmark.cost import price_local
+from slmtier.config import HardwareConfig, ModelConfig, RunConfig
 from slmtier.data import Splits
 from slmtier.data.loading import sample
 from slmtier.errors import RunDirError, SlmtierError
@@ -30,7 +31,6 @@ from slmtier.training import TrainResult, build_sft_dataset, is_main_process, sa
 log = logging.getLogger(__name__)
 
 NAME = "slm"  # candidate name and predictions/slm.jsonl
-ENTRY = "training"  # metrics.json's block for this tier
 
 
 def check(cfg: RunConfig) -> None:
@@ -59,7 +59,8 @@ def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
 
 def prepare(cfg: RunConfig, task, splits: Splits, run_dir: Path, *, base: Callable) -> Prepared:
     """The tier trained on the train split (or resumed, or loaded when an earlier attempt finished), as a
-    candidate, with metrics.json's `training` block. `base()` gives the loaded base model and tokenizer."""
+    candidate, with its block of metrics.json (`tiers.slm.training`). `base()` gives the loaded base model
+    and tokenizer."""
     model, tokenizer = base()
     trained, result = train(cfg, task, splits, model, tokenizer, run_dir)
     entry = {
@@ -69,6 +70,12 @@ def prepare(cfg: RunConfig, task, splits: Splits, run_dir: Path, *, base: Callab
         **asdict(result),
         "lora": asdict(cfg.lora),
         "trainer": asdict(cfg.trainer),
+        "routing": {  # routing.yaml's `slm` block ({run_dir}, {task}: filled in when it is written)
+            "base_model": cfg.model.source,
+            trained_folder(cfg): "{run_dir}/" + trained_folder(cfg),
+            "served_name": "{task}",
+            "serve": "slmtier serve {run_dir}",
+        },
     }
     return Prepared(build_candidate(cfg, trained, tokenizer), entry)
 
@@ -87,6 +94,12 @@ def load(run_dir: Path, cfg: RunConfig) -> LocalCandidate:
 
 def complete_entry(entry: dict, test_rows: list[dict]) -> dict:
     return entry
+
+
+def price(hardware: HardwareConfig, measured_requests_per_s: float | None) -> dict:
+    """USD per 1k requests on the hardware profile, at its declared throughput (hardware.requests_per_s)
+    or the one this run measured."""
+    return price_local(hardware, measured_requests_per_s)
 
 
 def local_settings(cfg: RunConfig) -> dict:
