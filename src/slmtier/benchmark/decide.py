@@ -51,7 +51,7 @@ class TierEvidence:
     cascade_monthly_usd: float | None = None
 
 
-def describe_policy(metric: str, policy: DecisionConfig, tiers: list[str] = ("slm",)) -> str:
+def describe_policy(metric: str, policy: DecisionConfig, tiers: list[str]) -> str:
     limits = []
     if policy.max_p95_latency_ms is not None:
         limits.append(f"p95 latency <= {policy.max_p95_latency_ms:g} ms")

@@ -1,17 +1,28 @@
 """The local tiers, one module each, all with the same contract:
 
-    NAME                                        the candidate's name (predictions/<NAME>.jsonl)
-    ENTRY                                       its block in metrics.json (training, calibration)
+    NAME                                        the candidate's name (predictions/<NAME>.jsonl, metrics.json
+                                                tiers.<NAME>, routing.yaml's block for it)
     check(cfg)                                  start-up checks, before any data or model is loaded
     prepare(cfg, task, splits, run_dir, *, base) -> Prepared
                                                 train it (or resume, or load a finished training): its
-                                                candidate and metrics block; `base()` loads the SLM's base
-                                                model once, for the tiers that need it
+                                                candidate and its training block for metrics.json, which
+                                                holds at least `base_model`, `source`, `trust_remote_code`
+                                                and `routing` (its routing.yaml block; "{run_dir}" and
+                                                "{task}" in its strings are filled in when it is written);
+                                                `base()` loads the SLM's base model once, for the tiers
+                                                that need it
     load(run_dir, cfg) -> Candidate             a finished run's tier, answering as the benchmark did
-    complete_entry(entry, test_rows) -> dict    its metrics block, with what the test split adds
+    complete_entry(entry, test_rows) -> dict    its training block, with what the test split adds
+    price(hardware, measured_requests_per_s) -> dict
+                                                USD per 1k requests on the hardware profile
+                                                (slmtier.benchmark.cost.price_local's shape)
+
+Its files in the run directory are its own (named in its docstring). The reports show a tier's training
+block through templates/tiers/<NAME>.{md,html}.j2 when it has them, else a generic line.
 
 Every candidate answers through slmtier.candidate.answer (prompt, parser, confidence), as does the LLM tier
-(slmtier.baselines). A new tier is one module here and one line in TIERS.
+(slmtier.baselines). A new tier is one module here and one line in TIERS (tests/test_third_tier.py registers
+one from a test).
 """
 
 from __future__ import annotations
