@@ -17,13 +17,13 @@ The table lands in results/README.md and between the results markers of docs/res
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from slmtier.report.markdown import code_span, escape_markdown
+from slmtier.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_PAGE = ROOT / "docs" / "results.md"  # the page whose results markers receive the table
@@ -55,14 +55,15 @@ def run_recipe(name: str) -> None:
 
 
 def table_row(name: str) -> str:
-    metrics = json.loads((RUNS / name / "metrics.json").read_text())
-    candidates, metric = metrics["candidates"], metrics["primary_metric"]
-    training, encoder = metrics.get("training"), metrics.get("encoder")
+    metrics = RunDir(RUNS / name).read_metrics()
+    candidates, metric, data = metrics.candidates, metrics.primary_metric, metrics.data
+    training = metrics.tiers["slm"].training if "slm" in metrics.tiers else None
+    encoder = metrics.tiers["encoder"].training if "encoder" in metrics.tiers else None
     subsample = [o.removeprefix("data.") for o in RECIPES[name]]
-    if training and training["examples"] < metrics["data"]["train"]["n"]:
+    if training and training["examples"] < data["train"]["n"]:
         subsample.append(f"SLM trained on {training['examples']}")
-    if metrics["data"]["validation"]["path"] is None and metrics["data"]["validation"]["n"]:
-        subsample.append(f"{metrics['data']['validation']['n']} train rows held out as validation")
+    if data["validation"]["path"] is None and data["validation"]["n"]:
+        subsample.append(f"{data['validation']['n']} train rows held out as validation")
 
     def quality(tier: str) -> str:
         return f"{candidates[tier]['quality']['value']:.3f}" if tier in candidates else "–"
@@ -71,10 +72,10 @@ def table_row(name: str) -> str:
         return f"{block['runtime_s'] / 60:.1f} min" if block else "–"
 
     return (
-        f"| {code_span(name, cell=True)} | {metrics['task_kind']} | {metrics['data']['train']['n']} / "
-        f"{metrics['data']['test']['n']} | {', '.join(subsample) or 'full splits'} | {escape_markdown(metric)} "
+        f"| {code_span(name, cell=True)} | {metrics.task_kind} | {data['train']['n']} / "
+        f"{data['test']['n']} | {', '.join(subsample) or 'full splits'} | {escape_markdown(metric)} "
         f"| {quality('baseline')} | {quality('slm')} | {quality('encoder')} "
-        f"| **{escape_markdown(metrics['decision']['verdict'])}** | {minutes(training)} "
+        f"| **{escape_markdown(metrics.verdict)}** | {minutes(training)} "
         f"| {minutes(encoder['training'] if encoder else None)} |"
     )
 
