@@ -217,13 +217,15 @@ def child_classify(args) -> dict:
     from slmtier.label_scoring import score_labels
     from slmtier.models import resolve_bf16
     from slmtier.tasks import build_task
-    from slmtier.tiers.slm import load_base_model
+    from slmtier.tiers.slm import fit_generation_budget, load_base_model
 
     tuned = args.classify_recipe == args.recipe
     overrides = [] if tuned else [f"data.max_test_examples={args.classify_n}"]
     cfg = load_recipe(args.classify_recipe, overrides)
     task = build_task(cfg.task)
-    test = load_splits(cfg.data, task.check_target).test
+    splits = load_splits(cfg.data, task.check_target)
+    cfg, _ = fit_generation_budget(cfg, task, splits)  # the budget a run of this recipe generates with
+    test = splits.test
     model, tokenizer = load_base_model(cfg)
     if tuned:
         model = PeftModel.from_pretrained(model, str(Path(args.work) / "demo" / "adapter"), is_trainable=False)
@@ -283,11 +285,12 @@ def child_generate(args) -> dict:
     from slmtier.inference import generate_batched
     from slmtier.models import resolve_bf16
     from slmtier.tasks import build_task
-    from slmtier.tiers.slm import load_base_model
+    from slmtier.tiers.slm import fit_generation_budget, load_base_model
 
     cfg = load_recipe(args.generate_recipe)
     task = build_task(cfg.task)
     splits = load_splits(cfg.data, task.check_target)
+    cfg, _ = fit_generation_budget(cfg, task, splits)  # the budget a run of this recipe generates with
     test = splits.test[: args.generate_n]
     model, tokenizer = load_base_model(cfg)
     few_shot = select_few_shot(splits.train, 3, seed=0)

@@ -20,7 +20,7 @@ from slmtier.config import CONFIG_DIR, register_configs
 from slmtier.data import load_splits
 from slmtier.models import resolve_bf16
 from slmtier.tasks import build_task
-from slmtier.tiers.slm import load_base_model
+from slmtier.tiers.slm import fit_generation_budget, load_base_model
 
 
 def main() -> None:
@@ -36,6 +36,7 @@ def main() -> None:
         )
     task = build_task(cfg.task)
     splits = load_splits(cfg.data, task.check_target)
+    cfg, _ = fit_generation_budget(cfg, task, splits)  # the budget a run of this recipe generates with
     model, tokenizer = load_base_model(cfg)
     few_shot = []
     if args.adapter:

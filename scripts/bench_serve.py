@@ -29,6 +29,7 @@ from slmtier.config import EndpointConfig
 from slmtier.data import load_splits
 from slmtier.run_dir import RunDir
 from slmtier.tasks import build_task
+from slmtier.tiers.slm import recorded_max_new_tokens
 
 
 def start_server(run_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
@@ -86,6 +87,7 @@ def main() -> None:
     task = build_task(cfg.task)
     test = load_splits(cfg.data, task.check_target).test[: args.n]
     conversations = [task.build_messages(example, few_shot=[]) for example in test]
+    budget = recorded_max_new_tokens(args.run_dir, cfg)  # what the benchmark and `slmtier serve` generate with
     model = json.loads((args.run_dir / "metrics.json").read_text())["recipe"]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,7 +98,7 @@ def main() -> None:
         results, answers = [], {}
         for concurrency in args.concurrency:
             row, answers[concurrency] = measure(
-                f"http://127.0.0.1:{port}/v1", model, conversations, concurrency, cfg.inference.max_new_tokens
+                f"http://127.0.0.1:{port}/v1", model, conversations, concurrency, budget
             )
             results.append(row)
     finally:

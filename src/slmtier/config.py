@@ -149,7 +149,10 @@ class EncoderConfig:
 @dataclass
 class InferenceConfig:
     batch_size: int = 16
-    max_new_tokens: int = 16
+    # Tokens an answer may run to, for the SLM tier, a local baseline and `slmtier serve` alike. null = fitted
+    # to the task once per run: the longest train answer (as the task writes it) in the SLM's tokens, + 25%,
+    # at least + 8. Answers stopped by this limit are counted (metrics.json candidates.<name>.hit_limit).
+    max_new_tokens: int | None = None
     bf16: bool | None = None  # autocast to bf16; null = on where the hardware computes bf16 natively
     constrained_json: bool = False  # extraction: decode only JSON objects of the declared fields (xgrammar)
     # classification: score each label as a continuation of the prompt (slmtier.label_scoring), with the prompt

@@ -8,6 +8,7 @@ benchmark compares models, not sampling luck.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ class Generation:
     # confidence instead of token log-probabilities; and the same before calibration, for the ECE report.
     confidence: float | None = None
     confidence_uncalibrated: float | None = None
+    # Local generation stopped by max_new_tokens rather than the end-of-turn token: the answer may be cut short.
+    hit_limit: bool = False
 
 
 def generate_batched(
@@ -87,9 +90,24 @@ def generate_batched(
                     output_tokens=len(tokens),
                     batch_size=len(rows),
                     token_logprobs=tuple(round(v, 5) for v in token_logprobs[: len(tokens) - ended]),
+                    hit_limit=not ended and len(tokens) >= max_new_tokens,
                 )
             bar.update(len(rows))
     return [results[i] for i in range(len(prompts))]
+
+
+# The margin over the longest train target: a quarter more, and never fewer than this many tokens.
+BUDGET_MARGIN, BUDGET_MIN_MARGIN = 0.25, 8
+
+
+def derive_max_new_tokens(tokenizer, targets: list[str]) -> tuple[int, int]:
+    """(generation budget, longest target) for answers like `targets` (the train split's answers as the model
+    is trained to write them): the longest one in tokens, plus the end-of-turn token that ends it, and a
+    margin of a quarter (at least BUDGET_MIN_MARGIN tokens) for answers a little longer than any seen."""
+    lengths = tokenizer(list(targets), add_special_tokens=False).input_ids if targets else []
+    longest = max((len(ids) for ids in lengths), default=0)
+    answer = longest + 1  # and the end-of-turn token, which generation must reach to stop on its own
+    return max(math.ceil(answer * (1 + BUDGET_MARGIN)), answer + BUDGET_MIN_MARGIN), longest
 
 
 def count_tokens(tokenizer, text: str) -> int:

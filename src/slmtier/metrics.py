@@ -15,6 +15,9 @@ Shape (schema 2):
     lead_tier:   the tier the verdict is about (the chosen one; for `llm`, the best local one)
     hardware:    the hardware profile the local tiers are priced with
     decision:    slmtier.benchmark.decide.Decision
+    generation:  {max_new_tokens, derived, longest_train_target_tokens}: how long a local model's answer may
+                 run (the SLM tier, a local baseline, `slmtier serve`); derived: fitted to the task because
+                 inference.max_new_tokens was null; None in runs without a generative base model
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class CandidateMetrics(TypedDict, total=False):
     throughput: dict  # {requests_per_s, wall_s, rows_timed, concurrency}
     validation: dict  # {n, <parts metric>}: on the validation split, when it was predicted
     extra: dict  # task.extra_metrics (BERTScore, ...)
+    hit_limit: int  # answers a local model stopped at generation.max_new_tokens, not on its own (cut short?)
 
 
 @dataclass
@@ -76,6 +80,7 @@ class RunMetrics:
     lead_tier: str
     hardware: dict
     decision: Decision
+    generation: dict | None = None
     schema_version: int = field(default=SCHEMA_VERSION)
 
     @property

@@ -183,6 +183,8 @@ def build_row(task, example: Example, reply: Answer) -> dict:
     }
     if generation.confidence_uncalibrated is not None:
         row["confidence_uncalibrated"] = generation.confidence_uncalibrated
+    if generation.hit_limit:  # only then: rows of answers that ended on their own stay as they were
+        row["hit_limit"] = True
     return row
 
 

@@ -41,6 +41,8 @@ def summarise_candidate(task, rows: list[dict], *, model: str, extra_metrics: li
         },
         "requests": summarise_requests(rows),
         "cost": summarise_cost(rows),
+        # Answers a local model stopped at inference.max_new_tokens, not on its own: perhaps cut short.
+        "hit_limit": sum(bool(row.get("hit_limit")) for row in rows),
     }
 
 

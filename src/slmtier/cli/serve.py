@@ -34,7 +34,7 @@ def run_serve(args: argparse.Namespace) -> None:
     from slmtier.run_dir import RunDir
     from slmtier.serve import BatchingEngine, build_app
     from slmtier.serve.vllm import build_vllm_command
-    from slmtier.tiers.slm import load_run_model
+    from slmtier.tiers.slm import load_run_model, recorded_max_new_tokens
 
     run_dir = Path(args.run_dir)
     run_cfg = RunDir(run_dir).read_config()
@@ -55,7 +55,7 @@ def run_serve(args: argparse.Namespace) -> None:
         adapter_name=name,
         base_name=None if full else run_cfg.model.name,
         api_key=api_key,
-        default_max_tokens=run_cfg.inference.max_new_tokens,
+        default_max_tokens=recorded_max_new_tokens(run_dir, run_cfg),  # the benchmark's budget
         max_tokens_limit=args.max_tokens_limit,
         max_body_bytes=args.max_body_bytes,
     )

@@ -58,6 +58,7 @@ def main(dict_cfg: DictConfig) -> float | None:
         report_long_inputs(splits, cfg.task.max_input_words)
         check_logged_answers(cfg, splits)
         slm.check_base_model(cfg)
+        cfg, generation = slm.fit_generation_budget(cfg, task, splits)  # inference.max_new_tokens: null = from the task
 
         # --- Train each local tier, or resume it, or load its finished training (the encoder first: a fresh
         # process trains it at full speed). The SLM's base model is loaded once, for the SLM and the LLM tier.
@@ -75,7 +76,8 @@ def main(dict_cfg: DictConfig) -> float | None:
                                   extra_metrics=cfg.task.extra_metrics, validation=cfg.decision.cascade)  # fmt: skip
 
         # --- Decide and report
-        metrics = summarise_run(cfg, HydraConfig.get().runtime.choices["recipe"], task, splits, tiers, benchmark)
+        metrics = summarise_run(cfg, HydraConfig.get().runtime.choices["recipe"], task, splits, tiers, benchmark,
+                                generation=generation)  # fmt: skip
         run_dir.write_metrics(metrics)
         write_reports(run_dir.path)
         log_run(cfg.tracking.report_to, run_dir=run_dir.path, metrics=metrics,

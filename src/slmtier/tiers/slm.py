@@ -19,12 +19,14 @@ from pathlib import Path
 from slmtier.benchmark.candidates import LocalCandidate
 from slmtier.benchmark.cost import price_local
 from slmtier.config import HardwareConfig, ModelConfig, RunConfig
-from slmtier.data import Splits
+from slmtier.data import Splits, load_splits
 from slmtier.data.loading import sample
 from slmtier.errors import RunDirError, SlmtierError
+from slmtier.inference import derive_max_new_tokens
 from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
 from slmtier.models.loading import check_4bit_supported
-from slmtier.run_dir import write_json_atomic
+from slmtier.run_dir import RunDir, write_json_atomic
+from slmtier.tasks import build_task
 from slmtier.tiers.prepared import Prepared
 from slmtier.training import TrainResult, build_sft_dataset, is_main_process, save_adapter, train_adapter
 
@@ -41,12 +43,50 @@ def check(cfg: RunConfig) -> None:
         raise SlmtierError("lora.full_finetune and lora.load_in_4bit exclude each other: 4-bit weights are not trained")
     if cfg.lora.load_in_4bit:
         check_4bit_supported()
+    if cfg.inference.max_new_tokens is not None and cfg.inference.max_new_tokens < 1:
+        raise SlmtierError("inference.max_new_tokens must be at least 1 (null = fitted to the task's answers)")
 
 
 def check_base_model(cfg: RunConfig) -> None:
     """The base model can be found (its tokenizer loads, with a chat template): said in seconds, before the
     encoder tier trains for minutes."""
     load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
+
+
+def fit_generation_budget(cfg: RunConfig, task, splits: Splits) -> tuple[RunConfig, dict]:
+    """How long an answer may run, once per run, for this tier, a local baseline and `slmtier serve` alike:
+    inference.max_new_tokens as the recipe sets it, or when null fitted to the task (the longest train answer
+    as the SLM is trained to write it, in its tokenizer's tokens, + margin: inference.derive_max_new_tokens).
+    Returns cfg with that number in place, and metrics.json's `generation` record."""
+    tokenizer = load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
+    fitted, longest = derive_max_new_tokens(tokenizer, [task.format_target(example.target) for example in splits.train])
+    derived = cfg.inference.max_new_tokens is None
+    budget = fitted if derived else cfg.inference.max_new_tokens
+    if derived:
+        log.info("inference.max_new_tokens: %d (the longest train answer is %d tokens; + margin)", budget, longest)
+    elif budget <= longest:
+        log.warning(
+            "inference.max_new_tokens=%d is shorter than the longest train answer (%d tokens): answers that long "
+            "will be cut (counted as hit_limit); null fits it to the task (%d)", budget, longest, fitted,
+        )  # fmt: skip
+    record = {"max_new_tokens": budget, "derived": derived, "longest_train_target_tokens": longest}
+    return with_max_new_tokens(cfg, budget), record
+
+
+def with_max_new_tokens(cfg: RunConfig, budget: int) -> RunConfig:
+    return dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, max_new_tokens=budget))
+
+
+def recorded_max_new_tokens(run_dir: Path, cfg: RunConfig) -> int:
+    """The generation budget a run's benchmark answered with: inference.max_new_tokens as set, else the one
+    fitted to the task and recorded in metrics.json (fitted again, the same way, if the run never got there)."""
+    if cfg.inference.max_new_tokens is not None:
+        return cfg.inference.max_new_tokens
+    folder = RunDir(run_dir)
+    if folder.metrics_file.is_file():
+        return folder.read_metrics().generation["max_new_tokens"]
+    task = build_task(cfg.task)
+    return fit_generation_budget(cfg, task, load_splits(cfg.data, task.check_target))[1]["max_new_tokens"]
 
 
 def load_base_model(cfg: RunConfig, model_cfg: ModelConfig | None = None):
@@ -89,7 +129,7 @@ def build_candidate(cfg: RunConfig, model, tokenizer) -> LocalCandidate:
 def load(run_dir: Path, cfg: RunConfig) -> LocalCandidate:
     """A finished run's SLM tier, answering as the benchmark did (same prompt, settings and parser)."""
     model, tokenizer = load_run_model(run_dir, cfg)
-    return build_candidate(cfg, model, tokenizer)
+    return build_candidate(with_max_new_tokens(cfg, recorded_max_new_tokens(run_dir, cfg)), model, tokenizer)
 
 
 def complete_entry(entry: dict, test_rows: list[dict]) -> dict:
