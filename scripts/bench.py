@@ -358,8 +358,10 @@ def child_tiers(args) -> dict:
 
 
 def cfg_recipe(run_dir: Path) -> str:
-    metrics = run_dir / "metrics.json"
-    return json.loads(metrics.read_text())["recipe"] if metrics.is_file() else run_dir.name
+    from slmtier.run_dir import RunDir
+
+    folder = RunDir(run_dir)
+    return folder.read_metrics().recipe if folder.metrics_file.is_file() else run_dir.name
 
 
 CHILDREN = {"matmul": child_matmul, "train": child_train, "classify": child_classify, "generate": child_generate,
@@ -388,6 +390,8 @@ def forwarded(args) -> list[str]:
 def run_demo(args) -> dict:
     """`python train.py recipe=...` end to end, through a small wrapper process whose only child it is, so
     that the children's peak RSS is the demo's own."""
+    from slmtier.run_dir import RunDir
+
     run_dir = Path(args.work) / "demo"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resumed one
     command = [sys.executable, "train.py", f"recipe={args.recipe}", f"hydra.run.dir={run_dir}"]
@@ -398,8 +402,8 @@ def run_demo(args) -> dict:
     )
     out = subprocess.run([sys.executable, "-c", wrapper, *command], check=True, cwd=REPO, stdout=subprocess.PIPE)
     wall, peak_kb = out.stdout.decode().split()[-2:]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    training, candidates = metrics["training"], metrics["candidates"]
+    metrics = RunDir(run_dir).read_metrics()
+    training, candidates = metrics.tiers["slm"].training, metrics.candidates
     return {
         "wall_s": round(float(wall), 1),
         "run_dir": str(run_dir),
@@ -410,7 +414,7 @@ def run_demo(args) -> dict:
         "train_loss": round(training["train_loss"], 4),
         "accuracy": {name: round(c["accuracy"], 4) for name, c in candidates.items()},
         "validation_accuracy": {name: c.get("validation", {}).get("accuracy") for name, c in candidates.items()},
-        "verdict": metrics["decision"]["verdict"],
+        "verdict": metrics.verdict,
     }
 
 

@@ -108,12 +108,15 @@ def test_options_keep_every_default_they_do_not_set(group, option):
     assert not lost, f"{group}={option} changes keys it does not set (default, now): {lost}"
 
 
-def test_full_finetuning_carries_no_adapter_settings():
-    cfg = compose_run("recipe=ticket_classifier", "lora=full")
-    assert cfg.lora.full_finetune
-    assert (cfg.lora.r, cfg.lora.lora_alpha, cfg.lora.lora_dropout) == (None, None, None)
-    with pytest.raises(SlmtierError, match="lora=full"):
-        compose_run("recipe=ticket_classifier", "lora.r=null")
+def test_full_finetuning_is_a_trainer_choice_not_a_lora_option():
+    cfg = compose_run("recipe=ticket_classifier", "trainer.finetune=full")
+    assert cfg.trainer.finetune == "full"
+    assert not (REPO / "configs" / "lora" / "full.yaml").exists()
+    # The encoder's adapter keys are the SLM's names, one level down.
+    cfg = compose_run("recipe=ticket_classifier", "encoder.finetune=lora", "encoder.lora.r=8")
+    assert (cfg.encoder.lora.r, cfg.encoder.lora.lora_alpha) == (8, 32) and cfg.lora.r == 16
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        compose_run("recipe=ticket_classifier", "encoder.lora_r=8")
 
 
 def test_recipes_exist_and_open_with_header_and_command():
@@ -183,3 +186,21 @@ def test_unreachable_hub_model_is_a_clear_error(monkeypatch, tmp_path):
         resolve_model_path(ModelConfig(name="x", source="./missing-folder"), tmp_path)
     with pytest.raises(ModelSourceError, match="not an embedded model"):
         resolve_model_path(ModelConfig(name="x", source="embedded:gpt-17"), tmp_path)
+
+
+def test_a_key_added_with_plus_that_the_schema_lacks_is_refused(tmp_path):
+    from slmtier.config import to_run_config
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["recipe=ticket_classifier", "+trainer.lerning_rate=0.01"])
+        with pytest.raises(
+            SlmtierError, match=r"unknown config key trainer.lerning_rate; did you mean trainer.learning_rate"
+        ):
+            to_run_config(cfg)
+        # Free-form mappings stay free: the chat template's arguments are the model's, not slmtier's.
+        cfg = compose(
+            "train", overrides=["recipe=ticket_classifier", "+model.chat_template_kwargs.enable_thinking=false"]
+        )
+        assert to_run_config(cfg).model.chat_template_kwargs == {"enable_thinking": False}
+    result = run_train_cli("recipe=ticket_classifier", "+lora.rr=4", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2 and "did you mean lora.r?" in result.stderr and "Traceback" not in result.stderr

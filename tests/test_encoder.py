@@ -13,7 +13,7 @@ import yaml
 
 from conftest import TICKETS, read_jsonl, run_train_cli
 from slmtier.candidate import answer
-from slmtier.config import EncoderConfig
+from slmtier.config import EncoderConfig, EncoderLoraConfig
 from slmtier.data import Example, load_splits
 from slmtier.errors import ModelSourceError
 from slmtier.run_dir import RunDir
@@ -142,7 +142,7 @@ def test_lora_trains_an_adapter_and_the_head_only(tiny_encoder_dir, tmp_path):
     from safetensors.torch import load_file
 
     train, validation = ticket_examples("train", 96), ticket_examples("validation", 24)
-    cfg = tiny_config(tiny_encoder_dir, finetune="lora", lora_r=4, num_train_epochs=4)
+    cfg = tiny_config(tiny_encoder_dir, finetune="lora", lora=EncoderLoraConfig(r=4), num_train_epochs=4)
     base_before = load_file(tiny_encoder_dir / "model.safetensors")
     candidate, entry = prepare_encoder(cfg, train, validation, LABELS, run_dir=tmp_path, bf16=False)
 

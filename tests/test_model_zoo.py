@@ -116,7 +116,7 @@ def test_full_fine_tuning_saves_the_whole_model(tiny_model_dir, small_data, tmp_
 
     run_dir = tmp_path / "run"
     result = run_train_cli(
-        *tiny_overrides(tiny_model_dir, small_data, run_dir), "lora=full", "trainer.learning_rate=0.01"
+        *tiny_overrides(tiny_model_dir, small_data, run_dir), "trainer.finetune=full", "trainer.learning_rate=0.01"
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (run_dir / "adapter").exists()
@@ -134,6 +134,6 @@ def test_full_fine_tuning_and_4bit_exclude_each_other(tmp_path):
     from conftest import run_train_cli
 
     result = run_train_cli(
-        "recipe=ticket_classifier", "lora=full", "lora.load_in_4bit=true", f"hydra.run.dir={tmp_path}"
+        "recipe=ticket_classifier", "trainer.finetune=full", "lora=qlora", f"hydra.run.dir={tmp_path}"
     )
     assert result.returncode == 2 and "exclude each other" in result.stderr

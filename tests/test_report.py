@@ -132,7 +132,8 @@ CANDIDATES = {
 
 
 def write_benchmarked_run(path, task, outputs: dict[str, list[str]], golds: list, *, recipe: str, inputs=None,
-                          model: str | None = None, config_text: str | None = None, truncated_examples: int = 0):  # fmt: skip
+                          model: str | None = None, config_text: str | None = None,
+                          truncated_examples: int = 0):  # fmt: skip
     """A run directory whose metrics.json is what the benchmark writes (slmtier.benchmark.run.assemble_metrics)
     when each candidate (name -> its raw outputs) answers so on the test split and again on a validation split
     of the same examples."""
@@ -172,7 +173,7 @@ def write_benchmarked_run(path, task, outputs: dict[str, list[str]], golds: list
 # Each tier's training block as its module records it (slmtier.tiers.<name>.prepare).
 TRAINING = {
     "slm": {"base_model": "smollm2_135m", "source": "embedded:smollm2-135m-instruct", "trust_remote_code": False,
-            "lora": {"r": 16, "full_finetune": False}, "steps": 4, "examples": 24, "train_loss": 2.4,
+            "lora": {"r": 16}, "trainer": {"finetune": "lora"}, "steps": 4, "examples": 24, "train_loss": 2.4,
             "runtime_s": 3.0, "tokens_per_s": 450.0, "truncated_examples": 0,
             "routing": {"base_model": "embedded:smollm2-135m-instruct", "adapter": "{run_dir}/adapter",
                         "served_name": "{task}", "serve": "slmtier serve {run_dir}"}},

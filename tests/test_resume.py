@@ -94,7 +94,8 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tiny_model_dir, data, tm
     kills += kill_when(cmd, log, lambda: said(log, "resuming training from") and newest_step(resumed) >= 12, rng)
     assert not (resumed / "training.json").exists(), "the kills were meant to land during training"
     kills += kill_when(cmd, log, lambda: saved_rows(resumed) > rng.randint(1, 12), rng)
-    kills += kill_when(cmd, log, lambda: said(log, "rows kept from an earlier attempt") and saved_rows(resumed) > 30, rng)
+    resumed_rows = "rows kept from an earlier attempt"
+    kills += kill_when(cmd, log, lambda: said(log, resumed_rows) and saved_rows(resumed) > 30, rng)
     assert kills >= 3, log.read_text()[-3000:]
     run_to_end(cmd, log)
 

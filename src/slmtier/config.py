@@ -17,12 +17,14 @@ recipes. `python train.py recipe=<name> --cfg job` prints every resolved value.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from slmtier.errors import SlmtierError
@@ -56,25 +58,26 @@ class ModelConfig:
 
 @dataclass
 class LoraConfig:
-    """peft.LoraConfig fields. target_modules: null = the base model's own list (model.lora_target_modules),
-    ["all-linear"] = every linear layer but the LM head. r, lora_alpha and lora_dropout are null only with
-    full_finetune (lora=full), where there is no adapter for them to shape."""
+    """peft.LoraConfig fields for the SLM's adapter (unused with trainer.finetune=full). target_modules: null =
+    the base model's own list (model.lora_target_modules), ["all-linear"] = every linear layer but the LM head."""
 
-    r: int | None = 16
-    lora_alpha: int | None = 32
-    lora_dropout: float | None = 0.0  # dropout copies every LoRA input: 1.2x slower on CPU; one epoch does not overfit
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0  # dropout copies every LoRA input: 1.2x slower on CPU; one epoch does not overfit
     target_modules: list[str] | None = None
     use_dora: bool = False  # DoRA: weight-decomposed LoRA (peft), a little slower, often a little better
     # QLoRA: the frozen base in 4-bit NF4 with double quantisation and bf16 compute (bitsandbytes); CUDA only.
     load_in_4bit: bool = False
-    # Train every weight instead of an adapter (lora=full); the whole model is saved in run_dir/model.
-    full_finetune: bool = False
 
-    def __post_init__(self) -> None:
-        unset = [key for key in ("r", "lora_alpha", "lora_dropout") if getattr(self, key) is None]
-        if unset and not self.full_finetune:
-            key = unset[0]
-            raise SlmtierError(f"lora.{key} is null, which only lora=full (no adapter) allows: set lora.{key}=<value>")
+
+@dataclass
+class EncoderLoraConfig:
+    """peft.LoraConfig fields for the encoder's adapter (encoder.finetune=lora); the same names as lora.*."""
+
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    target_modules: list[str] = field(default_factory=list)  # [] = every linear layer of the encoder
 
 
 @dataclass
@@ -82,6 +85,9 @@ class TrainerConfig:
     """trl.SFTConfig fields (same names), for the generative SLM. The defaults were chosen by measurement on the
     2-core CPU (docs/speed.md)."""
 
+    # lora: train an adapter (the lora group shapes it) | full: train every weight (no adapter; the whole model
+    # is saved in run_dir/model; needs far more memory than LoRA and a much lower learning rate, e.g. 2e-5).
+    finetune: str = "lora"
     num_train_epochs: float = 1.0
     max_steps: int = -1  # -1 = run num_train_epochs
     per_device_train_batch_size: int = 8
@@ -123,10 +129,7 @@ class EncoderConfig:
     params_m: float | None = None  # parameters, millions (documentation)
     max_length: int = 128  # tokens per input; longer inputs are cut (and counted)
     finetune: str = "full"  # full (every weight) | lora (peft adapter + the new head; the base stays frozen)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] = field(default_factory=list)  # [] = every linear layer of the encoder
+    lora: EncoderLoraConfig = field(default_factory=EncoderLoraConfig)
     # transformers.TrainingArguments fields (same names)
     num_train_epochs: float = 4.0
     max_steps: int = -1
@@ -352,11 +355,48 @@ class RunConfig:
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:
-    """The typed config; a value left as ??? (required, not set) is a SlmtierError naming the key."""
+    """The typed config; a value left as ??? (required, not set) is a SlmtierError naming the key, and so is a
+    key the schema does not have (`+trainer.lerning_rate=...` would otherwise be dropped without a word)."""
+    unknown = find_unknown_key(cfg)
+    if unknown:
+        raise SlmtierError(describe_unknown_key(*unknown))
     try:
         return OmegaConf.to_object(cfg)
     except MissingMandatoryValue as err:
         raise SlmtierError(f"{err.full_key} is required but not set; add {err.full_key}=... to the command") from err
+
+
+def find_unknown_key(node: DictConfig | ListConfig, path: str = "") -> tuple[str, list[str]] | None:
+    """The first key (full name, and the keys its parent has) that no schema dataclass declares: Hydra lets
+    `+section.key=value` add one, and OmegaConf would then set it on the dataclass as if it were a field."""
+    if isinstance(node, ListConfig):
+        items = enumerate(node._iter_ex(resolve=False))
+        found = (find_unknown_key(child, f"{path}[{i}].") for i, child in items if OmegaConf.is_config(child))
+        return next((hit for hit in found if hit), None)
+    kind = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(kind):
+        known = [item.name for item in dataclasses.fields(kind)]
+        extra = [key for key in node.keys() if key not in known]
+        if extra:
+            return f"{path}{extra[0]}", known
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)) and not child._is_none():
+            hit = find_unknown_key(child, f"{path}{key}.")
+            if hit:
+                return hit
+    return None
+
+
+def describe_unknown_key(full_key: str, siblings: list[str], *, rest: str = "") -> str:
+    """`data.validation_holdot` -> "... did you mean data.validation_holdout?"; else the keys that exist there.
+    rest: what the override names below the unknown key (`.validation_holdout` for `dta.validation_holdout`)."""
+    parent, _, key = full_key.rpartition(".")
+    message = f"unknown config key {full_key}{rest}"
+    close = difflib.get_close_matches(key, [str(sibling) for sibling in siblings], n=1)
+    if close:
+        return f"{message}; did you mean {parent + '.' if parent else ''}{close[0]}{rest}?"
+    return f"{message}; {parent or 'the top level'} has: {', '.join(map(str, siblings))}"
 
 
 def register_configs() -> None:

@@ -195,7 +195,7 @@ def train_adapter(
         args=build_sft_config(trainer_cfg, output_dir=work_dir, report_to=list(report_to)),
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        peft_config=None if lora_cfg.full_finetune else build_peft_config(lora_cfg, model_targets),
+        peft_config=None if trainer_cfg.finetune == "full" else build_peft_config(lora_cfg, model_targets),
         callbacks=list(callbacks) or None,
     )
     checkpoint = find_last_checkpoint(work_dir)

@@ -30,7 +30,7 @@ def build_local(cfg: RunConfig, splits: Splits, model, tokenizer) -> Candidate:
     model_cfg = base.model if base.model.source else cfg.model
     if not base.model.source and slm.NAME not in cfg.tiers:  # no SLM trained: the base model as loaded
         adapter_enabled = True
-    elif not base.model.source and not cfg.lora.full_finetune:  # the same weights with the adapter switched off
+    elif not base.model.source and cfg.trainer.finetune == "lora":  # the same weights with the adapter switched off
         adapter_enabled = False
     else:  # another model, or a fresh copy of the base (full fine-tuning changed the trained one)
         (model, tokenizer), adapter_enabled = slm.load_base_model(cfg, model_cfg), True

@@ -15,6 +15,7 @@ import sys
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException, SearchPathException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from slmtier.config import describe_unknown_key
 from slmtier.errors import SlmtierError
 
 USER_MISTAKE = 2  # the exit code of SlmtierError and of Hydra's composition errors
@@ -79,17 +80,6 @@ def describe_config_error(err: Exception) -> str:
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
         return f"{prefix}{cause.full_key}: {first_line(str(cause.msg))}"
     return str(err).split("\nConfig search path:")[0]  # Hydra's own message, without its search-path listing
-
-
-def describe_unknown_key(full_key: str, siblings: list[str], *, rest: str = "") -> str:
-    """`data.validation_holdot` -> "... did you mean data.validation_holdout?"; else the keys that exist there.
-    rest: what the override names below the unknown key (`.validation_holdout` for `dta.validation_holdout`)."""
-    parent, _, key = full_key.rpartition(".")
-    message = f"unknown config key {full_key}{rest}"
-    close = difflib.get_close_matches(key, [str(sibling) for sibling in siblings], n=1)
-    if close:
-        return f"{message}; did you mean {parent + '.' if parent else ''}{close[0]}{rest}?"
-    return f"{message}; {parent or 'the top level'} has: {', '.join(map(str, siblings))}"
 
 
 def describe_missing_option(missing_cfg_file: str, options: list[str]) -> str:

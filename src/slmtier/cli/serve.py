@@ -42,7 +42,7 @@ def run_serve(args: argparse.Namespace) -> None:
     if args.host not in LOOPBACK and api_key is None:
         log.warning("binding %s without --api-key-env: anyone who can reach this port can use the model", args.host)
     name = args.name or _recipe_name(run_dir)
-    full = run_cfg.lora.full_finetune
+    full = run_cfg.trainer.finetune == "full"
     if name == run_cfg.model.name and not full:
         raise SlmtierError(f"--name {name!r} is the base model's name, which serves the model without the adapter")
     model, tokenizer = load_run_model(run_dir, run_cfg)

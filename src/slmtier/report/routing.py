@@ -9,7 +9,7 @@ Schema (version 1):
     slm:                            # when the generative SLM answers (tier slm, or a cascade through it)
       base_model: <hub id, local folder or embedded:NAME>
       adapter: <absolute path to the LoRA adapter folder (safetensors)>, or
-      model: <absolute path to the fully fine-tuned model (lora=full)>
+      model: <absolute path to the fully fine-tuned model (trainer.finetune=full)>
       served_name: <model name to request from `slmtier serve` or vLLM>
       serve: <the command that serves it>
     encoder:                        # when the encoder answers (tier encoder, or a cascade through it)

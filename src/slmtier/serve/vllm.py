@@ -17,7 +17,7 @@ def build_vllm_command(run_cfg: RunConfig, run_dir: Path, adapter_name: str) -> 
     """`vllm serve BASE --enable-lora --lora-modules NAME=PATH`; embedded models are named by their hub id.
     A fully fine-tuned model is served by itself: `vllm serve RUN/model --served-model-name NAME`."""
     weights = Path(run_dir) / trained_folder(run_cfg)
-    if run_cfg.lora.full_finetune:
+    if run_cfg.trainer.finetune == "full":
         return shlex.join(["vllm", "serve", str(weights.resolve()), "--served-model-name", adapter_name])
     source = run_cfg.model.source
     if source.startswith(EMBEDDED_PREFIX):

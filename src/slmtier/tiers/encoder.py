@@ -211,10 +211,10 @@ def train_encoder(model, tokenizer, train: list[Example], labels: list[str], cfg
         # SEQ_CLS: peft trains and saves the new classification head whole, beside the adapter.
         adapter = LoraConfig(
             task_type="SEQ_CLS",
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=cfg.lora_target_modules or "all-linear",
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.lora_alpha,
+            lora_dropout=cfg.lora.lora_dropout,
+            target_modules=cfg.lora.target_modules or "all-linear",
         )
         model = get_peft_model(model, adapter)
     weights = balanced_class_weights(train, labels) if cfg.class_weights == "balanced" else None

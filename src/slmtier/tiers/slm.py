@@ -1,7 +1,7 @@
 """The SLM tier: a small generative model fine-tuned with LoRA (or QLoRA, DoRA, every weight) on the task's
 own chat prompt, answering by label scoring (classification) or generation.
 
-Run directory: adapter/ (the LoRA adapter, safetensors, with the tokenizer; model/ after lora=full),
+Run directory: adapter/ (the LoRA adapter, safetensors, with the tokenizer; model/ after trainer.finetune=full),
 training.json (written last: its presence says the weights beside it are complete), trainer/ (checkpoints
 while training).
 """
@@ -33,14 +33,17 @@ from slmtier.training import TrainResult, build_sft_dataset, is_main_process, sa
 log = logging.getLogger(__name__)
 
 NAME = "slm"  # candidate name and predictions/slm.jsonl
+FINETUNE_MODES = ("lora", "full")
 
 
 def check(cfg: RunConfig) -> None:
     """Value checks the schema cannot express, run before any data or model is loaded."""
     if cfg.trainer.max_train_examples is not None and cfg.trainer.max_train_examples < 1:
         raise SlmtierError("trainer.max_train_examples must be at least 1 (null = the whole train split)")
-    if cfg.lora.full_finetune and cfg.lora.load_in_4bit:
-        raise SlmtierError("lora.full_finetune and lora.load_in_4bit exclude each other: 4-bit weights are not trained")
+    if cfg.trainer.finetune not in FINETUNE_MODES:
+        raise SlmtierError(f"trainer.finetune {cfg.trainer.finetune!r} is not one of {list(FINETUNE_MODES)}")
+    if cfg.trainer.finetune == "full" and cfg.lora.load_in_4bit:
+        raise SlmtierError("trainer.finetune=full and lora=qlora exclude each other: 4-bit weights are not trained")
     if cfg.lora.load_in_4bit:
         check_4bit_supported()
     if cfg.inference.max_new_tokens is not None and cfg.inference.max_new_tokens < 1:
@@ -121,7 +124,7 @@ def prepare(cfg: RunConfig, task, splits: Splits, run_dir: Path, *, base: Callab
 
 
 def build_candidate(cfg: RunConfig, model, tokenizer) -> LocalCandidate:
-    how = "fully fine-tuned" if cfg.lora.full_finetune else "+ LoRA"
+    how = "fully fine-tuned" if cfg.trainer.finetune == "full" else "+ LoRA"
     return LocalCandidate(NAME, f"{cfg.model.name} {how}", model, tokenizer, **local_settings(cfg),
                           chat_template_kwargs=cfg.model.chat_template_kwargs)  # fmt: skip
 
@@ -155,7 +158,7 @@ def local_settings(cfg: RunConfig) -> dict:
 
 def train(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir: Path):
     """LoRA fine-tuning on the train split; the adapter lands in run_dir/adapter (the model in run_dir/model
-    after lora=full) and the training summary in run_dir/training.json. (the trained model, TrainResult).
+    after trainer.finetune=full) and the training summary in run_dir/training.json. (the trained model, TrainResult).
 
     Rerun in the same run directory: a finished training is loaded from those files instead of repeated, and
     an interrupted one resumes from its newest checkpoint in run_dir/trainer (trainer.save_steps)."""
@@ -163,7 +166,7 @@ def train(cfg: RunConfig, task, splits: Splits, model, tokenizer, run_dir: Path)
     if summary.is_file() and (run_dir / trained_folder(cfg)).is_dir():
         log.info("training finished in an earlier attempt: loading %s", run_dir / trained_folder(cfg))
         # The adapter goes on the base model already loaded; a fully fine-tuned model replaces it.
-        trained, tokenizer = load_run_model(run_dir, cfg, base=None if cfg.lora.full_finetune else model)
+        trained, tokenizer = load_run_model(run_dir, cfg, base=None if cfg.trainer.finetune == "full" else model)
         return trained, TrainResult(**json.loads(summary.read_text()))
     peft_model, result = train_adapter(
         model,
@@ -198,8 +201,8 @@ def remove_checkpoints(work_dir: Path) -> None:
 
 
 def trained_folder(cfg: RunConfig) -> str:
-    """Where the trained weights go in the run directory: the adapter, or the whole model (lora=full)."""
-    return "model" if cfg.lora.full_finetune else "adapter"
+    """Where the trained weights go in the run directory: the adapter, or the whole model (trainer.finetune=full)."""
+    return "model" if cfg.trainer.finetune == "full" else "adapter"
 
 
 def load_run_model(run_dir: Path, run_cfg: RunConfig, *, base=None):
