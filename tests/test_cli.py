@@ -98,3 +98,11 @@ def test_hints_name_the_closest_key_or_option_or_list_them():
     assert describe_missing_option("hydra/launcher/bsic", ["basic", "slurm"]).startswith(
         "hydra/launcher has no option 'bsic'; did you mean hydra/launcher=basic?"
     )
+
+
+def test_train_help_needs_no_recipe():
+    result = run_train_cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("python train.py recipe=NAME")
+    assert "lora: default, dora, qlora" in result.stdout and "recipe: banking77," in result.stdout
+    assert "here for recipe=ticket_classifier" in result.stdout and "instruction:" in result.stdout

@@ -54,6 +54,9 @@ def _recipes(_: argparse.Namespace) -> None:
         print(f"{path.stem:28s} {first}")
 
 
+HELP_FLAGS, HELP_RECIPE = {"--help", "-h"}, "ticket_classifier"
+
+
 def train() -> None:
     """`python train.py ARGS` and `slmtier train ARGS`: Hydra with ARGS, once no argument holds a pasted key.
     Checked before Hydra reads them: it saves a sweep's overrides to multirun.yaml before any job starts, and
@@ -61,6 +64,8 @@ def train() -> None:
     like any user mistake, with a "did you mean"."""
     with exit_on_user_error():
         check_command_line(sys.argv[1:])
+    if HELP_FLAGS & set(sys.argv[1:]) and not any(arg.startswith("recipe=") for arg in sys.argv[1:]):
+        sys.argv.append(f"recipe={HELP_RECIPE}")  # help needs a composed config; the demo's stands in for one
     from slmtier.cli.train import main as train_main
 
     with exit_on_config_error():
