@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -402,3 +404,12 @@ def describe_unknown_key(full_key: str, siblings: list[str], *, rest: str = "") 
 def register_configs() -> None:
     """Make RunConfig the base of configs/train.yaml, so every YAML value is checked against it."""
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
+
+
+def compose_config(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:
+    """configs/train.yaml with `overrides` (`recipe=ticket_classifier`, `lora.r=8`, ...), composed as `python
+    train.py` composes it, for tests, scripts and notebooks; `to_run_config` turns it into the typed RunConfig.
+    return_hydra_config: keep the `hydra` node (launcher, sweeper, run dir) in the result."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
