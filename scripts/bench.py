@@ -66,14 +66,9 @@ def child_matmul(args) -> dict:
 
 
 def load_recipe(recipe: str, overrides: list[str] = ()):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    from slmtier.config import compose_config, to_run_config
 
-    from slmtier.config import CONFIG_DIR, register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return OmegaConf.to_object(compose("train", overrides=[f"recipe={recipe}", *overrides]))
+    return to_run_config(compose_config([f"recipe={recipe}", *overrides]))
 
 
 class StepTimer:

@@ -12,11 +12,8 @@ import argparse
 import json
 import time
 
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
-
 from slmtier.benchmark.candidates import LocalCandidate, select_few_shot
-from slmtier.config import CONFIG_DIR, register_configs
+from slmtier.config import compose_config, to_run_config
 from slmtier.data import load_splits
 from slmtier.models import resolve_bf16
 from slmtier.tasks import build_task
@@ -29,11 +26,7 @@ def main() -> None:
     parser.add_argument("--adapter", help="a run's adapter folder; without it the untuned model is prompted few-shot")
     parser.add_argument("--out", help="also write the results here as JSON")
     args = parser.parse_args()
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = OmegaConf.to_object(
-            compose("train", overrides=["recipe=order_extractor", f"data.max_test_examples={args.n}"])
-        )
+    cfg = to_run_config(compose_config(["recipe=order_extractor", f"data.max_test_examples={args.n}"]))
     task = build_task(cfg.task)
     splits = load_splits(cfg.data, task.check_target)
     cfg, _ = fit_generation_budget(cfg, task, splits)  # the budget a run of this recipe generates with

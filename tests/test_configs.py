@@ -4,16 +4,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from conftest import REPO, run_train_cli
-from slmtier.config import CONFIG_DIR, RunConfig, register_configs
+from helpers.files import REPO
+from helpers.processes import run_train_cli
+from slmtier.config import CONFIG_DIR, RunConfig, compose_config, to_run_config
 from slmtier.errors import SlmtierError
 
-register_configs()
 RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
 GROUPS = ["model", "lora", "trainer", "encoder", "inference", "baseline", "decision", "tracking", "pricing", "hardware"]
 # Values a group option leaves required (???), as a user would give them.
@@ -25,15 +24,12 @@ def options(group: str) -> list[str]:
 
 
 def compose_run(*overrides: str) -> RunConfig:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return OmegaConf.to_object(compose("train", overrides=list(overrides)))
+    return to_run_config(compose_config(overrides))
 
 
 def compose_group(group: str, *overrides: str) -> dict:
     """One group of the composed config (ticket_classifier sets none of the groups), as plain values."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["recipe=ticket_classifier", *overrides])
-    return OmegaConf.to_container(cfg[group])
+    return OmegaConf.to_container(compose_config(["recipe=ticket_classifier", *overrides])[group])
 
 
 SCHEMA = OmegaConf.to_container(OmegaConf.structured(RunConfig))  # a required (MISSING) value reads "???"
@@ -189,18 +185,13 @@ def test_unreachable_hub_model_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_a_key_added_with_plus_that_the_schema_lacks_is_refused(tmp_path):
-    from slmtier.config import to_run_config
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["recipe=ticket_classifier", "+trainer.lerning_rate=0.01"])
-        with pytest.raises(
-            SlmtierError, match=r"unknown config key trainer.lerning_rate; did you mean trainer.learning_rate"
-        ):
-            to_run_config(cfg)
-        # Free-form mappings stay free: the chat template's arguments are the model's, not slmtier's.
-        cfg = compose(
-            "train", overrides=["recipe=ticket_classifier", "+model.chat_template_kwargs.enable_thinking=false"]
-        )
-        assert to_run_config(cfg).model.chat_template_kwargs == {"enable_thinking": False}
+    cfg = compose_config(["recipe=ticket_classifier", "+trainer.lerning_rate=0.01"])
+    with pytest.raises(
+        SlmtierError, match=r"unknown config key trainer.lerning_rate; did you mean trainer.learning_rate"
+    ):
+        to_run_config(cfg)
+    # Free-form mappings stay free: the chat template's arguments are the model's, not slmtier's.
+    cfg = compose_config(["recipe=ticket_classifier", "+model.chat_template_kwargs.enable_thinking=false"])
+    assert to_run_config(cfg).model.chat_template_kwargs == {"enable_thinking": False}
     result = run_train_cli("recipe=ticket_classifier", "+lora.rr=4", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2 and "did you mean lora.r?" in result.stderr and "Traceback" not in result.stderr

@@ -55,7 +55,7 @@ def test_constrained_generation_always_parses(tiny_model_dir):
 
 
 def test_constrained_json_is_for_extraction_only(tiny_model_dir, small_data, tmp_path):
-    from conftest import run_train_cli
+    from helpers.processes import run_train_cli
 
     result = run_train_cli(
         "recipe=ticket_classifier",
@@ -68,7 +68,7 @@ def test_constrained_json_is_for_extraction_only(tiny_model_dir, small_data, tmp
 
 
 def test_pipeline_runs_constrained(tiny_model_dir, tmp_path):
-    from test_smoke_tiny import run_sample_recipe
+    from helpers.tiny import run_sample_recipe
 
     run_dir, result = run_sample_recipe(
         "order_extractor",

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO
+from helpers.files import REPO
 from slmtier.errors import SlmtierError
 from slmtier.launch import LaunchSpec, build_sky_command, build_sky_task
 

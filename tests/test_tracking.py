@@ -1,7 +1,7 @@
 """Trackers on a tiny run: W&B offline (no network, no account) and TensorBoard event files."""
 
-from conftest import run_train_cli
-from test_smoke_tiny import tiny_overrides
+from helpers.processes import run_train_cli
+from helpers.tiny import tiny_overrides
 
 PLANTED = "sk-slmtier-tracker-5d2e8a"
 

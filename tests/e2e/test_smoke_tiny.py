@@ -8,36 +8,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, read_jsonl, run_train_cli, write_jsonl
+from helpers.files import REPO, read_jsonl
+from helpers.processes import run_train_cli
+from helpers.tiny import run_sample_recipe, tiny_overrides
+from slmtier.config import compose_config, to_run_config
 from slmtier.data import load_splits
 from slmtier.tasks import build_task
 from slmtier.tiers.slm import load_base_model
 from slmtier.tiers.slm import train as run_training
 from slmtier.training import build_sft_dataset, count_too_long
-from test_configs import compose_run
-
-
-def tiny_overrides(model_dir, data, run_dir):
-    return [
-        "recipe=ticket_classifier",
-        "tiers=[slm]",  # the generative tier alone; tests/test_encoder.py covers the encoder tier
-        f"model.source={model_dir}",
-        "model.name=tiny",
-        "trainer=smoke",
-        f"data.train={data['train']}",
-        f"data.validation={data['validation']}",
-        f"data.test={data['test']}",
-        "inference.max_new_tokens=4",
-        "baseline.few_shot_k=2",
-        # The tiny test tokenizer (600 tokens) splits text far finer than a real one: room for whole examples.
-        "trainer.max_length=4096",
-        f"cache_dir={run_dir.parent / 'cache'}",
-        f"hydra.run.dir={run_dir}",
-    ]
 
 
 def test_training_changes_the_adapter_and_not_the_base(tiny_model_dir, small_data, tmp_path):
-    cfg = compose_run(*tiny_overrides(tiny_model_dir, small_data, tmp_path / "run")[:-1])
+    cfg = to_run_config(compose_config(tiny_overrides(tiny_model_dir, small_data, tmp_path / "run")[:-1]))
     task = build_task(cfg.task)
     splits = load_splits(cfg.data, task.check_target)
     model, tokenizer = load_base_model(cfg)
@@ -58,7 +41,7 @@ def test_training_changes_the_adapter_and_not_the_base(tiny_model_dir, small_dat
 
 
 def test_too_long_examples_are_counted(tiny_model_dir, small_data, tmp_path):
-    cfg = compose_run(*tiny_overrides(tiny_model_dir, small_data, tmp_path / "run")[:-1])
+    cfg = to_run_config(compose_config(tiny_overrides(tiny_model_dir, small_data, tmp_path / "run")[:-1]))
     task = build_task(cfg.task)
     dataset = build_sft_dataset(task, load_splits(cfg.data, task.check_target).train)
     _, tokenizer = load_base_model(cfg)
@@ -168,18 +151,6 @@ def test_baseline_can_be_another_local_model(tiny_model_dir, small_data, tmp_pat
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["candidates"]["baseline"]["model"] == "other_local (2-shot, untuned)"
     assert metrics["candidates"]["slm"]["model"] == "tiny + LoRA"
-
-
-def run_sample_recipe(recipe, dataset, sizes, model_dir, tmp_path, *extra):
-    """Run a shipped recipe on the tiny model over the first rows of its sample dataset."""
-    data = {
-        split: write_jsonl(tmp_path / f"{split}.jsonl", read_jsonl(REPO / "data" / dataset / f"{split}.jsonl")[:n])
-        for split, n in zip(("train", "validation", "test"), sizes, strict=True)
-    }
-    run_dir = tmp_path / "run"
-    overrides = tiny_overrides(model_dir, data, run_dir)
-    overrides[0] = f"recipe={recipe}"
-    return run_dir, run_train_cli(*overrides, *extra)
 
 
 def test_extraction_recipe_end_to_end(tiny_model_dir, tmp_path):

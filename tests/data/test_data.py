@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import REPO, TICKETS, read_jsonl, write_jsonl
+from helpers.files import REPO, TICKETS, read_jsonl, write_jsonl
 from slmtier.config import DataConfig
 from slmtier.data import Example, load_splits
 from slmtier.data.loading import load_records

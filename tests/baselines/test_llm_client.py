@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from conftest import write_jsonl
-from fault_server import FaultServer
+from helpers.fault_server import FaultServer
+from helpers.files import write_jsonl
 from slmtier.baselines.cache import ResponseCache, build_cache_key
 from slmtier.baselines.chat_protocol import RequestFailed, RetryableError, parse_chat_response, parse_retry_after
 from slmtier.baselines.openai_compatible import ChatClient, EndpointRefused
@@ -250,11 +250,11 @@ def test_logged_answers_file_is_checked_row_by_row(tmp_path):
 def test_endpoint_candidate_estimates_missing_usage_and_prices_it(tmp_path):
     from slmtier.baselines import EndpointCandidate
     from slmtier.baselines.pricing import Price
+    from slmtier.config import compose_config, to_run_config
     from slmtier.data import Example
     from slmtier.tasks import build_task
-    from test_configs import compose_run
 
-    task = build_task(compose_run("recipe=ticket_classifier").task)
+    task = build_task(to_run_config(compose_config(["recipe=ticket_classifier"])).task)
     examples = [Example(id=f"t{i}", input=f"ticket number {i}", target="billing") for i in range(3)]
     with FaultServer(lambda text, attempt: "ok", usage=False) as server:
         candidate = EndpointCandidate(

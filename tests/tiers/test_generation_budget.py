@@ -4,17 +4,14 @@ tokens plus a margin; a recipe's number is kept; answers stopped by the limit ar
 import json
 import logging
 
-from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import run_train_cli
-from slmtier.config import CONFIG_DIR, register_configs, to_run_config
+from helpers.processes import run_train_cli
+from slmtier.config import compose_config, to_run_config
 from slmtier.data import load_splits
 from slmtier.inference import derive_max_new_tokens, generate_batched
 from slmtier.tasks import build_task
 from slmtier.tiers.slm import fit_generation_budget, recorded_max_new_tokens
-
-register_configs()
 
 
 class WordTokenizer:
@@ -34,11 +31,10 @@ def test_budget_is_the_longest_answer_plus_its_end_and_a_margin():
 
 
 def compose_tiny(tiny_model_dir, small_data, *overrides):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return to_run_config(compose("train", overrides=[
-            "recipe=ticket_classifier", f"model.source={tiny_model_dir}", "model.name=tiny",
-            *(f"data.{split}={path}" for split, path in small_data.items()), *overrides,
-        ]))  # fmt: skip
+    return to_run_config(compose_config([
+        "recipe=ticket_classifier", f"model.source={tiny_model_dir}", "model.name=tiny",
+        *(f"data.{split}={path}" for split, path in small_data.items()), *overrides,
+    ]))  # fmt: skip
 
 
 def test_fitted_once_from_the_train_answers_unless_the_recipe_sets_it(tiny_model_dir, small_data, caplog):

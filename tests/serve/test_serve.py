@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import TICKETS, read_jsonl, run_train_cli, write_jsonl
-from test_smoke_tiny import tiny_overrides
+from helpers.files import REPO, TICKETS, read_jsonl, write_jsonl
+from helpers.processes import run_train_cli
+from helpers.tiny import tiny_overrides
 
 PLANTED_KEY = "sk-slmtier-planted-7f3a9c1e5b"  # recognisable: must appear in no file a run writes
 
@@ -336,7 +337,7 @@ def test_unset_key_fails_before_training(tmp_path):
     command = [sys.executable, "train.py", "recipe=ticket_classifier", "baseline=openai_compatible"]
     result = subprocess.run(
         [*command, f"hydra.run.dir={tmp_path}"],
-        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, env=env, timeout=300,
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2 and "OPENAI_API_KEY" in result.stderr and "is not set" in result.stderr
     assert not (tmp_path / "adapter").exists()

@@ -9,11 +9,12 @@ import json
 
 import yaml
 
-from conftest import read_jsonl, run_train_cli
-from fault_server import FaultServer
+from helpers.fault_server import FaultServer
+from helpers.files import read_jsonl
+from helpers.processes import run_train_cli
+from helpers.tiny import tiny_overrides
 from slmtier.benchmark.decide import TierEvidence, decide_tiers
 from slmtier.config import DecisionConfig
-from test_smoke_tiny import tiny_overrides
 
 PASSING_GAP = {"value": 0.0, "low": -0.01, "high": 0.01, "n": 100}
 

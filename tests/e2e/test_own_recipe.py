@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from conftest import REPO, read_jsonl, run_train_cli, write_jsonl
+from helpers.files import REPO, read_jsonl, write_jsonl
+from helpers.processes import run_train_cli
 
 CLASSIFY = """# @package _global_
 # Is a review positive or negative?   python train.py --config-dir my_recipes recipe=reviews

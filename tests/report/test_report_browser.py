@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TICKETS, read_jsonl, run_train_cli, write_jsonl
-from test_smoke_tiny import tiny_overrides
+from helpers.files import TICKETS, read_jsonl, write_jsonl
+from helpers.processes import run_train_cli
+from helpers.tiny import tiny_overrides
 
 NASTY = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import run_train_cli, small_data  # noqa: F401  (fixture)
+from helpers.processes import run_train_cli
 from slmtier.config import ModelConfig
 from slmtier.models import load_model, load_tokenizer, resolve_model_path
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import read_jsonl
+from helpers.files import read_jsonl
+from helpers.tiny import tiny_overrides
 from slmtier.benchmark.cost import price_local
 from slmtier.candidate import answer
 from slmtier.data import load_splits
@@ -28,7 +29,6 @@ from slmtier.report.routing import build_routing
 from slmtier.run_dir import RunDir, write_json_atomic
 from slmtier.tasks import build_task
 from slmtier.tiers import TIERS, Prepared
-from test_smoke_tiny import tiny_overrides
 
 
 @dataclass

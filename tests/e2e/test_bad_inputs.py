@@ -1,6 +1,6 @@
-"""The bad-input corpus: every folder in tests/bad_inputs/ is a mistake a user makes, and its expect.yaml says
+"""The bad-input corpus: every folder in tests/e2e/bad_inputs/ is a mistake a user makes, and its expect.yaml says
 what must come out: a message that says what to fix (file:line for a bad row) with no traceback, or the input
-kept and the anomaly counted and reported. tests/bad_inputs/README.md describes the format.
+kept and the anomaly counted and reported. tests/e2e/bad_inputs/README.md describes the format.
 
 Every case but the `cli_run` ones stops at start-up, before any model trains. Most run in-process (config
 composition, task, data loading); the `cli_*` cases run the real commands in a subprocess to prove what the
@@ -19,19 +19,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.errors import CompactHydraException
 
-from conftest import REPO
+from helpers.files import REPO
 from slmtier.baselines.predictions_file import join_logged_answers
-from slmtier.config import CONFIG_DIR, register_configs, to_run_config
+from slmtier.config import compose_config, to_run_config
 from slmtier.data import load_splits, report_long_inputs
 from slmtier.errors import SlmtierError
 from slmtier.preflight import check_config
 from slmtier.tasks import build_task
 from slmtier.tasks.chat import count_truncated
 
-register_configs()
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = sorted(path.name for path in CORPUS.iterdir() if (path / "expect.yaml").is_file())
 # The mistakes issue 8 names; the corpus may grow, but none of these may go missing.
@@ -65,8 +63,7 @@ def fill(text: str, case: Path, run: Path | None = None) -> str:
 def start_up(overrides: list[str]):
     """What `python train.py` does before it loads a model (slmtier.cli.train.main): compose, check, build the
     task, load and check the data. report_long_inputs is new with this corpus; train.py is to call it too."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = to_run_config(compose("train", overrides=overrides))
+    cfg = to_run_config(compose_config(overrides))
     check_config(cfg)
     task = build_task(cfg.task)
     splits = load_splits(cfg.data, task.check_target)

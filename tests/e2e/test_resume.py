@@ -20,11 +20,11 @@ import pytest
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from conftest import REPO, TICKETS, read_jsonl, write_jsonl
+from helpers.files import REPO, TICKETS, read_jsonl, write_jsonl
+from helpers.tiny import tiny_overrides
 from slmtier.benchmark.progress import append_rows, progress_path, read_finished
 from slmtier.data import load_splits
 from slmtier.tasks import build_task
-from test_smoke_tiny import tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -250,12 +250,13 @@ class StopAtSave(TrainerCallback):
 def tiny_training(tiny_model_dir, small_data, tmp_path):
     """train(work_dir, max_steps, save_steps, callbacks) -> (adapter state dict, TrainResult), each call on a
     fresh copy of the tiny base model, as a rerun of `python train.py` would load it."""
+    from slmtier.config import compose_config, to_run_config
     from slmtier.tiers.slm import load_base_model
     from slmtier.training import build_sft_dataset, train_adapter
-    from test_configs import compose_run
 
-    cfg = compose_run(*tiny_overrides(tiny_model_dir, small_data, tmp_path / "run")[:-1], "trainer.max_steps=6",
-                      "trainer.per_device_train_batch_size=2", "trainer.save_steps=1")  # fmt: skip
+    overrides = tiny_overrides(tiny_model_dir, small_data, tmp_path / "run")[:-1]
+    cfg = to_run_config(compose_config([*overrides, "trainer.max_steps=6", "trainer.per_device_train_batch_size=2",
+                                        "trainer.save_steps=1"]))  # fmt: skip
     task = build_task(cfg.task)
     dataset = build_sft_dataset(task, load_splits(cfg.data, task.check_target).train)
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from conftest import REPO, read_jsonl
-from test_smoke_tiny import tiny_overrides
+from helpers.files import REPO, read_jsonl
+from helpers.tiny import tiny_overrides
 
 ACCELERATE = sorted((REPO / "configs" / "accelerate").glob("*.yaml"))
 
@@ -45,7 +45,7 @@ def test_accelerate_configs_load_with_accelerate(path):
 
 def test_a_sweep_through_submitit_local_processes(tiny_model_dir, small_data, tmp_path):
     """hydra/launcher=local_processes: submitit's local executor, the same path as hydra/launcher=slurm."""
-    from conftest import run_train_cli
+    from helpers.processes import run_train_cli
 
     overrides = [o for o in tiny_overrides(tiny_model_dir, small_data, tmp_path / "unused") if "hydra.run.dir" not in o]
     sweep = tmp_path / "sweep"
@@ -60,12 +60,9 @@ def test_a_sweep_through_submitit_local_processes(tiny_model_dir, small_data, tm
 
 
 def test_slurm_launcher_config_composes():
-    from hydra import compose, initialize_config_dir
+    from slmtier.config import compose_config
 
-    from slmtier.config import CONFIG_DIR
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["recipe=ticket_classifier", "hydra/launcher=slurm"], return_hydra_config=True)
+    cfg = compose_config(["recipe=ticket_classifier", "hydra/launcher=slurm"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1 and launcher.timeout_min == 240
 
@@ -74,7 +71,7 @@ def test_optuna_sweep_maximises_the_validation_score(tiny_model_dir, small_data,
     """hydra/sweeper=optuna_lr_rank: two trials on the tiny model; the best parameters are written out."""
     import yaml
 
-    from conftest import run_train_cli
+    from helpers.processes import run_train_cli
 
     overrides = [o for o in tiny_overrides(tiny_model_dir, small_data, tmp_path / "unused") if "hydra.run.dir" not in o]
     sweep = tmp_path / "sweep"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers.files import REPO
+from slmtier.config import compose_config, to_run_config
 from slmtier.data import load_splits
 from slmtier.tasks import build_task
-from test_configs import compose_run
 
 SHARED = REPO.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def load_recipe(recipe: str, *overrides: str):
-    cfg = compose_run(f"recipe={recipe}", *overrides)
+    cfg = to_run_config(compose_config([f"recipe={recipe}", *overrides]))
     task = build_task(cfg.task)
     return task, load_splits(cfg.data, task.check_target)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, read_jsonl
-from fault_server import FaultServer, key_forms
+from helpers.fault_server import FaultServer, key_forms
+from helpers.files import REPO, read_jsonl
 from slmtier.baselines.api_keys import build_key_mask, check_command_line
 from slmtier.baselines.cache import ResponseCache
 from slmtier.baselines.openai_compatible import ChatClient
@@ -174,14 +174,14 @@ def test_a_key_echoed_in_answers_and_errors_is_stored_nowhere(tmp_path, monkeypa
     the rows, the predictions file and the response cache hold only ***; the answers' other words stay."""
     from slmtier.baselines import EndpointCandidate
     from slmtier.benchmark.candidates import run_candidate
+    from slmtier.config import compose_config, to_run_config
     from slmtier.data import Example
     from slmtier.tasks import build_task
-    from test_configs import compose_run
 
     monkeypatch.setenv("SLMTIER_TEST_ECHOED_KEY", ECHOED_KEY)
     caplog.set_level(logging.DEBUG)
     faults = ["echo_key", "echo_key", "echo_key_500", "ok"]
-    task = build_task(compose_run("recipe=ticket_classifier").task)
+    task = build_task(to_run_config(compose_config(["recipe=ticket_classifier"])).task)
     examples = [Example(id=f"t{i}", input=f"ticket number {i}", target="billing") for i in range(len(faults))]
 
     def plan(text: str, attempt: int) -> str:

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_train_cli
+from helpers.files import REPO
+from helpers.processes import run_train_cli
 from slmtier.cli.errors import describe_missing_option, describe_unknown_key
 from slmtier.cli.main import main
 

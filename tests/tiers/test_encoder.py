@@ -11,7 +11,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import TICKETS, read_jsonl, run_train_cli
+from helpers.files import TICKETS, read_jsonl
+from helpers.processes import run_train_cli
+from helpers.tiny import tiny_overrides
 from slmtier.candidate import answer
 from slmtier.config import EncoderConfig, EncoderLoraConfig
 from slmtier.data import Example, load_splits
@@ -27,7 +29,6 @@ from slmtier.tiers.encoder import (
     prepare_encoder,
     weighted_loss,
 )
-from test_smoke_tiny import tiny_overrides
 
 LABELS = ["billing", "refund", "shipping", "account_access", "technical_issue", "product_question",
           "cancellation", "complaint"]  # fmt: skip

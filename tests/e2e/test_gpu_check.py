@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from helpers.files import REPO
 
 
 def test_gpu_check_runs_its_tiny_shape_on_the_cpu(tmp_path):

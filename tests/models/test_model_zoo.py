@@ -7,9 +7,8 @@ target is a linear layer of the model, and peft attaches adapters to exactly tho
 import pytest
 import torch
 
-from slmtier.config import CONFIG_DIR
+from slmtier.config import CONFIG_DIR, compose_config, to_run_config
 from slmtier.training import resolve_target_modules
-from test_configs import compose_run
 
 MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
 TINY = {
@@ -39,7 +38,7 @@ def build_tiny(architecture: str):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_model_config_composes_and_its_lora_targets_exist(name):
-    cfg = compose_run("recipe=ticket_classifier", f"model={name}")
+    cfg = to_run_config(compose_config(["recipe=ticket_classifier", f"model={name}"]))
     model_cfg = cfg.model
     assert model_cfg.name == name and model_cfg.source and model_cfg.architecture, f"{name}: describe the model"
     assert model_cfg.params_b and model_cfg.memory_gb_lora and model_cfg.memory_gb_qlora
@@ -75,7 +74,7 @@ def test_model_template_quirks_reach_training_rows():
     from slmtier.tasks import build_task
     from slmtier.training import build_sft_dataset
 
-    cfg = compose_run("recipe=ticket_classifier", "model=qwen3_8b")
+    cfg = to_run_config(compose_config(["recipe=ticket_classifier", "model=qwen3_8b"]))
     assert cfg.model.chat_template_kwargs == {"enable_thinking": False}
     rows = build_sft_dataset(build_task(cfg.task), [Example("a", "my card was charged twice", "billing")],
                              chat_template_kwargs=cfg.model.chat_template_kwargs)  # fmt: skip
@@ -85,7 +84,7 @@ def test_model_template_quirks_reach_training_rows():
 def test_qlora_on_a_cpu_stops_at_start_up(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: QLoRA is allowed here")
-    from conftest import run_train_cli
+    from helpers.processes import run_train_cli
 
     result = run_train_cli("recipe=ticket_classifier", "lora=qlora", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2 and "needs a CUDA GPU" in result.stderr and "Traceback" not in result.stderr
@@ -94,8 +93,8 @@ def test_qlora_on_a_cpu_stops_at_start_up(tmp_path):
 def test_dora_trains_on_the_tiny_model(tiny_model_dir, small_data, tmp_path):
     import json
 
-    from conftest import run_train_cli
-    from test_smoke_tiny import tiny_overrides
+    from helpers.processes import run_train_cli
+    from helpers.tiny import tiny_overrides
 
     result = run_train_cli(*tiny_overrides(tiny_model_dir, small_data, tmp_path / "run"), "lora=dora")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -111,8 +110,8 @@ def test_full_fine_tuning_saves_the_whole_model(tiny_model_dir, small_data, tmp_
 
     from safetensors.torch import load_file
 
-    from conftest import run_train_cli
-    from test_smoke_tiny import tiny_overrides
+    from helpers.processes import run_train_cli
+    from helpers.tiny import tiny_overrides
 
     run_dir = tmp_path / "run"
     result = run_train_cli(
@@ -131,7 +130,7 @@ def test_full_fine_tuning_saves_the_whole_model(tiny_model_dir, small_data, tmp_
 
 
 def test_full_fine_tuning_and_4bit_exclude_each_other(tmp_path):
-    from conftest import run_train_cli
+    from helpers.processes import run_train_cli
 
     result = run_train_cli(
         "recipe=ticket_classifier", "trainer.finetune=full", "lora=qlora", f"hydra.run.dir={tmp_path}"
