@@ -1,6 +1,7 @@
 """`slmtier launch`: a sweep as a SkyPilot task, checked by SkyPilot's own parser in its own environment
-(SkyPilot pins an old `click` that cannot live beside huggingface-hub and wandb). Parsing works offline;
-actually launching needs a cloud account and the network, which this test does not have."""
+(SkyPilot pins an old `click` that cannot live beside huggingface-hub and wandb). Parsing works offline once
+SkyPilot is installed, but installing it needs PyPI, so CI (offline) skips that check; actually launching needs
+a cloud account and the network, which this test does not have."""
 
 import os
 import subprocess
@@ -53,15 +54,19 @@ def test_bad_arguments_are_clear_errors(tmp_path):
 
 @pytest.fixture(scope="session")
 def sky_python(tmp_path_factory):
-    """A separate virtual environment with SkyPilot (about 35 s to build, from PyPI)."""
+    """A separate virtual environment with SkyPilot (about 35 s to build, from PyPI). CI skips it: the suite must
+    pass there without the network, and SkyPilot is no dependency of slmtier, so nothing installed has it.
+    SLMTIER_TEST_SKYPILOT=1 runs it under CI too; elsewhere it runs wherever PyPI answers."""
+    if os.environ.get("CI") and os.environ.get("SLMTIER_TEST_SKYPILOT") != "1":
+        pytest.skip(f"installs {SKYPILOT} from PyPI, and CI must pass offline; SLMTIER_TEST_SKYPILOT=1 runs it")
     venv = tmp_path_factory.mktemp("skypilot-venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", SKYPILOT], capture_output=True, text=True,
-                         timeout=900)  # fmt: skip
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--retries", "1", "--timeout", "15", SKYPILOT],
+                         capture_output=True, text=True, timeout=900)  # fmt: skip
     if pip.returncode != 0:
-        if os.environ.get("CI"):
+        if os.environ.get("SLMTIER_TEST_SKYPILOT") == "1":
             pytest.fail(f"could not install {SKYPILOT}: {pip.stderr[-1000:]}")
-        pytest.skip(f"could not install {SKYPILOT} (no package index?)")
+        pytest.skip(f"could not install {SKYPILOT} (no package index?): {pip.stderr.strip()[-300:]}")
     return venv / "bin" / "python"
 
 
