@@ -14,6 +14,25 @@ from helpers.tiny import build_tiny_chat_model
 # Nothing in the tests may reach the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+# One torch thread, here and in every train.py the tests start (set before anything imports torch): the tiny
+# models' matrices are too small to share out, and on a busy 2-core machine each op of a second thread waits for
+# a core (the tiny model's 4 training steps took 0.2 s with one thread and 10 s with two while another process
+# ran). The real models (tests marked slow) get every core back. An OMP_NUM_THREADS of your own is kept.
+THREADS_SET_BY_USER = "OMP_NUM_THREADS" in os.environ
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def every_core_for_the_real_models(request, monkeypatch):
+    if THREADS_SET_BY_USER or request.node.get_closest_marker("slow") is None:
+        yield
+        return
+    import torch
+
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
