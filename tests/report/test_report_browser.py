@@ -56,7 +56,7 @@ def test_aggregate_report_files(two_runs, tmp_path):
     assert "## Overview" in markdown and "## Methods" in markdown and "## Caveats" in markdown
     for run in two_runs:  # each run's own reports and routing artefact
         routing = (run / "routing.yaml").read_text()
-        assert "version: 1" in routing and "tier: " in routing and "expected:" in routing
+        assert "version: 2" in routing and "tier: " in routing and "expected:" in routing
 
 
 def test_several_runs_need_an_output_folder(two_runs):

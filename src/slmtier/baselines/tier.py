@@ -5,8 +5,11 @@ logged answers)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import logging
+from pathlib import Path
 
 from slmtier.baselines.candidates import EndpointCandidate, PredictionsFileCandidate
 from slmtier.baselines.openai_compatible import check_endpoint, check_key_variable, default_cache_path, read_api_key
@@ -15,9 +18,10 @@ from slmtier.baselines.pricing import resolve_endpoint_price
 from slmtier.benchmark.candidates import LocalCandidate, select_few_shot
 from slmtier.candidate import Candidate
 from slmtier.config import RunConfig
-from slmtier.data import Splits, resolve_data_path
-from slmtier.errors import SlmtierError
+from slmtier.data import Example, Splits, resolve_data_path
+from slmtier.errors import RunDirError, SlmtierError
 from slmtier.inference import count_tokens
+from slmtier.run_dir import write_json_atomic
 from slmtier.tiers import slm
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,11 @@ def build_local(cfg: RunConfig, splits: Splits, model, tokenizer) -> Candidate:
 
 
 def build_endpoint(cfg: RunConfig, splits: Splits, model, tokenizer) -> Candidate:
+    few_shot = select_few_shot(splits.train, cfg.baseline.few_shot_k, seed=cfg.baseline.seed)
+    return endpoint_candidate(cfg, few_shot, tokenizer)
+
+
+def endpoint_candidate(cfg: RunConfig, few_shot: list[Example], tokenizer) -> EndpointCandidate:
     base, endpoint = cfg.baseline, cfg.baseline.endpoint
     return EndpointCandidate(
         base.name,
@@ -55,7 +64,7 @@ def build_endpoint(cfg: RunConfig, splits: Splits, model, tokenizer) -> Candidat
         cache_path=default_cache_path(endpoint, cfg.cache_dir),
         price=resolve_endpoint_price(endpoint, cfg.pricing),
         count_tokens=functools.partial(count_tokens, tokenizer),
-        few_shot=select_few_shot(splits.train, base.few_shot_k, seed=base.seed),
+        few_shot=few_shot,
     )
 
 
@@ -71,6 +80,8 @@ def build_predictions(cfg: RunConfig, splits: Splits, model, tokenizer) -> Candi
 
 
 BASELINES = {"local": build_local, "openai_compatible": build_endpoint, "predictions": build_predictions}
+BASELINE_WORDS = {"local": "a local stand-in", "openai_compatible": "an endpoint", "predictions": "logged answers"}
+LLM_TIER_FILE = "llm_tier.json"
 
 
 def build_llm_tier(cfg: RunConfig, splits: Splits, model, tokenizer) -> Candidate:
@@ -118,3 +129,27 @@ def check_logged_answers(cfg: RunConfig, splits: Splits) -> None:
     counted and logged, and a log that answers none of the test ids is refused."""
     if cfg.baseline.kind == "predictions":
         join_logged_answers(cfg.baseline.predictions, [example.id for example in splits.test])
+
+
+def record_llm_tier(cfg: RunConfig, splits: Splits, run_dir: Path) -> Path:
+    """run_dir/llm_tier.json: what it takes to ask the LLM tier again as the benchmark asked it (its kind and
+    its few-shot turns, drawn from the train split), so that a router can without the data."""
+    few_shot = select_few_shot(splits.train, cfg.baseline.few_shot_k, seed=cfg.baseline.seed)
+    record = {"kind": cfg.baseline.kind, "few_shot": [dataclasses.asdict(example) for example in few_shot]}
+    return write_json_atomic(Path(run_dir) / LLM_TIER_FILE, record)
+
+
+def load_llm_tier(run_dir: Path, cfg: RunConfig, tokenizer) -> EndpointCandidate:
+    """The run's LLM tier, asking its endpoint exactly as the benchmark did (prompt, few-shot turns, request
+    settings, the response cache). Only an endpoint can answer new requests: a local stand-in is no LLM to
+    escalate to, and logged answers cover only the requests they logged."""
+    if cfg.baseline.kind != "openai_compatible":
+        raise SlmtierError(
+            f"{run_dir}: its LLM tier is {cfg.baseline.kind!r} ({BASELINE_WORDS[cfg.baseline.kind]}), which cannot "
+            "answer new requests: benchmark against your LLM's endpoint (baseline=openai_compatible) to route to it"
+        )
+    path = Path(run_dir) / LLM_TIER_FILE
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing; the run finished before its LLM tier was recorded: rerun it")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return endpoint_candidate(cfg, [Example(**example) for example in record["few_shot"]], tokenizer)

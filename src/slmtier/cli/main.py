@@ -22,6 +22,7 @@ from pathlib import Path
 from slmtier.baselines.api_keys import check_command_line
 from slmtier.cli.errors import exit_on_config_error, exit_on_user_error
 from slmtier.cli.launch import add_launch_command
+from slmtier.cli.route import add_route_command
 from slmtier.cli.serve import add_serve_command
 from slmtier.config import PROJECT_ROOT
 from slmtier.errors import SlmtierError
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     report.set_defaults(handler=_report)
     commands.add_parser("recipes", help="list the shipped recipes").set_defaults(handler=_recipes)
     add_serve_command(commands)
+    add_route_command(commands)
     add_launch_command(commands)
     commands.add_parser("train", help="fine-tune, benchmark and decide: slmtier train recipe=NAME [overrides]")
     args = parser.parse_args(argv)

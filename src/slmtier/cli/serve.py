@@ -38,7 +38,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
     run_dir = Path(args.run_dir)
     run_cfg = RunDir(run_dir).read_config()
-    api_key = _read_key(args.api_key_env)
+    api_key = read_key(args.api_key_env)
     if args.host not in LOOPBACK and api_key is None:
         log.warning("binding %s without --api-key-env: anyone who can reach this port can use the model", args.host)
     name = args.name or _recipe_name(run_dir)
@@ -76,7 +76,7 @@ def run_serve(args: argparse.Namespace) -> None:
         engine.stop()
 
 
-def _read_key(variable: str | None) -> str | None:
+def read_key(variable: str | None) -> str | None:
     if variable is None:
         return None
     key = os.environ.get(variable)

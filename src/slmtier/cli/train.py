@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from slmtier.baselines.tier import build_llm_tier, check_logged_answers
+from slmtier.baselines.tier import build_llm_tier, check_logged_answers, record_llm_tier
 from slmtier.benchmark.run import run_benchmark, summarise_run
 from slmtier.cli.errors import exit_on_user_error
 from slmtier.config import CONFIG_DIR, RunConfig, register_configs, to_run_config
@@ -72,6 +72,7 @@ def main(dict_cfg: DictConfig) -> float | None:
         model, tokenizer = (shared.hf_model, shared.tokenizer) if shared else base()
         candidates = [prepared.candidate for prepared in tiers.values()]
         candidates.append(build_llm_tier(cfg, splits, model, tokenizer))
+        record_llm_tier(cfg, splits, run_dir.path)  # a router asks it again as it was asked here
         benchmark = run_benchmark(task, candidates, splits, run_dir.predictions,
                                   extra_metrics=cfg.task.extra_metrics, validation=cfg.decision.cascade)  # fmt: skip
 

@@ -15,6 +15,7 @@ import jinja2
 from slmtier.metrics import RunMetrics
 from slmtier.report.markdown import code_span, escape_markdown
 from slmtier.run_dir import RunDir, write_text_atomic
+from slmtier.tasks.extraction import as_json_object
 
 MAX_ERROR_EXAMPLES = 8
 METRIC_LABELS = {"accuracy": "accuracy", "micro_f1": "micro-F1", "macro_f1": "macro-F1", "exact_match": "exact match",
@@ -117,7 +118,7 @@ def _format_answer(parsed) -> str:
         return "(unparseable)"
     if isinstance(parsed, dict) and "values" in parsed:
         # The parser keeps each field as a list of canonical values: [] is null, one value is the value.
-        values = {key: (items[0] if len(items) == 1 else items or None) for key, items in parsed["values"].items()}
+        values = as_json_object(parsed)
         notes = [f"{what}: {', '.join(parsed[key])}" for key, what in (("type_errors", "wrong type"),
                                                                           ("extra_keys", "undeclared keys"))
                  if parsed.get(key)]  # fmt: skip

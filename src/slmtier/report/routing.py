@@ -1,8 +1,12 @@
 """routing.yaml: the decision as the artefact a platform team deploys from.
 
-Schema (version 1):
-    version: 1
-    task: <recipe>                  # the task this route is for
+Schema (version 2):
+    version: 2
+    task: <recipe>                  # the task this route is for: the model name `slmtier route` serves it as
+    run_dir: <absolute path>        # the run it was measured in: the router loads each tier from it, with the
+                                    # task's prompt, parser and confidence (slmtier.tiers.<name>.load)
+    input: last_user_message        # how the router finds the task input in a request: the last user
+                                    # message, or {pattern: <regex with a group named input>} applied to it
     tier: encoder | slm | cascade | llm | undecided   # where requests go; undecided: no verdict was reached
                                     # (the LLM failed to answer too much of the test split): deploy nothing new
     decided_by: <the rule, in words> and reason: <the figures>
@@ -41,6 +45,7 @@ import yaml
 from slmtier.metrics import RunMetrics
 from slmtier.run_dir import RunDir, write_text_atomic
 
+ROUTING_VERSION = 2
 CONFIDENCE = {
     "classification": "probability of the generated label (exp of its summed token log-probabilities)",
     "extraction": "geometric-mean token probability of the answer; 0 when it is not valid JSON",
@@ -53,8 +58,10 @@ def build_routing(metrics: RunMetrics, config: dict, run_dir: Path) -> dict:
     decision, candidates = metrics.decision, metrics.candidates
     tier, answering = decision.verdict, decision.tier  # the local tier that answers (first), or None
     routing: dict = {
-        "version": 1,
+        "version": ROUTING_VERSION,
         "task": metrics.recipe,
+        "run_dir": str(Path(run_dir).resolve()),
+        "input": "last_user_message",
         "tier": tier,
         "decided_by": decision.rule,
         "reason": decision.reason,

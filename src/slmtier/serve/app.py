@@ -8,20 +8,18 @@ streaming (server-sent events) answers; `usage` is always filled in.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 import uuid
 from typing import Any, Literal
 
 import jinja2
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slmtier.inference import render_prompt
+from slmtier.serve.api import ApiError, install_api_basics
 from slmtier.serve.engine import BatchingEngine, ChatJob, ChatResult
 
 
@@ -47,12 +45,6 @@ class ChatRequest(BaseModel):
     stream_options: StreamOptions | None = None
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.kind, self.code = status, message, kind, code
-
-
 def build_app(
     engine: BatchingEngine,
     *,
@@ -63,52 +55,13 @@ def build_app(
     max_tokens_limit: int = 2048,
     max_body_bytes: int = 1_000_000,
 ) -> FastAPI:
-    app = FastAPI(title="slmtier serve", docs_url=None, redoc_url=None)
+    app = FastAPI(title="slmtier serve", docs_url=None, redoc_url=None, openapi_url=None)
     models = {adapter_name: True}  # name -> adapter on? (a fully fine-tuned model has no base to switch to)
     if base_name:
         models[base_name] = False
     created = int(time.time())
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, err: ApiError):
-        body = {"error": {"message": err.message, "type": err.kind, "code": err.code}}
-        return JSONResponse(body, status_code=err.status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, err: StarletteHTTPException):  # unknown routes, wrong methods
-        return JSONResponse({"error": {"message": str(err.detail), "type": "invalid_request_error", "code": None}},
-                            status_code=err.status_code, headers=getattr(err, "headers", None))  # fmt: skip
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, err: RequestValidationError):  # OpenAI answers 400, not 422
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in err.errors())
-        return JSONResponse({"error": {"message": problems, "type": "invalid_request_error", "code": None}}, 400)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        """Requests declare their size and stay under max_body_bytes: a huge or endless body is refused before
-        it is read (413 / 411), so one client cannot exhaust the server's memory."""
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is None or not length.isdigit():
-                return _error(411, "a Content-Length header is required")
-            if int(length) > max_body_bytes:
-                return _error(
-                    413, f"request body of {int(length):,} bytes exceeds this server's limit {max_body_bytes:,}"
-                )
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def check_key(request: Request, call_next):
-        if api_key and request.url.path.startswith("/v1/"):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                body = {
-                    "error": {"message": "invalid or missing API key", "type": "invalid_request_error",
-                              "param": None, "code": "invalid_api_key"}
-                }  # fmt: skip
-                return JSONResponse(body, status_code=401)
-        return await call_next(request)
+    install_api_basics(app, api_key=api_key, max_body_bytes=max_body_bytes)
 
     @app.get("/health")
     async def health():
@@ -252,7 +205,3 @@ def _usage(result: ChatResult) -> dict:
         "completion_tokens": result.completion_tokens,
         "total_tokens": result.prompt_tokens + result.completion_tokens,
     }
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": None}}, status)

@@ -147,6 +147,12 @@ def normalise_value(value: Any, spec: FieldSpec) -> tuple[list[str], str | None]
     return sorted(set(canonical)), None
 
 
+def as_json_object(parsed: dict) -> dict:
+    """A parsed extraction as the JSON object an application reads: a field with one canonical value holds
+    it, a field with several holds their list, a field with none is null."""
+    return {key: (items[0] if len(items) == 1 else items or None) for key, items in parsed["values"].items()}
+
+
 def find_json_object(text: str) -> dict | None:
     """The first JSON object in text (code fences and chatter around it are fine), or None."""
     decoder = json.JSONDecoder()

@@ -1,0 +1,61 @@
+"""`slmtier route ROUTING.yaml [...]`: the router (slmtier.serve.router) in front of every task given."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from slmtier.cli.serve import LOOPBACK, read_key
+from slmtier.errors import SlmtierError
+
+log = logging.getLogger(__name__)
+
+
+def add_route_command(commands) -> None:
+    route = commands.add_parser(
+        "route", help="serve tasks as their routing.yaml decided, behind one OpenAI-compatible endpoint"
+    )
+    route.add_argument("routing", nargs="+", type=Path, help="routing.yaml files (one per task)")
+    route.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    route.add_argument("--port", type=int, default=8000)
+    route.add_argument("--api-key-env", help="require `Authorization: Bearer <key>`, the key read from this variable")
+    route.add_argument("--log-dir", type=Path, help="append one JSON line per request here (docs/router.md)")
+    route.add_argument("--log-inputs", action="store_true", help="keep the input text in the log (default: a hash)")
+    route.add_argument("--max-batch-size", type=int, default=32, help="requests a local tier answers together")
+    route.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
+    route.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted")
+    route.add_argument("--max-input-chars", type=int, default=100_000, help="largest task input accepted")
+    route.set_defaults(handler=run_route)
+
+
+def run_route(args: argparse.Namespace) -> None:
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar per request in the router's output
+    import uvicorn
+
+    from slmtier.serve.request_log import RequestLog
+    from slmtier.serve.router import build_router
+    from slmtier.serve.routes import load_route
+
+    api_key = read_key(args.api_key_env)
+    if args.host not in LOOPBACK and api_key is None:
+        log.warning("binding %s without --api-key-env: anyone who can reach this port can use the router", args.host)
+    routes = {}
+    for path in args.routing:
+        route = load_route(path)
+        if route.name in routes:
+            raise SlmtierError(f"{path}: task {route.name!r} is routed twice; give each task one routing.yaml")
+        routes[route.name] = route
+        print(f"{route.name}: {route.tier}" + (f" ({route.local_name} first)" if route.tier == "cascade" else ""))
+    app = build_router(
+        routes,
+        api_key=api_key,
+        request_log=RequestLog(args.log_dir, keep_inputs=args.log_inputs),
+        max_body_bytes=args.max_body_bytes,
+        max_input_chars=args.max_input_chars,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+    )
+    print(f"routing {len(routes)} task(s) at http://{args.host}:{args.port}/v1", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10)

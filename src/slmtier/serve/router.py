@@ -1,0 +1,214 @@
+"""`slmtier route`: every task's routing.yaml served behind one OpenAI-compatible endpoint.
+
+A client asks for the task by name (`model`: routing.yaml `task`) and sends its input (the ticket, the email,
+the transcript) as the last user message; the router applies the task's own prompt, parser and confidence,
+and answers with the task's answer as the message content (the label, the JSON object, the summary). What
+answered, with what confidence and whether it was escalated come back in the response's `slmtier` field and
+in `x-slmtier-*` headers (docs/router.md).
+
+Per task, as routing.yaml decided: `encoder` / `slm` (the local tier, dynamically batched), `cascade` (the local
+tier first; below `escalate_below` the same request goes to the LLM endpoint), `llm` (the endpoint alone).
+Failure policy: the LLM failing in a cascade returns the local answer, marked; the local tier failing
+escalates; a request gets an error only when no tier could answer it (503, never a 500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from slmtier.candidate import Answer, answer
+from slmtier.data import Example
+from slmtier.serve.api import ApiError, install_api_basics
+from slmtier.serve.request_log import RequestLog
+from slmtier.serve.routes import Batcher, TaskRoute, plain_answer
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text"]
+    text: StrictStr
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: StrictStr | list[TextPart] | None = None
+
+
+class RouteRequest(BaseModel):
+    """OpenAI's chat-completions request; the sampling fields are accepted and ignored: every tier answers as
+    it was benchmarked (greedy)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    n: int = 1
+    stream: bool = False
+
+
+def build_router(
+    routes: dict[str, TaskRoute],
+    *,
+    api_key: str | None = None,
+    request_log: RequestLog | None = None,
+    max_body_bytes: int = 1_000_000,
+    max_input_chars: int = 100_000,
+    max_batch_size: int = 32,
+    max_wait_ms: float = 5.0,
+    llm_concurrency: int = 16,
+) -> FastAPI:
+    request_log = request_log or RequestLog(None)
+    llm_pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="slmtier-llm")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        for route in routes.values():
+            if route.local is not None:
+                route.batcher = Batcher(route.local, route.task, max_batch=max_batch_size, max_wait_ms=max_wait_ms)
+                route.batcher.start()
+        yield
+        for route in routes.values():
+            if route.batcher is not None:
+                await route.batcher.stop()
+        llm_pool.shutdown(wait=False, cancel_futures=True)
+        request_log.close()
+
+    app = FastAPI(title="slmtier route", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    install_api_basics(app, api_key=api_key, max_body_bytes=max_body_bytes)
+    created = int(time.time())
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "tasks": {name: route.tier for name, route in routes.items()}}
+
+    @app.get("/v1/models")
+    async def list_models():
+        data = [{"id": name, "object": "model", "created": created, "owned_by": "slmtier"} for name in routes]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: RouteRequest, request: Request):
+        route = routes.get(body.model)
+        if route is None:
+            raise ApiError(
+                404, f"model {body.model!r} is not routed here; tasks: {list(routes)}", code="model_not_found"
+            )
+        if body.n != 1 or body.stream:
+            raise ApiError(400, "the router answers n=1, without streaming: one answer per request")
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        text = find_input(body.messages, route, max_input_chars)
+        began = time.perf_counter()
+        served = await route_request(route, Example(id=request_id, input=text, target=None), llm_pool)
+        served["latency_ms"]["total"] = round((time.perf_counter() - began) * 1000, 3)
+        request_log.record({"time": time.time(), "request_id": request_id, "task": route.name, **served},
+                           input_text=text)  # fmt: skip
+        if served["tier"] is None:
+            raise ApiError(503, f"no tier could answer this request: {served['errors']}", kind="server_error")
+        return JSONResponse(response_body(request_id, route.name, served), headers=response_headers(request_id, served))
+
+    return app
+
+
+async def route_request(route: TaskRoute, example: Example, llm_pool: ThreadPoolExecutor) -> dict:
+    """The task's answer to one example as routing.yaml says, with what answered it and how long each hop took."""
+    local: Answer | None = None
+    errors: dict[str, str] = {}
+    latency: dict[str, float] = {}
+    if route.batcher is not None:
+        began = time.perf_counter()
+        try:
+            local = await route.batcher.submit(example)
+        except Exception as err:  # noqa: BLE001 - the local tier failing escalates the request
+            errors[route.local_name] = f"{type(err).__name__}: {err}"
+        latency[route.local_name] = round((time.perf_counter() - began) * 1000, 3)
+    unsure = local is not None and route.tier == "cascade" and _below(local.confidence, route.escalate_below)
+    chosen, tier, escalated = local, (route.local_name if local is not None else None), False
+    if route.llm is not None and (local is None or unsure):
+        began = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        reply = (await loop.run_in_executor(llm_pool, answer, route.llm, route.task, [example]))[0]
+        latency["llm"] = round((time.perf_counter() - began) * 1000, 3)
+        if reply.generation.error:
+            errors["llm"] = reply.generation.error  # a cascade keeps its local answer, marked
+        else:
+            chosen, tier, escalated = reply, "llm", route.tier != "llm"
+    return {
+        "tier": tier,
+        "escalated": escalated,
+        "confidence": chosen.confidence if chosen is not None else None,
+        "local_confidence": local.confidence if local is not None else None,
+        "answer": plain_answer(chosen.parsed) if chosen is not None else None,
+        "parsed": chosen is not None and chosen.parsed is not None,
+        "raw_output": chosen.raw_output if chosen is not None else None,
+        "tokens": {"input": chosen.generation.input_tokens, "output": chosen.generation.output_tokens}
+        if chosen is not None
+        else None,
+        "cost_usd": chosen.generation.cost_usd if chosen is not None and tier == "llm" else None,
+        "errors": errors,
+        "latency_ms": latency,
+    }
+
+
+def find_input(messages: list[ChatMessage], route: TaskRoute, max_chars: int) -> str:
+    """The task input: the last user message's text (text parts joined), or the part of it the routing's
+    input pattern names. A request without it is a 400 that says what was looked for, never a guess."""
+    users = [message for message in messages if message.role == "user"]
+    if not users:
+        raise ApiError(400, "no user message: the task input is read from the last user message")
+    content = users[-1].content
+    text = content if isinstance(content, str) else "".join(part.text for part in content or [])
+    if route.input_pattern is not None:
+        found = route.input_pattern.search(text)
+        if found is None or not found.group("input"):
+            raise ApiError(400, f"the task input was not found in the last user message: routing.yaml's input "
+                                f"pattern {route.input_pattern.pattern!r} does not match it")  # fmt: skip
+        text = found.group("input")
+    if not text.strip():
+        raise ApiError(400, "the last user message is empty: it should hold the task input")
+    if len(text) > max_chars:
+        raise ApiError(400, f"the task input is {len(text):,} characters, over this router's {max_chars:,}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ApiError(400, "the task input is not valid Unicode (it holds a lone surrogate)") from err
+    return text
+
+
+def response_body(request_id: str, model: str, served: dict) -> dict[str, Any]:
+    value = served["answer"]
+    content = value if isinstance(value, str) else (served["raw_output"] if value is None else json.dumps(value))
+    extension = {key: served[key] for key in ("tier", "escalated", "confidence", "answer", "errors", "latency_ms")}
+    tokens_in, tokens_out = (served["tokens"]["input"] or 0), (served["tokens"]["output"] or 0)
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out},
+        "slmtier": extension,
+    }
+
+
+def response_headers(request_id: str, served: dict) -> dict[str, str]:
+    confidence = served["confidence"]
+    return {
+        "x-request-id": request_id,
+        "x-slmtier-tier": served["tier"],
+        "x-slmtier-escalated": "true" if served["escalated"] else "false",
+        "x-slmtier-confidence": "" if confidence is None else f"{confidence:.6f}",
+    }
+
+
+def _below(confidence: float | None, threshold: float | None) -> bool:
+    return confidence is None or (threshold is not None and confidence < threshold)

@@ -1,0 +1,168 @@
+"""One task as the router serves it, loaded from its routing.yaml: the task (prompt, parser), the local tier
+that answers first, the LLM tier behind it, and the cascade's threshold.
+
+Every tier is loaded through its own contract (slmtier.tiers.<name>.load, slmtier.baselines.tier.load_llm_tier)
+from the run directory the routing was decided in, and answers through slmtier.candidate.answer: the prompt,
+the parser and the confidence are the benchmark's, by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slmtier.candidate import Answer, Candidate, answer
+from slmtier.data import Example
+from slmtier.errors import SlmtierError
+from slmtier.report.routing import ROUTING_VERSION
+from slmtier.tasks.extraction import as_json_object
+
+log = logging.getLogger(__name__)
+INPUT_GROUP = "input"
+
+
+@dataclass
+class TaskRoute:
+    name: str  # the model name clients ask for (routing.yaml `task`)
+    task: Any
+    tier: str  # encoder | slm | cascade | llm
+    local_name: str | None  # the local tier that answers (first, for a cascade)
+    local: Candidate | None
+    llm: Candidate | None
+    escalate_below: float | None = None  # cascade: send to the LLM when the local confidence is below this
+    input_pattern: re.Pattern | None = None  # None: the whole last user message is the task input
+    batcher: Batcher | None = field(default=None, repr=False)
+
+
+def read_routing(path: Path) -> dict:
+    try:
+        routing = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise SlmtierError(f"{path}: cannot read it as routing.yaml ({err})") from err
+    if not isinstance(routing, dict) or routing.get("version") != ROUTING_VERSION:
+        found = routing.get("version") if isinstance(routing, dict) else None
+        raise SlmtierError(
+            f"{path}: routing.yaml version {found!r}, and this router reads version {ROUTING_VERSION}: rebuild it "
+            "with `slmtier report RUN_DIR` (or rerun the benchmark)"
+        )
+    return routing
+
+
+def load_route(path: Path) -> TaskRoute:
+    """The task a routing.yaml describes, with its tiers loaded (models in memory, endpoints configured)."""
+    from slmtier.baselines.tier import load_llm_tier
+    from slmtier.models import load_tokenizer, resolve_model_path
+    from slmtier.run_dir import RunDir
+    from slmtier.tasks import build_task
+    from slmtier.tiers import TIERS
+
+    routing = read_routing(path)
+    tier = routing["tier"]
+    if tier == "undecided":
+        raise SlmtierError(f"{path}: no verdict was reached ({routing['reason']}); there is nothing new to deploy")
+    run = RunDir(routing["run_dir"])
+    cfg = run.read_config()
+    task = build_task(cfg.task)
+    local_name = routing["cascade"]["via"] if tier == "cascade" else (tier if tier in TIERS else None)
+    local = TIERS[local_name].load(run.path, cfg) if local_name else None
+    llm = None
+    if tier in ("cascade", "llm"):
+        tokenizer = getattr(local, "tokenizer", None) if local_name == "slm" else None
+        tokenizer = tokenizer or load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
+        llm = load_llm_tier(run.path, cfg, tokenizer)
+    return TaskRoute(
+        name=routing["task"],
+        task=task,
+        tier=tier,
+        local_name=local_name,
+        local=local,
+        llm=llm,
+        escalate_below=routing["cascade"]["escalate_below"] if tier == "cascade" else None,
+        input_pattern=compile_input_rule(routing.get("input", "last_user_message"), path),
+    )
+
+
+def compile_input_rule(rule, path: Path) -> re.Pattern | None:
+    if rule == "last_user_message":
+        return None
+    pattern = rule.get("pattern") if isinstance(rule, dict) else None
+    if not isinstance(pattern, str):
+        raise SlmtierError(f"{path}: input is last_user_message or {{pattern: <regex>}}, not {rule!r}")
+    try:
+        compiled = re.compile(pattern, re.DOTALL)
+    except re.error as err:
+        raise SlmtierError(f"{path}: input.pattern is not a regular expression ({err})") from err
+    if INPUT_GROUP not in compiled.groupindex:
+        raise SlmtierError(f"{path}: input.pattern needs a group named {INPUT_GROUP!r}: (?P<input>...)")
+    return compiled
+
+
+def plain_answer(parsed: Any) -> Any:
+    """A parsed answer as the application wants it: a label, a summary, or an extraction's JSON object."""
+    return as_json_object(parsed) if isinstance(parsed, dict) and "values" in parsed else parsed
+
+
+class Batcher:
+    """Requests for one local tier answered together: the first waits at most `max_wait_ms` for others, a
+    batch holds at most `max_batch` of them, and one worker thread runs the model, so the event loop keeps
+    accepting requests while it works. Each batch is the requests that arrived, one example each: no request
+    can fill a batch on its own."""
+
+    def __init__(self, candidate: Candidate, task, *, max_batch: int, max_wait_ms: float):
+        self.candidate, self.task = candidate, task
+        self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"slmtier-{candidate.name}")
+        self.batches = 0
+        self._runner: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        self.worker.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, example: Example) -> Answer:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((example, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+            waiting = [(example, future) for example, future in batch if not future.done()]  # a client gone
+            if not waiting:
+                continue
+            self.batches += 1
+            try:
+                answers = await loop.run_in_executor(
+                    self.worker, answer, self.candidate, self.task, [example for example, _ in waiting]
+                )
+            except Exception as err:  # noqa: BLE001 - every request of the batch learns it; the router escalates
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            for (_, future), result in zip(waiting, answers, strict=True):
+                if not future.done():
+                    future.set_result(result)

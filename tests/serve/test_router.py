@@ -1,0 +1,202 @@
+"""`slmtier route` on loopback, called with the official `openai` client as an application would: the ticket
+text alone as the user message. A tiny run is benchmarked against an LLM endpoint on loopback (the fault
+server), and its routing.yaml is served as the SLM tier, as a cascade and as the LLM tier.
+
+What is served is what was measured: every test ticket gets the benchmark's parsed answer and confidence; the
+cascade escalates exactly the tickets below its threshold and answers them as the benchmarked LLM did. The
+failure policy (LLM down: the local answer, marked; nothing can answer: 503, never a 500), the request log
+(every request once, whole), and malformed requests (400 with a reason) are checked too."""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import uvicorn
+import yaml
+
+from helpers.fault_server import FaultServer
+from helpers.files import TICKETS, read_jsonl, write_jsonl
+from helpers.processes import run_train_cli
+from helpers.tiny import tiny_overrides
+from slmtier.run_dir import RunDir
+from slmtier.serve.request_log import RequestLog, read_request_log
+from slmtier.serve.router import build_router
+from slmtier.serve.routes import load_route
+
+KEY = "sk-router-test-key"
+
+
+@pytest.fixture(scope="module")
+def llm_endpoint():
+    state = {"fault": "ok"}
+    with FaultServer(lambda text, attempt: state["fault"]) as server:
+        yield server, state
+
+
+@pytest.fixture(scope="module")
+def benchmarked_run(tiny_model_dir, llm_endpoint, tmp_path_factory) -> Path:
+    server, _ = llm_endpoint
+    folder = tmp_path_factory.mktemp("router")
+    data = {
+        split: write_jsonl(folder / f"{split}.jsonl", read_jsonl(TICKETS / f"{split}.jsonl")[:n])
+        for split, n in [("train", 24), ("validation", 8), ("test", 12)]
+    }
+    run_dir = folder / "run"
+    result = run_train_cli(
+        *tiny_overrides(tiny_model_dir, data, run_dir),
+        "baseline=openai_compatible",
+        f"baseline.endpoint.base_url={server.base_url}",
+        "baseline.endpoint.model=echo",
+        "baseline.endpoint.api_key_env=null",
+        "baseline.endpoint.max_retries=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def routing_as(run_dir: Path, folder: Path, name: str, tier: str, **cascade) -> Path:
+    """The run's routing.yaml, served under another task name and tier (what a platform team may choose)."""
+    routing = yaml.safe_load((run_dir / "routing.yaml").read_text())
+    routing.update(task=name, tier=tier)
+    if tier == "cascade":
+        routing["cascade"] = {"via": "slm", **cascade}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(routing))
+    return path
+
+
+class Router:
+    """The router app on a free loopback port, in this process (uvicorn in a thread)."""
+
+    def __init__(self, app):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def router(benchmarked_run, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("routing")
+    rows = RunDir(benchmarked_run).read_predictions("slm")
+    threshold = statistics.median(row["confidence"] for row in rows)
+    routes = {
+        name: load_route(path)
+        for name, path in {
+            "tickets": routing_as(benchmarked_run, folder, "tickets", "slm"),
+            "tickets-cascade": routing_as(benchmarked_run, folder, "tickets-cascade", "cascade",
+                                          escalate_below=threshold, expected_escalation_rate=0.5),
+            "tickets-always-llm": routing_as(benchmarked_run, folder, "tickets-always-llm", "cascade",
+                                             escalate_below=2.0, expected_escalation_rate=1.0),
+            "tickets-llm": routing_as(benchmarked_run, folder, "tickets-llm", "llm"),
+        }.items()
+    }  # fmt: skip
+    log_dir = folder / "log"
+    app = build_router(routes, api_key=KEY, request_log=RequestLog(log_dir), max_wait_ms=20)
+    with Router(app) as base_url:
+        yield {"url": base_url, "log": log_dir, "threshold": threshold, "run": benchmarked_run}
+
+
+def ask(client: openai.OpenAI, model: str, text: str):
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": text}])
+    completion = raw.parse()
+    return completion, completion.model_extra["slmtier"], raw.headers
+
+
+def test_every_test_ticket_gets_the_benchmarks_answer(router):
+    client = openai.OpenAI(base_url=router["url"], api_key=KEY, max_retries=0)
+    run = RunDir(router["run"])
+    test = {row["id"]: row for row in read_jsonl(Path(run.read_config().data.test))}
+    for row in run.read_predictions("slm"):
+        completion, served, headers = ask(client, "tickets", test[row["id"]]["text"])
+        assert served["tier"] == "slm" and not served["escalated"] and headers["x-slmtier-tier"] == "slm"
+        assert served["answer"] == row["parsed"] and completion.choices[0].message.content == row["parsed"]
+        assert served["confidence"] == pytest.approx(row["confidence"], abs=1e-5)
+        assert float(headers["x-slmtier-confidence"]) == pytest.approx(row["confidence"], abs=1e-5)
+
+
+def test_the_cascade_escalates_below_its_threshold_and_answers_as_the_benchmarked_llm(router):
+    client = openai.OpenAI(base_url=router["url"], api_key=KEY, max_retries=0)
+    run = RunDir(router["run"])
+    metrics = run.read_metrics()
+    llm_rows = {row["id"]: row for row in run.read_predictions(metrics.llm)}
+    test = {row["id"]: row for row in read_jsonl(Path(run.read_config().data.test))}
+    escalated = 0
+    for row in run.read_predictions("slm"):
+        _, served, headers = ask(client, "tickets-cascade", test[row["id"]]["text"])
+        should = row["confidence"] < router["threshold"]
+        assert served["escalated"] is should and headers["x-slmtier-escalated"] == str(should).lower()
+        expected = llm_rows[row["id"]]["parsed"] if should else row["parsed"]
+        assert served["answer"] == expected and served["tier"] == ("llm" if should else "slm")
+        escalated += should
+    assert 0 < escalated < len(test)
+
+
+def test_failure_policy_never_a_500(router, llm_endpoint):
+    _, state = llm_endpoint
+    client = openai.OpenAI(base_url=router["url"], api_key=KEY, max_retries=0)
+    state["fault"] = "500"
+    try:
+        # A ticket no run has seen (the response cache cannot answer it): the LLM fails, the local answer stands.
+        _, served, headers = ask(client, "tickets-always-llm", "My parcel never arrived and nobody answers.")
+        assert served["tier"] == "slm" and not served["escalated"] and "HTTP 500" in served["errors"]["llm"]
+        with pytest.raises(openai.InternalServerError) as failed:  # no local tier behind the LLM: 503
+            ask(client, "tickets-llm", "Please close my account today.")
+        assert failed.value.status_code == 503 and "no tier could answer" in str(failed.value)
+    finally:
+        state["fault"] = "ok"
+
+
+def test_bad_requests_get_a_400_that_says_why(router):
+    url = f"{router['url']}/chat/completions"
+    auth = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    cases = [
+        ({"model": "tickets", "messages": [{"role": "system", "content": "hi"}]}, "no user message"),
+        ({"model": "tickets", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "text"),
+        ({"model": "tickets", "messages": [{"role": "user", "content": "   "}]}, "empty"),
+        ({"model": "tickets", "messages": [{"role": "user", "content": "x"}], "stream": True}, "streaming"),
+    ]
+    for body, words in cases:
+        response = httpx.post(url, json=body, headers=auth)
+        assert response.status_code == 400 and words in response.json()["error"]["message"], response.text
+    lone = b'{"model": "tickets", "messages": [{"role": "user", "content": "\\ud800"}]}'
+    response = httpx.post(url, content=lone, headers=auth)
+    assert response.status_code == 400 and "surrogate" in response.json()["error"]["message"]
+    assert httpx.post(url, json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+                      headers=auth).status_code == 404  # fmt: skip
+    assert httpx.post(url, json=cases[0][0]).status_code == 401  # no key
+    assert httpx.get(router["url"].removesuffix("/v1") + "/openapi.json").status_code in (401, 404)
+
+
+def test_every_request_is_logged_once_and_whole(router):
+    client = openai.OpenAI(base_url=router["url"], api_key=KEY, max_retries=0)
+    before = {record["request_id"] for record in read_request_log(router["log"])}
+    completion, served, _ = ask(client, "tickets", "I was charged twice for my order.")
+    records = [record for record in read_request_log(router["log"]) if record["request_id"] not in before]
+    assert [record["request_id"] for record in records] == [completion.id]
+    record = records[0]
+    assert record["task"] == "tickets" and record["tier"] == "slm" and record["answer"] == served["answer"]
+    assert len(record["input_sha256"]) == 64 and "input" not in record  # the text only with --log-inputs
+    assert set(record["latency_ms"]) == {"slm", "total"}
+    for path in router["log"].glob("requests-*.jsonl"):
+        assert path.read_text().endswith("\n") and all(json.loads(line) for line in path.read_text().splitlines())
