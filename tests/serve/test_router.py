@@ -29,7 +29,7 @@ from helpers.tiny import tiny_overrides
 from slmtier.run_dir import RunDir
 from slmtier.serve.request_log import RequestLog, read_request_log
 from slmtier.serve.router import build_router
-from slmtier.serve.routes import load_route
+from slmtier.serve.routes import load_route, sample_point
 
 KEY = "sk-router-test-key"
 
@@ -62,10 +62,10 @@ def benchmarked_run(tiny_model_dir, llm_endpoint, tmp_path_factory) -> Path:
     return run_dir
 
 
-def routing_as(run_dir: Path, folder: Path, name: str, tier: str, **cascade) -> Path:
+def routing_as(run_dir: Path, folder: Path, name: str, tier: str, shadow_rate: float = 0.0, **cascade) -> Path:
     """The run's routing.yaml, served under another task name and tier (what a platform team may choose)."""
     routing = yaml.safe_load((run_dir / "routing.yaml").read_text())
-    routing.update(task=name, tier=tier)
+    routing.update(task=name, tier=tier, shadow={"rate": shadow_rate, "max_usd": None})
     if tier == "cascade":
         routing["cascade"] = {"via": "slm", **cascade}
     path = folder / f"{name}.yaml"
@@ -109,6 +109,7 @@ def router(benchmarked_run, tmp_path_factory):
             "tickets-always-llm": routing_as(benchmarked_run, folder, "tickets-always-llm", "cascade",
                                              escalate_below=2.0, expected_escalation_rate=1.0),
             "tickets-llm": routing_as(benchmarked_run, folder, "tickets-llm", "llm"),
+            "tickets-shadow": routing_as(benchmarked_run, folder, "tickets-shadow", "slm", shadow_rate=0.5),
         }.items()
     }  # fmt: skip
     log_dir = folder / "log"
@@ -200,3 +201,36 @@ def test_every_request_is_logged_once_and_whole(router):
     assert set(record["latency_ms"]) == {"slm", "total"}
     for path in router["log"].glob("requests-*.jsonl"):
         assert path.read_text().endswith("\n") and all(json.loads(line) for line in path.read_text().splitlines())
+
+
+def test_shadow_sampling_takes_its_exact_share_and_never_changes_an_answer(router, llm_endpoint):
+    _, state = llm_endpoint
+    client = openai.OpenAI(base_url=router["url"], api_key=KEY, max_retries=0)
+    texts = [f"Ticket {i}: my invoice shows a charge I do not recognise." for i in range(16)]
+    ids = [f"shadow-test-{i}" for i in range(len(texts))]
+    expected = {request_id for request_id in ids if sample_point(request_id) < 0.5}
+    assert 0 < len(expected) < len(ids)
+    plain = [ask(client, "tickets", text)[1]["answer"] for text in texts]
+    state["fault"] = "500"  # shadow failures are counted in the log; the clients see nothing of them
+    try:
+        for text, request_id, answer in zip(texts, ids, plain, strict=True):
+            raw = client.chat.completions.with_raw_response.create(
+                model="tickets-shadow", messages=[{"role": "user", "content": text}],
+                extra_headers={"x-request-id": request_id},
+            )  # fmt: skip
+            served = raw.parse().model_extra["slmtier"]
+            assert raw.headers["x-request-id"] == request_id and served["answer"] == answer and served["tier"] == "slm"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            shadows = [
+                r for r in read_request_log(router["log"]) if r.get("kind") == "shadow" and r["request_id"] in ids
+            ]
+            if len(shadows) >= len(expected):
+                break
+            time.sleep(0.1)
+    finally:
+        state["fault"] = "ok"
+    requests = [r for r in read_request_log(router["log"]) if r["request_id"] in ids and r.get("kind") != "shadow"]
+    assert {r["request_id"] for r in requests if r["shadow"]} == expected
+    assert {r["request_id"] for r in shadows} == expected and len(shadows) == len(expected)
+    assert all(r["error"] and "HTTP 500" in r["error"] and r["agrees"] is None for r in shadows)

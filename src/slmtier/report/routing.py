@@ -28,7 +28,10 @@ Schema (version 2):
       confidence: <how that tier's confidence is computed>
       escalate_below: <threshold>   # send the request to the LLM when confidence < this
       expected_escalation_rate: <share escalated on the test split>
-    llm:                            # the fallback (tier llm or cascade) or the tier kept
+    shadow:                         # when a local tier answers: the share of its requests the router also
+      rate: 0.0                     # sends to the LLM after answering (hash of the request id), for the
+      max_usd: null                 # monitor; the LLM's spend on them stops at max_usd (null: no cap)
+    llm:                            # the fallback (tier llm or cascade), the shadow's LLM, or the tier kept
       kind: openai_compatible | predictions | local
       base_url / model              # for an endpoint
     expected:                       # measured on the test split
@@ -80,8 +83,10 @@ def build_routing(metrics: RunMetrics, config: dict, run_dir: Path) -> dict:
             "escalate_below": cascade["fitted"]["threshold"],
             "expected_escalation_rate": round(cascade["test"]["escalation_rate"], 4),
         }
-    if tier in ("llm", "cascade", "undecided"):
+    if tier in ("llm", "cascade", "undecided") or answering is not None:
         routing["llm"] = _llm_entry(config["baseline"], candidates[metrics.llm])
+    if answering is not None:  # a share of the local answers also asked of the LLM, off the request path
+        routing["shadow"] = {"rate": 0.0, "max_usd": None}
     routing["expected"] = _expected(metrics)
     return routing
 

@@ -32,6 +32,8 @@ from slmtier.serve.api import ApiError, install_api_basics
 from slmtier.serve.request_log import RequestLog
 from slmtier.serve.routes import Batcher, TaskRoute, plain_answer
 
+SHADOW_DRAIN_S = 10.0
+
 
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -69,6 +71,7 @@ def build_router(
 ) -> FastAPI:
     request_log = request_log or RequestLog(None)
     llm_pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="slmtier-llm")
+    shadows: set[asyncio.Future] = set()  # shadow requests in flight (kept referenced until they end)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -77,6 +80,8 @@ def build_router(
                 route.batcher = Batcher(route.local, route.task, max_batch=max_batch_size, max_wait_ms=max_wait_ms)
                 route.batcher.start()
         yield
+        if shadows:  # shadow answers in flight are logged before the router stops, if they come in time
+            await asyncio.wait(shadows, timeout=SHADOW_DRAIN_S)
         for route in routes.values():
             if route.batcher is not None:
                 await route.batcher.stop()
@@ -105,15 +110,20 @@ def build_router(
             )
         if body.n != 1 or body.stream:
             raise ApiError(400, "the router answers n=1, without streaming: one answer per request")
-        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        request_id = request_id_of(request)
         text = find_input(body.messages, route, max_input_chars)
         began = time.perf_counter()
-        served = await route_request(route, Example(id=request_id, input=text, target=None), llm_pool)
+        example = Example(id=request_id, input=text, target=None)
+        served = await route_request(route, example, llm_pool)
         served["latency_ms"]["total"] = round((time.perf_counter() - began) * 1000, 3)
+        served["shadow"] = served["tier"] == route.local_name and route.shadowed(request_id)
         request_log.record({"time": time.time(), "request_id": request_id, "task": route.name, **served},
                            input_text=text)  # fmt: skip
         if served["tier"] is None:
             raise ApiError(503, f"no tier could answer this request: {served['errors']}", kind="server_error")
+        if served["shadow"]:  # after the answer is on its way; its failure changes nothing the client sees
+            shadows.add(asyncio.ensure_future(shadow_request(route, example, served, llm_pool, request_log)))
+            shadows.difference_update({task for task in shadows if task.done()})
         return JSONResponse(response_body(request_id, route.name, served), headers=response_headers(request_id, served))
 
     return app
@@ -157,6 +167,44 @@ async def route_request(route: TaskRoute, example: Example, llm_pool: ThreadPool
         "errors": errors,
         "latency_ms": latency,
     }
+
+
+async def shadow_request(route: TaskRoute, example: Example, served: dict, llm_pool, request_log: RequestLog) -> None:
+    """The LLM's answer to a request the local tier answered, for the log only: both answers side by side,
+    and whether they agree (the monitor scores that agreement with the task's metric)."""
+    began = time.perf_counter()
+    try:
+        reply = (await asyncio.get_running_loop().run_in_executor(llm_pool, answer, route.llm, route.task, [example]))[
+            0
+        ]
+        error = reply.generation.error
+    except Exception as err:  # noqa: BLE001 - a shadow failure is counted in the log, never raised
+        reply, error = None, f"{type(err).__name__}: {err}"
+    cost = reply.generation.cost_usd if reply is not None and not error else None
+    route.shadow_spent_usd += cost or 0.0
+    llm_answer = plain_answer(reply.parsed) if reply is not None and not error else None
+    record = {
+        "time": time.time(),
+        "request_id": example.id,
+        "task": route.name,
+        "kind": "shadow",
+        "tier": "llm",
+        "answer": llm_answer,
+        "local_answer": served["answer"],
+        "agrees": None if error else llm_answer == served["answer"],
+        "cost_usd": cost,
+        "error": error,
+        "latency_ms": {"llm": round((time.perf_counter() - began) * 1000, 3)},
+    }
+    request_log.record(record, input_text=example.input)
+
+
+def request_id_of(request: Request) -> str:
+    """The client's `x-request-id` when it sends one (printable, at most 128 characters), else a new id."""
+    given = request.headers.get("x-request-id", "")
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return f"chatcmpl-{uuid.uuid4().hex}"
 
 
 def find_input(messages: list[ChatMessage], route: TaskRoute, max_chars: int) -> str:

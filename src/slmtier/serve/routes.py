@@ -9,6 +9,7 @@ the parser and the confidence are the benchmark's, by construction.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -39,7 +40,24 @@ class TaskRoute:
     llm: Candidate | None
     escalate_below: float | None = None  # cascade: send to the LLM when the local confidence is below this
     input_pattern: re.Pattern | None = None  # None: the whole last user message is the task input
+    shadow_rate: float = 0.0  # share of locally answered requests also sent to the LLM, off the request path
+    shadow_max_usd: float | None = None  # stop shadowing once the LLM's shadow answers cost this much
+    shadow_spent_usd: float = 0.0
     batcher: Batcher | None = field(default=None, repr=False)
+
+    def shadowed(self, request_id: str) -> bool:
+        """Whether this request is shadowed: a hash of its id against the rate (the same id, the same choice,
+        in every replica), while the shadow budget lasts."""
+        if self.llm is None or self.shadow_rate <= 0:
+            return False
+        if self.shadow_max_usd is not None and self.shadow_spent_usd >= self.shadow_max_usd:
+            return False
+        return sample_point(request_id) < self.shadow_rate
+
+
+def sample_point(request_id: str) -> float:
+    """A request id's fixed point in [0, 1): the first 8 bytes of its SHA-256."""
+    return int.from_bytes(hashlib.sha256(request_id.encode("utf-8")).digest()[:8], "big") / 2**64
 
 
 def read_routing(path: Path) -> dict:
@@ -73,8 +91,12 @@ def load_route(path: Path) -> TaskRoute:
     task = build_task(cfg.task)
     local_name = routing["cascade"]["via"] if tier == "cascade" else (tier if tier in TIERS else None)
     local = TIERS[local_name].load(run.path, cfg) if local_name else None
+    shadow = routing.get("shadow") or {}
+    shadow_rate = float(shadow.get("rate", 0.0))
+    if not 0.0 <= shadow_rate <= 1.0:
+        raise SlmtierError(f"{path}: shadow.rate {shadow_rate} is not a share between 0 and 1")
     llm = None
-    if tier in ("cascade", "llm"):
+    if tier in ("cascade", "llm") or (shadow_rate > 0 and tier in TIERS):
         tokenizer = getattr(local, "tokenizer", None) if local_name == "slm" else None
         tokenizer = tokenizer or load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
         llm = load_llm_tier(run.path, cfg, tokenizer)
@@ -87,6 +109,8 @@ def load_route(path: Path) -> TaskRoute:
         llm=llm,
         escalate_below=routing["cascade"]["escalate_below"] if tier == "cascade" else None,
         input_pattern=compile_input_rule(routing.get("input", "last_user_message"), path),
+        shadow_rate=shadow_rate if tier in TIERS else 0.0,
+        shadow_max_usd=shadow.get("max_usd"),
     )
 
 
