@@ -22,8 +22,9 @@ NASTY = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'
 
 
 @pytest.fixture(scope="module")
-def two_runs(tiny_model_dir, tmp_path_factory) -> list[Path]:
-    """The ticket task trained twice (two seeds), with a hostile ticket text in the test split."""
+def sweep(tiny_model_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`python train.py -m ... trainer.seed=1,2`: the ticket task trained twice in one Hydra sweep, with a hostile
+    ticket text in the test split; (the sweep folder, the command's result)."""
     folder = tmp_path_factory.mktemp("agg")
     # In every ticket, so that whichever errors the report shows as the worst carry it.
     test_rows = [{**row, "text": f"{NASTY} {row['text']}"} for row in read_jsonl(TICKETS / "test.jsonl")[:12]]
@@ -32,13 +33,16 @@ def two_runs(tiny_model_dir, tmp_path_factory) -> list[Path]:
         "validation": write_jsonl(folder / "validation.jsonl", read_jsonl(TICKETS / "validation.jsonl")[:8]),
         "test": write_jsonl(folder / "test.jsonl", test_rows),
     }
-    runs = []
-    for seed in (1, 2):
-        run_dir = folder / f"run-{seed}"
-        result = run_train_cli(*tiny_overrides(tiny_model_dir, data, run_dir), f"trainer.seed={seed}")
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs.append(run_dir)
-    return runs
+    overrides = tiny_overrides(tiny_model_dir, data, folder / "unused")[:-1]  # no hydra.run.dir in a sweep
+    result = run_train_cli("-m", *overrides, "trainer.seed=1,2", f"hydra.sweep.dir={folder / 'sweep'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "sweep", result
+
+
+@pytest.fixture(scope="module")
+def two_runs(sweep) -> list[Path]:
+    """The sweep's two run directories (seeds 1 and 2)."""
+    return sorted(path.parent for path in sweep[0].rglob("metrics.json"))
 
 
 def test_aggregate_report_files(two_runs, tmp_path):
@@ -106,17 +110,14 @@ def test_report_opens_cleanly_in_a_headless_browser(two_runs, tmp_path):
     assert "<script>" not in dom.stdout  # the browser did not turn data into markup
 
 
-def test_a_multirun_sweep_ends_with_one_combined_report(tiny_model_dir, small_data, tmp_path):
+def test_a_multirun_sweep_ends_with_one_combined_report(sweep):
     """`python train.py -m ...` (Hydra's sweep): one run directory per job, then the architect report."""
-    overrides = [o for o in tiny_overrides(tiny_model_dir, small_data, tmp_path / "unused") if "hydra.run.dir" not in o]
-    sweep = tmp_path / "sweep"
-    result = run_train_cli("-m", *overrides, "trainer.seed=1,2", f"hydra.sweep.dir={sweep}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = sorted(path.parent for path in sweep.rglob("metrics.json"))
-    assert [job.relative_to(sweep).as_posix() for job in jobs] == [
+    folder, result = sweep
+    jobs = sorted(path.parent for path in folder.rglob("metrics.json"))
+    assert [job.relative_to(folder).as_posix() for job in jobs] == [
         "ticket_classifier/tiny/0",
         "ticket_classifier/tiny/1",
     ]
-    summary = json.loads((sweep / "report.json").read_text())
+    summary = json.loads((folder / "report.json").read_text())
     assert summary["runs"] == 2 and len(summary["tasks"]["ticket_classifier"]["models"]) == 2
-    assert (sweep / "report.html").stat().st_size > 10_000 and "combined report over 2 run(s)" in result.stdout
+    assert (folder / "report.html").stat().st_size > 10_000 and "combined report over 2 run(s)" in result.stdout
