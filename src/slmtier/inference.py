@@ -40,6 +40,8 @@ class Generation:
     # confidence instead of token log-probabilities; and the same before calibration, for the ECE report.
     confidence: float | None = None
     confidence_uncalibrated: float | None = None
+    # A classifier's calibrated probability of every label, in the task's label order (the router's /classify).
+    label_probs: tuple[float, ...] | None = None
     # Local generation stopped by max_new_tokens rather than the end-of-turn token: the answer may be cut short.
     hit_limit: bool = False
 

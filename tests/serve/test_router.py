@@ -10,21 +10,18 @@ failure policy (LLM down: the local answer, marked; nothing can answer: 503, nev
 from __future__ import annotations
 
 import json
-import socket
 import statistics
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-import uvicorn
-import yaml
 
 from helpers.fault_server import FaultServer
 from helpers.files import TICKETS, read_jsonl, write_jsonl
 from helpers.processes import run_train_cli
+from helpers.servers import Router, routing_as
 from helpers.tiny import tiny_overrides
 from slmtier.run_dir import RunDir
 from slmtier.serve.request_log import RequestLog, read_request_log
@@ -60,39 +57,6 @@ def benchmarked_run(tiny_model_dir, llm_endpoint, tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
-
-
-def routing_as(run_dir: Path, folder: Path, name: str, tier: str, shadow_rate: float = 0.0, **cascade) -> Path:
-    """The run's routing.yaml, served under another task name and tier (what a platform team may choose)."""
-    routing = yaml.safe_load((run_dir / "routing.yaml").read_text())
-    routing.update(task=name, tier=tier, shadow={"rate": shadow_rate, "max_usd": None})
-    if tier == "cascade":
-        routing["cascade"] = {"via": "slm", **cascade}
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(routing))
-    return path
-
-
-class Router:
-    """The router app on a free loopback port, in this process (uvicorn in a thread)."""
-
-    def __init__(self, app):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +198,20 @@ def test_shadow_sampling_takes_its_exact_share_and_never_changes_an_answer(route
     assert {r["request_id"] for r in requests if r["shadow"]} == expected
     assert {r["request_id"] for r in shadows} == expected and len(shadows) == len(expected)
     assert all(r["error"] and "HTTP 500" in r["error"] and r["agrees"] is None for r in shadows)
+
+
+def test_classify_speaks_vllms_classification_api(router):
+    client = openai.OpenAI(base_url=router["url"], api_key=KEY, max_retries=0)
+    texts = ["I was charged twice for my order.", "The app crashes when I open it.", "Where is my parcel?"]
+    response = httpx.post(router["url"].removesuffix("/v1") + "/classify", json={"model": "tickets", "input": texts},
+                          headers={"authorization": f"Bearer {KEY}"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    body = response.json()
+    labels = RunDir(router["run"]).read_config().task.labels
+    assert body["object"] == "list" and [item["index"] for item in body["data"]] == [0, 1, 2]
+    for text, item in zip(texts, body["data"], strict=True):
+        assert item["label"] == ask(client, "tickets", text)[1]["answer"] and item["num_classes"] == len(labels)
+        assert item["probs"][labels.index(item["label"])] == 1.0 and sum(item["probs"]) == 1.0  # the SLM: one-hot
+    missing = httpx.post(router["url"].removesuffix("/v1") + "/classify", json={"model": "tickets", "input": []},
+                         headers={"authorization": f"Bearer {KEY}"})  # fmt: skip
+    assert missing.status_code == 400

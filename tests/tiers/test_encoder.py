@@ -7,18 +7,23 @@ import json
 import logging
 import math
 
+import httpx
+import openai
 import pytest
 import torch
 import yaml
 
 from helpers.files import TICKETS, read_jsonl
 from helpers.processes import run_train_cli
+from helpers.servers import Router, routing_as
 from helpers.tiny import tiny_overrides
 from slmtier.candidate import answer
 from slmtier.config import EncoderConfig, EncoderLoraConfig
 from slmtier.data import Example, load_splits
 from slmtier.errors import ModelSourceError
 from slmtier.run_dir import RunDir
+from slmtier.serve.router import build_router
+from slmtier.serve.routes import load_route
 from slmtier.tasks import build_task
 from slmtier.tiers import TIERS
 from slmtier.tiers.encoder import (
@@ -234,6 +239,25 @@ def test_three_tiers_end_to_end(tiny_model_dir, tiny_encoder_dir, small_data, tm
         rows = read_jsonl(run_dir / "predictions" / f"{name}.jsonl")
         assert [(a.raw_output, a.parsed) for a in answers] == [(r["raw_output"], r["parsed"]) for r in rows]
         assert [a.confidence for a in answers] == pytest.approx([r["confidence"] for r in rows], abs=1e-6)
+
+    # And through the router, asked as an application asks it: the encoder's answer to every test ticket, and its
+    # calibrated label distribution on /classify.
+    routes = {"tickets": load_route(routing_as(run_dir, tmp_path, "tickets", "encoder"))}
+    with Router(build_router(routes)) as base_url:
+        client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+        rows = read_jsonl(run_dir / "predictions" / "encoder.jsonl")
+        for example, row in zip(test, rows, strict=True):
+            reply = client.chat.completions.create(
+                model="tickets", messages=[{"role": "user", "content": example.input}]
+            )
+            served = reply.model_extra["slmtier"]
+            assert reply.choices[0].message.content == row["parsed"] and served["tier"] == "encoder"
+            assert served["confidence"] == pytest.approx(row["confidence"], abs=1e-5)
+        body = httpx.post(base_url.removesuffix("/v1") + "/classify",
+                          json={"model": "tickets", "input": [e.input for e in test]}).json()  # fmt: skip
+        for item, row in zip(body["data"], rows, strict=True):
+            assert item["label"] == row["parsed"] and sum(item["probs"]) == pytest.approx(1.0, abs=1e-4)
+            assert max(item["probs"]) == pytest.approx(row["confidence"], abs=1e-5)
 
 
 def test_encoder_only_run_skips_the_generative_training(tiny_model_dir, tiny_encoder_dir, small_data, tmp_path):

@@ -58,6 +58,12 @@ class RouteRequest(BaseModel):
     stream: bool = False
 
 
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    input: StrictStr | list[StrictStr]
+
+
 def build_router(
     routes: dict[str, TaskRoute],
     *,
@@ -117,7 +123,7 @@ def build_router(
         served = await route_request(route, example, llm_pool)
         served["latency_ms"]["total"] = round((time.perf_counter() - began) * 1000, 3)
         served["shadow"] = served["tier"] == route.local_name and route.shadowed(request_id)
-        request_log.record({"time": time.time(), "request_id": request_id, "task": route.name, **served},
+        request_log.record({"time": time.time(), "request_id": request_id, "task": route.name, **logged(served)},
                            input_text=text)  # fmt: skip
         if served["tier"] is None:
             raise ApiError(503, f"no tier could answer this request: {served['errors']}", kind="server_error")
@@ -125,6 +131,38 @@ def build_router(
             shadows.add(asyncio.ensure_future(shadow_request(route, example, served, llm_pool, request_log)))
             shadows.difference_update({task for task in shadows if task.done()})
         return JSONResponse(response_body(request_id, route.name, served), headers=response_headers(request_id, served))
+
+    @app.post("/classify")
+    async def classify(body: ClassifyRequest, request: Request):
+        """vLLM's and SGLang's classification API: each input routed as a chat request would be (a cascade
+        escalates the unsure ones); `probs` is the encoder's calibrated distribution over the labels when it
+        answered, else one-hot on the label given (the SLM and the LLM tier name a label, no distribution)."""
+        route = routes.get(body.model)
+        if route is None or route.task.kind != "classification":
+            classifiers = [name for name, item in routes.items() if item.task.kind == "classification"]
+            raise ApiError(404, f"model {body.model!r} is no classification task routed here; {classifiers}")
+        inputs = [body.input] if isinstance(body.input, str) else body.input
+        if not inputs or sum(map(len, inputs)) > max_input_chars or not all(text.strip() for text in inputs):
+            raise ApiError(400, f"input: one or more non-empty texts, {max_input_chars:,} characters in all at most")
+        request_id = request_id_of(request)
+        examples = [Example(id=f"{request_id}-{i}", input=text, target=None) for i, text in enumerate(inputs)]
+        results = await asyncio.gather(*(route_request(route, example, llm_pool) for example in examples))
+        labels = list(route.task.labels)
+        data = []
+        for index, (example, served) in enumerate(zip(examples, results, strict=True)):
+            request_log.record({"time": time.time(), "request_id": example.id, "task": route.name, **logged(served)},
+                               input_text=example.input)  # fmt: skip
+            if served["tier"] is None or served["answer"] not in labels:
+                why = served["errors"] or "the answer names none of the labels"
+                raise ApiError(503, f"input {index}: no tier could classify it: {why}", kind="server_error")
+            probs = served["label_probs"] or [float(label == served["answer"]) for label in labels]
+            data.append({"index": index, "label": served["answer"], "probs": probs, "num_classes": len(labels),
+                         "slmtier": {key: served[key] for key in ("tier", "escalated", "confidence")}})  # fmt: skip
+        tokens = sum((served["tokens"] or {}).get("input") or 0 for served in results)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}
+        created = int(time.time())
+        return {"id": f"classify-{request_id}", "object": "list", "created": created, "model": route.name,
+                "data": data, "usage": usage}  # fmt: skip
 
     return app
 
@@ -160,6 +198,9 @@ async def route_request(route: TaskRoute, example: Example, llm_pool: ThreadPool
         "answer": plain_answer(chosen.parsed) if chosen is not None else None,
         "parsed": chosen is not None and chosen.parsed is not None,
         "raw_output": chosen.raw_output if chosen is not None else None,
+        "label_probs": list(chosen.generation.label_probs)
+        if chosen is not None and chosen.generation.label_probs
+        else None,
         "tokens": {"input": chosen.generation.input_tokens, "output": chosen.generation.output_tokens}
         if chosen is not None
         else None,
@@ -197,6 +238,12 @@ async def shadow_request(route: TaskRoute, example: Example, served: dict, llm_p
         "latency_ms": {"llm": round((time.perf_counter() - began) * 1000, 3)},
     }
     request_log.record(record, input_text=example.input)
+
+
+def logged(served: dict) -> dict:
+    """What a request's log record keeps of its answer: everything but the label distribution (which /classify
+    returns, and which would repeat every label in every record)."""
+    return {key: value for key, value in served.items() if key != "label_probs"}
 
 
 def request_id_of(request: Request) -> str:

@@ -334,6 +334,7 @@ class EncoderCandidate:
                 batch_size=sizes[row],
                 confidence=round(float(calibrated[row, label]), 6),
                 confidence_uncalibrated=round(float(raw[row, label]), 6),
+                label_probs=tuple(round(float(p), 6) for p in calibrated[row]),
             )
             for row, label in enumerate(best)
         ]

@@ -1,0 +1,44 @@
+"""slmtier's HTTP services started in the test's own process, on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+import yaml
+
+
+class Router:
+    """The router app on a free loopback port, in this process (uvicorn in a thread)."""
+
+    def __init__(self, app):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def routing_as(run_dir: Path, folder: Path, name: str, tier: str, shadow_rate: float = 0.0, **cascade) -> Path:
+    """The run's routing.yaml, served under another task name and tier (what a platform team may choose)."""
+    routing = yaml.safe_load((run_dir / "routing.yaml").read_text())
+    routing.update(task=name, tier=tier, shadow={"rate": shadow_rate, "max_usd": None})
+    if tier == "cascade":
+        routing["cascade"] = {"via": "slm", **cascade}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(routing))
+    return path
