@@ -215,3 +215,17 @@ def test_classify_speaks_vllms_classification_api(router):
     missing = httpx.post(router["url"].removesuffix("/v1") + "/classify", json={"model": "tickets", "input": []},
                          headers={"authorization": f"Bearer {KEY}"})  # fmt: skip
     assert missing.status_code == 400
+
+
+def test_a_request_past_its_deadline_gets_a_504(router, llm_endpoint, tmp_path):
+    _, state = llm_endpoint
+    routes = {"tickets-llm": load_route(routing_as(router["run"], tmp_path, "tickets-llm", "llm"))}
+    state["fault"] = "slow"  # the fault server answers after a second
+    try:
+        with Router(build_router(routes, request_timeout_s=0.3)) as base_url:
+            client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+            with pytest.raises(openai.APIStatusError) as late:
+                ask(client, "tickets-llm", "A ticket nobody has asked about before.")
+            assert late.value.status_code == 504 and "0.3 s" in str(late.value)
+    finally:
+        state["fault"] = "ok"

@@ -27,6 +27,7 @@ def add_route_command(commands) -> None:
     route.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
     route.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted")
     route.add_argument("--max-input-chars", type=int, default=100_000, help="largest task input accepted")
+    route.add_argument("--request-timeout-s", type=float, default=60.0, help="a request not answered by then: 504")
     route.set_defaults(handler=run_route)
 
 
@@ -56,6 +57,7 @@ def run_route(args: argparse.Namespace) -> None:
         max_input_chars=args.max_input_chars,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
+        request_timeout_s=args.request_timeout_s,
     )
     print(f"routing {len(routes)} task(s) at http://{args.host}:{args.port}/v1", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10)

@@ -74,6 +74,7 @@ def build_router(
     max_batch_size: int = 32,
     max_wait_ms: float = 5.0,
     llm_concurrency: int = 16,
+    request_timeout_s: float = 60.0,
 ) -> FastAPI:
     request_log = request_log or RequestLog(None)
     llm_pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="slmtier-llm")
@@ -120,7 +121,10 @@ def build_router(
         text = find_input(body.messages, route, max_input_chars)
         began = time.perf_counter()
         example = Example(id=request_id, input=text, target=None)
-        served = await route_request(route, example, llm_pool)
+        try:
+            served = await asyncio.wait_for(route_request(route, example, llm_pool), request_timeout_s)
+        except asyncio.TimeoutError as err:  # its queued work is dropped; work already running ends on its own
+            raise ApiError(504, f"no answer within this router's {request_timeout_s:g} s", kind="server_error") from err
         served["latency_ms"]["total"] = round((time.perf_counter() - began) * 1000, 3)
         served["shadow"] = served["tier"] == route.local_name and route.shadowed(request_id)
         request_log.record({"time": time.time(), "request_id": request_id, "task": route.name, **logged(served)},
