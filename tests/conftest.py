@@ -8,31 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers.files import TICKETS, read_jsonl, write_jsonl
-from helpers.tiny import build_tiny_chat_model
+from helpers.files import TICKETS, read_jsonl, write_sample_splits
+from helpers.processes import run_train_cli
+from helpers.tiny import TinyRun, build_tiny_chat_model, tiny_overrides
 
 # Nothing in the tests may reach the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
-# One torch thread, here and in every train.py the tests start (set before anything imports torch): the tiny
-# models' matrices are too small to share out, and on a busy 2-core machine each op of a second thread waits for
-# a core (the tiny model's 4 training steps took 0.2 s with one thread and 10 s with two while another process
-# ran). The real models (tests marked slow) get every core back. An OMP_NUM_THREADS of your own is kept.
-THREADS_SET_BY_USER = "OMP_NUM_THREADS" in os.environ
+# One torch thread, here and in every train.py the tests start (set before anything imports torch). On a busy
+# 2-core machine each op of a second thread waits for a core: the tiny model's 4 training steps took 0.2 s with one
+# thread and 10 s with two while another process ran, the real MiniLM test 54 s and 118 s. Idle, two threads gain
+# nothing on the tiny models and a quarter on the real ones. An OMP_NUM_THREADS of your own is kept.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-@pytest.fixture(autouse=True)
-def every_core_for_the_real_models(request, monkeypatch):
-    if THREADS_SET_BY_USER or request.node.get_closest_marker("slow") is None:
-        yield
-        return
-    import torch
-
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    torch.set_num_threads(os.cpu_count() or 1)
-    yield
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -42,10 +29,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-llama"), texts)
 
 
+SMALL = (24, 8, 12)  # train, validation, test rows: enough for every code path, few enough for seconds
+
+
 @pytest.fixture
 def small_data(tmp_path) -> dict[str, Path]:
     """A few rows of each ticket split, so smoke runs take seconds."""
-    out = {}
-    for split, n in [("train", 24), ("validation", 8), ("test", 12)]:
-        out[split] = write_jsonl(tmp_path / f"{split}.jsonl", read_jsonl(TICKETS / f"{split}.jsonl")[:n])
-    return out
+    return write_sample_splits(tmp_path, "tickets", SMALL)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model_dir, tmp_path_factory) -> TinyRun:
+    """One `python train.py` run of the ticket recipe on the tiny model (small_data's rows), shared by the tests
+    that read a finished run; a test that changes a run works on its own copy."""
+    folder = tmp_path_factory.mktemp("tiny-run")
+    data = write_sample_splits(folder, "tickets", SMALL)
+    result = run_train_cli(*tiny_overrides(tiny_model_dir, data, folder / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TinyRun(folder / "run", data, result.stdout)

@@ -3,6 +3,7 @@ overrides that run a recipe on it in seconds."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.files import write_sample_splits
@@ -54,6 +55,15 @@ def build_tiny_chat_model(folder: Path, texts: list[str]) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """A finished `python train.py` run on the tiny model: its folder, its data files, what it printed."""
+
+    run_dir: Path
+    data: dict[str, Path]
+    stdout: str
 
 
 def tiny_overrides(model_dir: Path, data: dict[str, Path], run_dir: Path) -> list[str]:

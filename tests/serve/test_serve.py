@@ -13,28 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.files import REPO, TICKETS, read_jsonl, write_jsonl
+from helpers.files import REPO, read_jsonl, write_jsonl
 from helpers.processes import run_train_cli
 from helpers.tiny import tiny_overrides
 
 PLANTED_KEY = "sk-slmtier-planted-7f3a9c1e5b"  # recognisable: must appear in no file a run writes
-
-
-@pytest.fixture(scope="module")
-def module_data(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("data")
-    return {
-        split: write_jsonl(folder / f"{split}.jsonl", read_jsonl(TICKETS / f"{split}.jsonl")[:n])
-        for split, n in [("train", 24), ("validation", 8), ("test", 12)]
-    }
-
-
-@pytest.fixture(scope="module")
-def trained_run(tiny_model_dir, module_data, tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("served") / "run"
-    result = run_train_cli(*tiny_overrides(tiny_model_dir, module_data, run_dir))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
 
 
 def free_port() -> int:
@@ -44,14 +27,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(trained_run, tmp_path_factory):
-    """`slmtier serve RUN_DIR` in a subprocess on a free loopback port, with a bearer key."""
+def server(tiny_run, tmp_path_factory):
+    """`slmtier serve RUN_DIR` (the session's tiny run) in a subprocess on a free loopback port, with a bearer key."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("serve-log") / "serve.log"
     env = {**os.environ, "SLMTIER_TEST_KEY": PLANTED_KEY}
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "slmtier", "serve", str(trained_run), "--port", str(port),
+            [sys.executable, "-m", "slmtier", "serve", str(tiny_run.run_dir), "--port", str(port),
              "--api-key-env", "SLMTIER_TEST_KEY", "--max-wait-ms", "50", "--max-body-bytes", "20000"],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
@@ -218,14 +201,14 @@ def test_concurrent_requests_share_batches(server):
     assert after["batches"] - before["batches"] < 8  # some requests were answered together
 
 
-def test_benchmark_against_the_served_model_and_rerun_from_cache(server, tiny_model_dir, module_data, tmp_path):
+def test_benchmark_against_the_served_model_and_rerun_from_cache(server, tiny_model_dir, tiny_run, tmp_path):
     url = server["url"]
     cache_path = tmp_path / "llm_cache.sqlite"
     env = {"SLMTIER_TEST_KEY": PLANTED_KEY}
 
     def benchmark(run_dir: Path):
         result = run_train_cli(
-            *tiny_overrides(tiny_model_dir, module_data, run_dir),
+            *tiny_overrides(tiny_model_dir, tiny_run.data, run_dir),
             "baseline=openai_compatible",
             f"baseline.endpoint.base_url={url}/v1",
             "baseline.endpoint.model=ticket_classifier",
@@ -249,7 +232,7 @@ def test_benchmark_against_the_served_model_and_rerun_from_cache(server, tiny_mo
     assert (
         served == 12 + 8  # the test split, and the validation split the cascade is fitted on
         and len(rows) == 12
-        and {r["id"] for r in rows} == {r["id"] for r in read_jsonl(module_data["test"])}
+        and {r["id"] for r in rows} == {r["id"] for r in read_jsonl(tiny_run.data["test"])}
     )
     assert llm["requests"] == {
         "answered": 12, "failed": 0, "failure_rate": 0.0, "failure_reasons": {}, "from_cache": 0, "http_attempts": 12,
@@ -279,14 +262,14 @@ def test_benchmark_against_the_served_model_and_rerun_from_cache(server, tiny_mo
     assert leaks == []
 
 
-def test_a_wrong_key_or_dead_endpoint_fails_before_training(server, tiny_model_dir, module_data, tmp_path):
+def test_a_wrong_key_or_dead_endpoint_fails_before_training(server, tiny_model_dir, tiny_run, tmp_path):
     for base_url, words in [
         (f"{server['url']}/v1", "rejected"),
         (f"http://127.0.0.1:{free_port()}/v1", "cannot reach"),
     ]:
         run_dir = tmp_path / words.replace(" ", "_")
         result = run_train_cli(
-            *tiny_overrides(tiny_model_dir, module_data, run_dir),
+            *tiny_overrides(tiny_model_dir, tiny_run.data, run_dir),
             "baseline=openai_compatible",
             f"baseline.endpoint.base_url={base_url}",
             "baseline.endpoint.api_key_env=SLMTIER_TEST_KEY",
@@ -296,8 +279,8 @@ def test_a_wrong_key_or_dead_endpoint_fails_before_training(server, tiny_model_d
         assert "Traceback" not in result.stderr and not (run_dir / "adapter").exists()
 
 
-def test_logged_llm_answers_as_the_baseline(tiny_model_dir, module_data, tmp_path):
-    test_rows = read_jsonl(module_data["test"])
+def test_logged_llm_answers_as_the_baseline(tiny_model_dir, tiny_run, tmp_path):
+    test_rows = read_jsonl(tiny_run.data["test"])
     logged = [
         {"id": row["id"], "output": row["label"], "model": "gpt-4o-2024-08-06",
          "usage": {"prompt_tokens": 200, "completion_tokens": 2}, "latency_ms": 900}
@@ -305,7 +288,7 @@ def test_logged_llm_answers_as_the_baseline(tiny_model_dir, module_data, tmp_pat
     ] + [{"id": "not-in-test", "output": "billing"}]  # fmt: skip
     path = write_jsonl(tmp_path / "llm_log.jsonl", logged)
     result = run_train_cli(
-        *tiny_overrides(tiny_model_dir, module_data, tmp_path / "run"),
+        *tiny_overrides(tiny_model_dir, tiny_run.data, tmp_path / "run"),
         "baseline=predictions",
         f"baseline.predictions.path={path}",
         "decision.max_llm_failure_rate=0.2",  # 2 of 12 unanswered: over the default 5% there is no verdict
