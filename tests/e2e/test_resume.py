@@ -131,12 +131,20 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tiny_model_dir, data, tm
     assert other.returncode != 0 and "different config" in other.stderr and "Traceback" not in other.stderr
 
 
-def test_same_seed_and_data_give_identical_metrics(tiny_model_dir, data, tmp_path):
-    runs = []
-    for name in ("first", "second"):
-        run_dir = tmp_path / name
-        run_to_end(command(tiny_model_dir, data, run_dir)[:-1] + ["trainer.max_steps=8"], tmp_path / f"{name}.log")
-        runs.append(json.loads((run_dir / "metrics.json").read_text()))
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, data, tmp_path_factory) -> tuple[list[str], Path]:
+    """A short run left to finish undisturbed: (its command, its run directory)."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    cmd = [*command(tiny_model_dir, data, run_dir)[:-1], "trainer.max_steps=4", "trainer.save_steps=0"]
+    run_to_end(cmd, run_dir.parent / "reference.log")
+    return cmd, run_dir
+
+
+def test_same_seed_and_data_give_identical_metrics(reference, tmp_path):
+    cmd, first = reference
+    second = tmp_path / "second"
+    run_to_end([arg.replace(str(first), str(second)) for arg in cmd], tmp_path / "second.log")
+    runs = [json.loads((run_dir / "metrics.json").read_text()) for run_dir in (first, second)]
     for name in ("slm", "baseline"):
         first, second = (run["candidates"][name] for run in runs)
         assert first["quality"] == second["quality"] and first["confusion"] == second["confusion"]
@@ -365,10 +373,8 @@ def fill_the_disk(cmd: list[str], run_dir: Path, size: int, out: Path) -> tuple[
 
 
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -m` and tmpfs mounts (root in a sandbox)")
-def test_a_full_disk_is_one_message_and_the_rerun_finishes(tiny_model_dir, data, tmp_path):
-    reference = tmp_path / "reference"
-    cmd = [*command(tiny_model_dir, data, reference)[:-1], "trainer.max_steps=4", "trainer.save_steps=0"]
-    run_to_end(cmd, tmp_path / "reference.log")
+def test_a_full_disk_is_one_message_and_the_rerun_finishes(reference, tmp_path):
+    cmd, reference = reference
     theirs = json.loads((reference / "metrics.json").read_text())
 
     def same_run(run_dir: Path, *extra: str) -> list[str]:
