@@ -32,7 +32,7 @@ def test_embedded_model_converts_once_and_loads_offline(cache_dir):
     assert prompt.endswith("<|im_start|>assistant\n")
 
 
-def test_embedded_model_trains_and_predicts(cache_dir, small_data, tmp_path):  # noqa: F811
+def test_embedded_model_trains_and_predicts(cache_dir, small_data, tmp_path):
     run_dir = tmp_path / "run"
     result = run_train_cli(
         "recipe=ticket_classifier",
