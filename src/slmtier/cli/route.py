@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from slmtier.cli.serve import LOOPBACK, read_key
+from slmtier.cli.serve import LOOPBACK, add_server_arguments, read_key
 from slmtier.errors import SlmtierError
 
 log = logging.getLogger(__name__)
@@ -18,14 +18,9 @@ def add_route_command(commands) -> None:
         "route", help="serve tasks as their routing.yaml decided, behind one OpenAI-compatible endpoint"
     )
     route.add_argument("routing", nargs="+", type=Path, help="routing.yaml files (one per task)")
-    route.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    route.add_argument("--port", type=int, default=8000)
-    route.add_argument("--api-key-env", help="require `Authorization: Bearer <key>`, the key read from this variable")
+    add_server_arguments(route, max_batch_size=32)
     route.add_argument("--log-dir", type=Path, help="append one JSON line per request here (docs/router.md)")
     route.add_argument("--log-inputs", action="store_true", help="keep the input text in the log (default: a hash)")
-    route.add_argument("--max-batch-size", type=int, default=32, help="requests a local tier answers together")
-    route.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
-    route.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted")
     route.add_argument("--max-input-chars", type=int, default=100_000, help="largest task input accepted")
     route.add_argument("--request-timeout-s", type=float, default=60.0, help="a request not answered by then: 504")
     route.set_defaults(handler=run_route)

@@ -16,15 +16,20 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 def add_serve_command(commands) -> None:
     serve = commands.add_parser("serve", help="serve a run's fine-tuned SLM over the OpenAI chat-completions API")
     serve.add_argument("run_dir", help="a run directory (runs/<recipe>/<model>/<time>) holding adapter/")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--name", help="model name clients ask for (default: the run's recipe)")
-    serve.add_argument("--api-key-env", help="require `Authorization: Bearer <key>`, the key read from this variable")
-    serve.add_argument("--max-batch-size", type=int, default=16, help="requests answered in one generate call")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
+    add_server_arguments(serve, max_batch_size=16)
     serve.add_argument("--max-tokens-limit", type=int, default=2048, help="largest max_tokens a request may ask")
-    serve.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted")
     serve.set_defaults(handler=run_serve)
+
+
+def add_server_arguments(command, *, max_batch_size: int) -> None:
+    """What `slmtier serve` and `slmtier route` share: where they listen, the key, batching, the body limit."""
+    command.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    command.add_argument("--port", type=int, default=8000)
+    command.add_argument("--api-key-env", help="require `Authorization: Bearer <key>`, the key read from this variable")
+    command.add_argument("--max-batch-size", type=int, default=max_batch_size, help="requests answered together")
+    command.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
+    command.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted")
 
 
 def run_serve(args: argparse.Namespace) -> None:

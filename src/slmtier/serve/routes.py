@@ -80,7 +80,7 @@ def load_route(path: Path) -> TaskRoute:
     from slmtier.models import load_tokenizer, resolve_model_path
     from slmtier.run_dir import RunDir
     from slmtier.tasks import build_task
-    from slmtier.tiers import TIERS
+    from slmtier.tiers import TIERS, slm
 
     routing = read_routing(path)
     tier = routing["tier"]
@@ -97,7 +97,9 @@ def load_route(path: Path) -> TaskRoute:
         raise SlmtierError(f"{path}: shadow.rate {shadow_rate} is not a share between 0 and 1")
     llm = None
     if tier in ("cascade", "llm") or (shadow_rate > 0 and tier in TIERS):
-        tokenizer = getattr(local, "tokenizer", None) if local_name == "slm" else None
+        # The LLM's token counts, when its endpoint reports none, are estimated with the SLM's tokenizer, as in
+        # the benchmark.
+        tokenizer = local.tokenizer if local_name == slm.NAME else None
         tokenizer = tokenizer or load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
         llm = load_llm_tier(run.path, cfg, tokenizer)
     return TaskRoute(
