@@ -80,7 +80,7 @@ def test_show_config_and_config_dir_still_work(tmp_path):
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert "  r: 4\n" in shown.stdout and "task:" in shown.stdout
     helped = run_train_cli("recipe=ticket_classifier", "--help")
-    assert helped.returncode == 0 and "== Configuration groups ==" in helped.stdout
+    assert helped.returncode == 0 and "== Config groups" in helped.stdout
     typo = run_train_cli("--config-dir", str(tmp_path), "recipe=mine", "lora.rr=4", "--cfg", "job")
     assert_one_message(typo, "did you mean lora.r?")
     missing = run_train_cli("--config-dir", str(tmp_path / "nope"), "recipe=ticket_classifier", "--cfg", "job")
