@@ -37,6 +37,7 @@ DEFAULT_CHOICES = {
     for entry in OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "train.yaml"))["defaults"]
     if isinstance(entry, dict)
     for group, choice in entry.items()
+    if not group.startswith("override ")  # Hydra's own groups (hydra/help), not slmtier's
 }
 
 

@@ -24,7 +24,8 @@ def make_run_dir(path):
     outputs = ["<img src=x onerror=alert(1)>", "refund"]
     return write_benchmarked_run(path, task, {"slm": outputs, "baseline": outputs}, ["billing", "refund"],
                                  recipe="demo", inputs=[NASTY, "refund please"], model="tiny <model>",
-                                 config_text="task:\n  instruction: <b>hi</b>\n", truncated_examples=3)  # fmt: skip
+                                 config_text="task:\n  instruction: <b>hi</b>\nbaseline:\n  kind: local\n",
+                                 truncated_examples=3)  # fmt: skip
 
 
 def test_html_escapes_everything_from_data(tmp_path):
@@ -166,7 +167,7 @@ def write_benchmarked_run(path, task, outputs: dict[str, list[str]], golds: list
         prices={name: functools.partial(TIERS[name].price, hardware) for name in tiers},
     )  # fmt: skip
     folder.write_metrics(metrics)
-    folder.config_file.write_text(config_text or "task:\n  kind: " + task.kind + "\n")
+    folder.config_file.write_text(config_text or f"task:\n  kind: {task.kind}\nbaseline:\n  kind: local\n")
     return path
 
 

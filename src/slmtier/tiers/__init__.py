@@ -21,7 +21,7 @@ Its files in the run directory are its own (named in its docstring). The reports
 block through templates/tiers/<NAME>.{md,html}.j2 when it has them, else a generic line.
 
 Every candidate answers through slmtier.candidate.answer (prompt, parser, confidence), as does the LLM tier
-(slmtier.baselines). A new tier is one module here and one line in TIERS (tests/test_third_tier.py registers
+(slmtier.baselines). A new tier is one module here and one line in TIERS (tests/tiers/test_third_tier.py registers
 one from a test).
 """
 
