@@ -10,7 +10,12 @@ failure policy (LLM down: the local answer, marked; nothing can answer: 503, nev
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -229,3 +234,68 @@ def test_a_request_past_its_deadline_gets_a_504(router, llm_endpoint, tmp_path):
             assert late.value.status_code == 504 and "0.3 s" in str(late.value)
     finally:
         state["fault"] = "ok"
+
+
+def test_the_log_survives_kill_9_during_a_burst_and_sigterm_ends_the_router(router, tmp_path):
+    """`slmtier route` as a process: SIGKILLed while 24 requests are in flight, every record it wrote parses and
+    names a request it was sent; a second router stops on SIGTERM within its shutdown bound."""
+    routing = routing_as(router["run"], tmp_path, "tickets", "slm")
+    log_dir = tmp_path / "log"
+
+    def start() -> tuple[subprocess.Popen, str]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [
+            sys.executable,
+            "-m",
+            "slmtier",
+            "route",
+            str(routing),
+            "--port",
+            str(port),
+            "--log-dir",
+            str(log_dir),
+        ]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    return process, url
+            except httpx.TransportError:
+                time.sleep(0.2)
+        process.kill()
+        raise AssertionError(process.stdout.read())
+
+    process, url = start()
+    sent = [f"burst-{i}" for i in range(24)]
+
+    def one(request_id: str) -> None:
+        body = {"model": "tickets", "messages": [{"role": "user", "content": f"Ticket {request_id}: refund me."}]}
+        try:
+            httpx.post(f"{url}/v1/chat/completions", json=body, headers={"x-request-id": request_id}, timeout=30)
+        except httpx.TransportError:
+            pass  # the router was killed under it
+
+    threads = [threading.Thread(target=one, args=(request_id,)) for request_id in sent]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(list(log_dir.glob("*.jsonl"))) == 0:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    for thread in threads:
+        thread.join(timeout=60)
+    lines = [line for path in log_dir.glob("requests-*.jsonl") for line in path.read_text().split("\n") if line]
+    records = [json.loads(line) for line in lines]  # every line whole
+    assert records and {record["request_id"] for record in records} <= set(sent)
+    assert len({record["request_id"] for record in records}) == len(records)  # none twice
+
+    process, url = start()
+    began = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal: the conventional exit status of a SIGTERM.
+    assert process.wait(timeout=30) in (0, -signal.SIGTERM) and time.monotonic() - began < 15
