@@ -227,11 +227,13 @@ def test_a_request_past_its_deadline_gets_a_504(router, llm_endpoint, tmp_path):
     routes = {"tickets-llm": load_route(routing_as(router["run"], tmp_path, "tickets-llm", "llm"))}
     state["fault"] = "slow"  # the fault server answers after a second
     try:
-        with Router(build_router(routes, request_timeout_s=0.3)) as base_url:
+        with Router(build_router(routes, request_timeout_s=0.3, request_log=RequestLog(tmp_path / "log"))) as base_url:
             client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
             with pytest.raises(openai.APIStatusError) as late:
                 ask(client, "tickets-llm", "A ticket nobody has asked about before.")
             assert late.value.status_code == 504 and "0.3 s" in str(late.value)
+        [record] = read_request_log(tmp_path / "log")  # the request that got no answer is logged too
+        assert record["tier"] is None and "0.3 s" in record["errors"]["deadline"]
     finally:
         state["fault"] = "ok"
 

@@ -123,12 +123,16 @@ def build_router(
         example = Example(id=request_id, input=text, target=None)
         try:
             served = await asyncio.wait_for(route_request(route, example, llm_pool), request_timeout_s)
-        except asyncio.TimeoutError as err:  # its queued work is dropped; work already running ends on its own
-            raise ApiError(504, f"no answer within this router's {request_timeout_s:g} s", kind="server_error") from err
+        except asyncio.TimeoutError:  # its queued work is dropped; work already running ends on its own
+            served = {"tier": None, "escalated": False, "confidence": None, "answer": None, "latency_ms": {},
+                      "errors": {"deadline": f"no answer within this router's {request_timeout_s:g} s"}}  # fmt: skip
         served["latency_ms"]["total"] = round((time.perf_counter() - began) * 1000, 3)
-        served["shadow"] = served["tier"] == route.local_name and route.shadowed(request_id)
+        served["shadow"] = served["tier"] is not None and served["tier"] == route.local_name
+        served["shadow"] = served["shadow"] and route.shadowed(request_id)
         request_log.record({"time": time.time(), "request_id": request_id, "task": route.name, **logged(served)},
                            input_text=text)  # fmt: skip
+        if "deadline" in served["errors"]:
+            raise ApiError(504, served["errors"]["deadline"], kind="server_error")
         if served["tier"] is None:
             raise ApiError(503, f"no tier could answer this request: {served['errors']}", kind="server_error")
         if served["shadow"]:  # after the answer is on its way; its failure changes nothing the client sees
