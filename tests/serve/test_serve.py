@@ -324,3 +324,20 @@ def test_unset_key_fails_before_training(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2 and "OPENAI_API_KEY" in result.stderr and "is not set" in result.stderr
     assert not (tmp_path / "adapter").exists()
+
+
+def test_the_vllm_command_names_the_weights_that_were_measured(tiny_model_dir, tmp_path):
+    """The adapter goes on the base it was trained and benchmarked on: for a local folder that folder, for an
+    embedded model its dequantised copy (never the hub checkpoint of the same name, whose weights differ)."""
+    from slmtier.config import compose_config, to_run_config
+    from slmtier.serve.vllm import build_vllm_command
+
+    cfg = to_run_config(compose_config(["recipe=ticket_classifier", f"model.source={tiny_model_dir}"]))
+    command = build_vllm_command(cfg, tmp_path / "run", "tickets")
+    assert command.startswith(f"vllm serve {tiny_model_dir} --enable-lora --lora-modules tickets=")
+    assert command.endswith(f"{(tmp_path / 'run' / 'adapter').resolve()}")
+    embedded = to_run_config(compose_config(["recipe=ticket_classifier", f"cache_dir={tmp_path / 'cache'}"]))
+    with pytest.MonkeyPatch.context() as patch:  # where the embedded model's dequantised folder would be
+        patch.setattr("slmtier.serve.vllm.resolve_model_path", lambda model, cache: f"{cache}/smollm2-135m-instruct")
+        command = build_vllm_command(embedded, tmp_path / "run", "tickets")
+    assert f"vllm serve {tmp_path / 'cache'}/smollm2-135m-instruct " in command and "HuggingFaceTB" not in command
