@@ -127,8 +127,8 @@ def build_router(
             served = {"tier": None, "escalated": False, "confidence": None, "answer": None, "latency_ms": {},
                       "errors": {"deadline": f"no answer within this router's {request_timeout_s:g} s"}}  # fmt: skip
         served["latency_ms"]["total"] = round((time.perf_counter() - began) * 1000, 3)
-        served["shadow"] = served["tier"] is not None and served["tier"] == route.local_name
-        served["shadow"] = served["shadow"] and route.shadowed(request_id)
+        answered_locally = served["tier"] is not None and served["tier"] == route.local_name
+        served["shadow"] = answered_locally and route.shadowed(request_id)
         request_log.record({"time": time.time(), "request_id": request_id, "task": route.name, **logged(served)},
                            input_text=text)  # fmt: skip
         if "deadline" in served["errors"]:

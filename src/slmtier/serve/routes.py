@@ -147,7 +147,6 @@ class Batcher:
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue = asyncio.Queue()
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"slmtier-{candidate.name}")
-        self.batches = 0
         self._runner: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -179,7 +178,6 @@ class Batcher:
             waiting = [(example, future) for example, future in batch if not future.done()]  # a client gone
             if not waiting:
                 continue
-            self.batches += 1
             try:
                 answers = await loop.run_in_executor(
                     self.worker, answer, self.candidate, self.task, [example for example, _ in waiting]
