@@ -10,15 +10,18 @@ from pathlib import Path
 import uvicorn
 import yaml
 
+from slmtier.serve.api import server_config
+
 
 class Router:
     """The router app on a free loopback port, in this process (uvicorn in a thread)."""
 
-    def __init__(self, app):
+    def __init__(self, app, read_timeout_s: float = 10.0):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        config = server_config(app, host="127.0.0.1", port=self.port, read_timeout_s=read_timeout_s)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self):

@@ -9,6 +9,7 @@ failure policy (LLM down: the local answer, marked; nothing can answer: 503, nev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -28,10 +29,12 @@ from helpers.files import TICKETS, read_jsonl, write_jsonl
 from helpers.processes import run_train_cli
 from helpers.servers import Router, routing_as
 from helpers.tiny import tiny_overrides
+from slmtier.data import Example
+from slmtier.inference import Generation
 from slmtier.run_dir import RunDir
 from slmtier.serve.request_log import RequestLog, read_request_log
 from slmtier.serve.router import build_router
-from slmtier.serve.routes import load_route, sample_point
+from slmtier.serve.routes import Batcher, PromptTooLong, load_route, sample_point
 
 KEY = "sk-router-test-key"
 
@@ -301,3 +304,120 @@ def test_the_log_survives_kill_9_during_a_burst_and_sigterm_ends_the_router(rout
     process.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal: the conventional exit status of a SIGTERM.
     assert process.wait(timeout=30) in (0, -signal.SIGTERM) and time.monotonic() - began < 15
+
+
+def test_a_prompt_over_the_slms_context_is_a_400_before_it_is_queued(router):
+    """The tiny SLM's context is 4,096 tokens: an input that cannot fit with its answer is refused at once,
+    saying why, instead of holding the model (the probe's 10,000-message request held it for 9 minutes)."""
+    client = openai.OpenAI(base_url=router["url"], api_key=KEY, max_retries=0)
+    before = len(read_request_log(router["log"]))
+    began = time.monotonic()
+    with pytest.raises(openai.BadRequestError) as refused:
+        ask(client, "tickets", "Refund my order please. " * 2_000)
+    assert "over this task's limit" in str(refused.value) and "context of 4,096 tokens" in str(refused.value)
+    assert refused.value.code == "context_length_exceeded" and time.monotonic() - began < 5
+    assert len(read_request_log(router["log"])) == before  # refused before any tier saw it
+    assert ask(client, "tickets", "Refund my order please.")[1]["tier"] == "slm"
+
+
+def test_a_configured_prompt_cap_applies_to_every_tier(router, tmp_path):
+    for tier in ("slm", "llm"):
+        route = load_route(routing_as(router["run"], tmp_path, f"capped-{tier}", tier), max_prompt_tokens=40)
+        assert route.budget.limit == 40 and "--max-prompt-tokens" in route.budget.why
+        short, long = Example("a", "Refund please.", None), Example("b", "Refund my order please. " * 20, None)
+        if tier == "llm":
+            route.budget.check(short)
+        with pytest.raises(PromptTooLong, match="over this task's limit of 40"):
+            route.budget.check(long)
+
+
+def test_slow_clients_cannot_hold_connections(router, tmp_path):
+    """Slow loris: connections that send nothing, or trickle a request head a byte at a time, are closed once
+    the read deadline passes; a body that does not arrive in time gets a 408. Normal requests go on."""
+    routes = {"tickets-llm": load_route(routing_as(router["run"], tmp_path, "tickets-llm", "llm"))}
+    with Router(build_router(routes, read_timeout_s=1.0), read_timeout_s=1.0) as base_url:
+        port = int(base_url.split(":")[-1].split("/")[0])
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        loris = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+        began = time.monotonic()
+        closed: set[int] = set()
+        while time.monotonic() - began < 6 and len(closed) < len(loris):
+            for index, connection in enumerate(loris):
+                if index not in closed:
+                    try:
+                        connection.sendall(head[:1] if time.monotonic() - began > 0.1 else head)
+                    except OSError:
+                        closed.add(index)
+            time.sleep(0.2)
+        assert len(closed) == len(loris), f"{len(loris) - len(closed)} trickling connections still open after 6 s"
+        for connection in idle:
+            connection.settimeout(5)
+            assert connection.recv(1024) == b""  # closed by the router, within the deadline
+        with socket.create_connection(("127.0.0.1", port)) as partial:
+            partial.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 200\r\n\r\n{\"model\": ")  # fmt: skip
+            partial.settimeout(5)
+            assert partial.recv(4096).startswith(b"HTTP/1.1 408")
+        assert httpx.get(base_url.removesuffix("/v1") + "/health").status_code == 200
+        for connection in idle + loris:
+            connection.close()
+
+
+def test_a_client_that_hangs_up_has_its_work_dropped_and_logged(router, llm_endpoint, tmp_path):
+    _, state = llm_endpoint
+    routes = {"tickets-llm": load_route(routing_as(router["run"], tmp_path, "tickets-llm", "llm"))}
+    state["fault"] = "slow"  # the LLM answers after a second; the client gives up after 0.3 s
+    try:
+        with Router(build_router(routes, request_log=RequestLog(tmp_path / "log"))) as base_url:
+            client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=0.3)
+            with pytest.raises(openai.APITimeoutError):
+                ask(client, "tickets-llm", "A ticket whose sender will not wait.")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not list((tmp_path / "log").glob("*.jsonl")):
+                time.sleep(0.05)
+        [record] = read_request_log(tmp_path / "log")
+        assert record["tier"] is None and "closed the connection" in record["errors"]["client_gone"]
+        assert record["latency_ms"]["total"] < 1000  # logged when the client left, not when the LLM answered
+    finally:
+        state["fault"] = "ok"
+
+
+def test_the_batcher_drops_queued_work_whose_client_is_gone():
+    """Pure batching logic, with a stand-in model that answers when told: a request cancelled while queued
+    behind a running batch never reaches the model."""
+
+    class Gate:
+        name = "gate"
+
+        def __init__(self):
+            self.release, self.seen = threading.Event(), []
+
+        def predict(self, task, examples):
+            self.release.wait(10)
+            self.seen.append([example.id for example in examples])
+            return [Generation("billing", 1.0, 1, 1, token_logprobs=(0.0,)) for _ in examples]
+
+    class Task:
+        kind = "classification"
+
+        @staticmethod
+        def parse(text):
+            return text
+
+    async def scenario(gate: Gate) -> None:
+        batcher = Batcher(gate, Task(), max_batch=4, max_wait_ms=1)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(Example("first", "a", None)))
+        await asyncio.sleep(0.2)  # the first batch is running (held at the gate)
+        queued = [asyncio.ensure_future(batcher.submit(Example(f"queued-{i}", "b", None))) for i in range(3)]
+        await asyncio.sleep(0.05)
+        queued[1].cancel()  # its client hung up while it waited
+        gate.release.set()
+        assert (await first).parsed == "billing"
+        assert [reply.parsed for reply in await asyncio.gather(queued[0], queued[2])] == ["billing", "billing"]
+        await batcher.stop()
+
+    gate = Gate()
+    asyncio.run(scenario(gate))
+    assert gate.seen == [["first"], ["queued-0", "queued-2"]]

@@ -22,14 +22,15 @@ def add_route_command(commands) -> None:
     route.add_argument("--log-dir", type=Path, help="append one JSON line per request here (docs/router.md)")
     route.add_argument("--log-inputs", action="store_true", help="keep the input text in the log (default: a hash)")
     route.add_argument("--max-input-chars", type=int, default=100_000, help="largest task input accepted")
+    route.add_argument("--max-prompt-tokens", type=int,
+                       help="largest prompt accepted (default: what leaves an SLM tier room to answer)")  # fmt: skip
     route.add_argument("--request-timeout-s", type=float, default=60.0, help="a request not answered by then: 504")
     route.set_defaults(handler=run_route)
 
 
 def run_route(args: argparse.Namespace) -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar per request in the router's output
-    import uvicorn
-
+    from slmtier.serve.api import run_server
     from slmtier.serve.request_log import RequestLog
     from slmtier.serve.router import build_router
     from slmtier.serve.routes import load_route
@@ -39,7 +40,7 @@ def run_route(args: argparse.Namespace) -> None:
         log.warning("binding %s without --api-key-env: anyone who can reach this port can use the router", args.host)
     routes = {}
     for path in args.routing:
-        route = load_route(path)
+        route = load_route(path, max_prompt_tokens=args.max_prompt_tokens)
         if route.name in routes:
             raise SlmtierError(f"{path}: task {route.name!r} is routed twice; give each task one routing.yaml")
         routes[route.name] = route
@@ -53,6 +54,7 @@ def run_route(args: argparse.Namespace) -> None:
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         request_timeout_s=args.request_timeout_s,
+        read_timeout_s=args.read_timeout_s,
     )
     print(f"routing {len(routes)} task(s) at http://{args.host}:{args.port}/v1", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10)
+    run_server(app, host=args.host, port=args.port, read_timeout_s=args.read_timeout_s)

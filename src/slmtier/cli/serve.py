@@ -30,14 +30,16 @@ def add_server_arguments(command, *, max_batch_size: int) -> None:
     command.add_argument("--max-batch-size", type=int, default=max_batch_size, help="requests answered together")
     command.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
     command.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted")
+    command.add_argument(
+        "--read-timeout-s", type=float, default=10.0, help="seconds a client has to send a request's head, then body"
+    )
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from slmtier.models import resolve_bf16
     from slmtier.run_dir import RunDir
     from slmtier.serve import BatchingEngine, build_app
+    from slmtier.serve.api import run_server
     from slmtier.serve.vllm import build_vllm_command
     from slmtier.tiers.slm import load_run_model, recorded_max_new_tokens
 
@@ -63,6 +65,7 @@ def run_serve(args: argparse.Namespace) -> None:
         default_max_tokens=recorded_max_new_tokens(run_dir, run_cfg),  # the benchmark's budget
         max_tokens_limit=args.max_tokens_limit,
         max_body_bytes=args.max_body_bytes,
+        read_timeout_s=args.read_timeout_s,
     )
     url = f"http://{args.host}:{args.port}/v1"
     what = f"{name!r} (fully fine-tuned)" if full else f"{name!r} (adapter) and {run_cfg.model.name!r} (base model)"
@@ -76,7 +79,7 @@ def run_serve(args: argparse.Namespace) -> None:
     print(f"  at scale, the same adapter on vLLM: {build_vllm_command(run_cfg, run_dir, name)}", flush=True)
     engine.start()
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        run_server(app, host=args.host, port=args.port, read_timeout_s=args.read_timeout_s)
     finally:
         engine.stop()
 

@@ -1,9 +1,12 @@
 """What every slmtier HTTP service shares with the OpenAI API: errors as `{"error": {...}}` with OpenAI's
 status codes (a malformed request is a 400, never a 422 or a 500), a request body bounded before it is read,
-and an optional bearer key on every route but /health."""
+an optional bearer key on every route but /health, and read deadlines: a connection that does not send its
+request's headers, or its body, within `read_timeout_s` is closed (408), so slow clients cannot hold
+connections open forever (slow loris)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from fastapi import FastAPI, Request
@@ -22,8 +25,10 @@ def error_response(status: int, message: str, kind: str = "invalid_request_error
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
 
 
-def install_api_basics(app: FastAPI, *, api_key: str | None, max_body_bytes: int, open_paths=("/health",)) -> None:
-    """Error handlers, the body limit and the key check, on `app`."""
+def install_api_basics(
+    app: FastAPI, *, api_key: str | None, max_body_bytes: int, read_timeout_s: float = 10.0, open_paths=("/health",)
+) -> None:
+    """Error handlers, the body limit and deadline, and the key check, on `app`."""
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError):
@@ -55,6 +60,12 @@ def install_api_basics(app: FastAPI, *, api_key: str | None, max_body_bytes: int
                 return error_response(
                     413, f"request body of {int(length):,} bytes exceeds this server's limit {max_body_bytes:,}"
                 )
+            try:  # read here, whole, within the deadline; the endpoint gets it from Starlette's cache
+                await asyncio.wait_for(request.body(), read_timeout_s)
+            except asyncio.TimeoutError:
+                response = error_response(408, f"the request body did not arrive within {read_timeout_s:g} s")
+                response.headers["connection"] = "close"
+                return response
         return await call_next(request)
 
     @app.middleware("http")
@@ -64,3 +75,52 @@ def install_api_basics(app: FastAPI, *, api_key: str | None, max_body_bytes: int
             if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
                 return error_response(401, "invalid or missing API key", code="invalid_api_key")
         return await call_next(request)
+
+
+def run_server(app: FastAPI, *, host: str, port: int, read_timeout_s: float) -> None:
+    import uvicorn
+
+    uvicorn.Server(server_config(app, host=host, port=port, read_timeout_s=read_timeout_s)).run()
+
+
+def server_config(app: FastAPI, *, host: str, port: int, read_timeout_s: float, graceful_shutdown_s: int = 10):
+    """uvicorn's settings for `app`, with the header deadline below; on SIGTERM uvicorn stops accepting, and
+    requests in flight get `graceful_shutdown_s` to finish before they are cancelled."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", http=header_deadline(read_timeout_s),
+                          timeout_graceful_shutdown=graceful_shutdown_s)  # fmt: skip
+
+
+def header_deadline(read_timeout_s: float):
+    """uvicorn's h11 protocol, closing a connection that has not sent a whole request head `read_timeout_s`
+    after it opened or after its previous response (uvicorn's own keep-alive timer stops at the first byte,
+    so a client trickling a header a byte at a time would hold the connection forever)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_header_deadline()
+
+        def connection_lost(self, exc) -> None:
+            if getattr(self, "_header_timer", None) is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm_header_deadline(self) -> None:
+            if getattr(self, "_header_timer", None) is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(read_timeout_s, self._header_deadline_passed, self.cycle)
+
+        def _header_deadline_passed(self, cycle) -> None:
+            # No request began since the deadline was armed, and none is running: the head is overdue.
+            idle = self.cycle is cycle and (cycle is None or cycle.response_complete)
+            if idle and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadline

@@ -54,6 +54,7 @@ def build_app(
     default_max_tokens: int = 256,
     max_tokens_limit: int = 2048,
     max_body_bytes: int = 1_000_000,
+    read_timeout_s: float = 10.0,
 ) -> FastAPI:
     app = FastAPI(title="slmtier serve", docs_url=None, redoc_url=None, openapi_url=None)
     models = {adapter_name: True}  # name -> adapter on? (a fully fine-tuned model has no base to switch to)
@@ -61,7 +62,7 @@ def build_app(
         models[base_name] = False
     created = int(time.time())
 
-    install_api_basics(app, api_key=api_key, max_body_bytes=max_body_bytes)
+    install_api_basics(app, api_key=api_key, max_body_bytes=max_body_bytes, read_timeout_s=read_timeout_s)
 
     @app.get("/health")
     async def health():

@@ -30,7 +30,7 @@ from slmtier.candidate import Answer, answer
 from slmtier.data import Example
 from slmtier.serve.api import ApiError, install_api_basics
 from slmtier.serve.request_log import RequestLog
-from slmtier.serve.routes import Batcher, TaskRoute, plain_answer
+from slmtier.serve.routes import Batcher, PromptTooLong, TaskRoute, plain_answer
 
 SHADOW_DRAIN_S = 10.0
 
@@ -75,6 +75,7 @@ def build_router(
     max_wait_ms: float = 5.0,
     llm_concurrency: int = 16,
     request_timeout_s: float = 60.0,
+    read_timeout_s: float = 10.0,
 ) -> FastAPI:
     request_log = request_log or RequestLog(None)
     llm_pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="slmtier-llm")
@@ -96,7 +97,7 @@ def build_router(
         request_log.close()
 
     app = FastAPI(title="slmtier route", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    install_api_basics(app, api_key=api_key, max_body_bytes=max_body_bytes)
+    install_api_basics(app, api_key=api_key, max_body_bytes=max_body_bytes, read_timeout_s=read_timeout_s)
     created = int(time.time())
 
     @app.get("/health")
@@ -121,16 +122,15 @@ def build_router(
         text = find_input(body.messages, route, max_input_chars)
         began = time.perf_counter()
         example = Example(id=request_id, input=text, target=None)
-        try:
-            served = await asyncio.wait_for(route_request(route, example, llm_pool), request_timeout_s)
-        except asyncio.TimeoutError:  # its queued work is dropped; work already running ends on its own
-            served = {"tier": None, "escalated": False, "confidence": None, "answer": None, "latency_ms": {},
-                      "errors": {"deadline": f"no answer within this router's {request_timeout_s:g} s"}}  # fmt: skip
+        await check_budget(route, example)
+        served = await until_answered(request, route_request(route, example, llm_pool), request_timeout_s)
         served["latency_ms"]["total"] = round((time.perf_counter() - began) * 1000, 3)
         answered_locally = served["tier"] is not None and served["tier"] == route.local_name
         served["shadow"] = answered_locally and route.shadowed(request_id)
         request_log.record({"time": time.time(), "request_id": request_id, "task": route.name, **logged(served)},
                            input_text=text)  # fmt: skip
+        if "client_gone" in served["errors"]:  # nobody reads this; nginx's code for it
+            return JSONResponse({"error": {"message": served["errors"]["client_gone"]}}, status_code=499)
         if "deadline" in served["errors"]:
             raise ApiError(504, served["errors"]["deadline"], kind="server_error")
         if served["tier"] is None:
@@ -154,7 +154,12 @@ def build_router(
             raise ApiError(400, f"input: one or more non-empty texts, {max_input_chars:,} characters in all at most")
         request_id = request_id_of(request)
         examples = [Example(id=f"{request_id}-{i}", input=text, target=None) for i, text in enumerate(inputs)]
-        results = await asyncio.gather(*(route_request(route, example, llm_pool) for example in examples))
+        for example in examples:
+            await check_budget(route, example)
+        every = asyncio.gather(*(route_request(route, example, llm_pool) for example in examples))
+        results = await until_answered(request, every, request_timeout_s)
+        if isinstance(results, dict):  # the deadline passed, or the client left: nothing was answered
+            raise ApiError(504, next(iter(results["errors"].values())), kind="server_error")
         labels = list(route.task.labels)
         data = []
         for index, (example, served) in enumerate(zip(examples, results, strict=True)):
@@ -173,6 +178,46 @@ def build_router(
                 "data": data, "usage": usage}  # fmt: skip
 
     return app
+
+
+async def check_budget(route: TaskRoute, example: Example) -> None:
+    """A prompt over the task's token budget is a 400 before it is queued (counted off the event loop)."""
+    if route.budget is None:
+        return
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, route.budget.check, example)
+    except PromptTooLong as err:
+        raise ApiError(400, str(err), code="context_length_exceeded") from err
+
+
+async def until_answered(request: Request, work, timeout_s: float):
+    """`work`'s result, unless the deadline passes or the client hangs up first: then the work is cancelled
+    (its requests leave the batch queue; a batch already running ends within the task's answer budget) and
+    what happened comes back as an unanswered request."""
+    work = asyncio.ensure_future(asyncio.wait_for(work, timeout_s))
+    gone = asyncio.ensure_future(hung_up(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not work.done():
+        work.cancel()
+        return unanswered("client_gone", "the client closed the connection before its answer; its work was dropped")
+    try:
+        return work.result()
+    except asyncio.TimeoutError:
+        return unanswered("deadline", f"no answer within this router's {timeout_s:g} s")
+
+
+async def hung_up(request: Request) -> None:
+    """Returns when the client closes its connection (the body was read: all that can come is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def unanswered(reason: str, message: str) -> dict:
+    return {"tier": None, "escalated": False, "confidence": None, "answer": None, "latency_ms": {},
+            "errors": {reason: message}}  # fmt: skip
 
 
 async def route_request(route: TaskRoute, example: Example, llm_pool: ThreadPoolExecutor) -> dict:

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class TaskRoute:
     shadow_rate: float = 0.0  # share of locally answered requests also sent to the LLM, off the request path
     shadow_max_usd: float | None = None  # stop shadowing once the LLM's shadow answers cost this much
     shadow_spent_usd: float = 0.0
+    budget: PromptBudget | None = None  # None: no token count before queueing (the input's characters are capped)
     batcher: Batcher | None = field(default=None, repr=False)
 
     def shadowed(self, request_id: str) -> bool:
@@ -53,6 +55,55 @@ class TaskRoute:
         if self.shadow_max_usd is not None and self.shadow_spent_usd >= self.shadow_max_usd:
             return False
         return sample_point(request_id) < self.shadow_rate
+
+
+@dataclass(frozen=True)
+class PromptBudget:
+    """The most tokens one request's prompt may take, counted before it is queued: a request over it is a 400,
+    never minutes of the model's time (an SLM's generation slows with the prompt, and holds its batch)."""
+
+    count: Callable[[Example], int]
+    limit: int
+    why: str  # where the limit comes from, for the 400's message
+
+    def check(self, example: Example) -> None:
+        tokens = self.count(example)
+        if tokens > self.limit:
+            raise PromptTooLong(f"this request's prompt is {tokens:,} tokens, over this task's limit of {self.limit:,} "
+                                f"({self.why}): send a shorter input")  # fmt: skip
+
+
+class PromptTooLong(SlmtierError):
+    pass
+
+
+def prompt_budget(task, local_name: str | None, local, llm, cap: int | None) -> PromptBudget | None:
+    """The SLM tier: its whole prompt (instruction, few-shot turns, input) must leave room for its answer in the
+    model's context, and stay under `cap` when one is set. Other tiers: the input alone against `cap` (the
+    encoder truncates at its max_length, as it did in the benchmark; the LLM's provider has its own limit)."""
+    from slmtier.inference import render_prompt
+    from slmtier.tiers import slm
+
+    if local_name == slm.NAME:
+        tokenizer, kwargs = local.tokenizer, local.chat_template_kwargs
+
+        def count(example: Example) -> int:
+            prompt = render_prompt(tokenizer, task.build_messages(example, few_shot=local.few_shot), **kwargs)
+            return len(tokenizer(prompt, add_special_tokens=False).input_ids)
+
+        context = getattr(local.hf_model.config, "max_position_embeddings", None)
+        limits = [(cap, "the router's --max-prompt-tokens")] if cap else []
+        if context:
+            limits.append((context - local.max_new_tokens, f"the SLM's context of {context:,} tokens less its "
+                                                           f"{local.max_new_tokens}-token answer"))  # fmt: skip
+        return PromptBudget(count, *min(limits)) if limits else None
+    if not cap:
+        return None
+    if local is not None:
+        return PromptBudget(lambda example: len(local.tokenizer(example.input).input_ids), cap,
+                            "the router's --max-prompt-tokens, counted on the input")  # fmt: skip
+    return PromptBudget(lambda example: llm.count_tokens(example.input), cap,
+                        "the router's --max-prompt-tokens, counted on the input")  # fmt: skip
 
 
 def sample_point(request_id: str) -> float:
@@ -74,8 +125,9 @@ def read_routing(path: Path) -> dict:
     return routing
 
 
-def load_route(path: Path) -> TaskRoute:
-    """The task a routing.yaml describes, with its tiers loaded (models in memory, endpoints configured)."""
+def load_route(path: Path, *, max_prompt_tokens: int | None = None) -> TaskRoute:
+    """The task a routing.yaml describes, with its tiers loaded (models in memory, endpoints configured).
+    `max_prompt_tokens`: a cap on one request's prompt (PromptBudget), besides the SLM's context."""
     from slmtier.baselines.tier import load_llm_tier
     from slmtier.models import load_tokenizer, resolve_model_path
     from slmtier.run_dir import RunDir
@@ -113,6 +165,7 @@ def load_route(path: Path) -> TaskRoute:
         input_pattern=compile_input_rule(routing.get("input", "last_user_message"), path),
         shadow_rate=shadow_rate if tier in TIERS else 0.0,
         shadow_max_usd=shadow.get("max_usd"),
+        budget=prompt_budget(task, local_name, local, llm, max_prompt_tokens),
     )
 
 
