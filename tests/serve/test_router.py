@@ -241,6 +241,22 @@ def test_a_request_past_its_deadline_gets_a_504(router, llm_endpoint, tmp_path):
         state["fault"] = "ok"
 
 
+def test_a_slow_llm_in_a_cascade_returns_the_local_answer_in_time(router, llm_endpoint, tmp_path):
+    _, state = llm_endpoint
+    routing = routing_as(router["run"], tmp_path, "tickets-always-llm", "cascade", escalate_below=2.0,
+                         expected_escalation_rate=1.0)  # fmt: skip
+    routes = {"tickets-always-llm": load_route(routing, llm_retry={"max_retries": 0})}
+    state["fault"] = "slow"  # the LLM answers after a second; the request's deadline is 0.5 s
+    try:
+        with Router(build_router(routes, request_timeout_s=0.5)) as base_url:
+            client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+            _, served, _ = ask(client, "tickets-always-llm", "A ticket that the LLM answers too slowly.")
+        assert served["tier"] == "slm" and not served["escalated"] and "deadline" in served["errors"]["llm"]
+        assert served["latency_ms"]["total"] < 1000
+    finally:
+        state["fault"] = "ok"
+
+
 def test_the_log_survives_kill_9_during_a_burst_and_sigterm_ends_the_router(router, tmp_path):
     """`slmtier route` as a process: SIGKILLed while 24 requests are in flight, every record it wrote parses and
     names a request it was sent; a second router stops on SIGTERM within its shutdown bound."""

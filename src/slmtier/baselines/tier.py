@@ -139,10 +139,12 @@ def record_llm_tier(cfg: RunConfig, splits: Splits, run_dir: Path) -> Path:
     return write_json_atomic(Path(run_dir) / LLM_TIER_FILE, record)
 
 
-def load_llm_tier(run_dir: Path, cfg: RunConfig, tokenizer) -> EndpointCandidate:
+def load_llm_tier(run_dir: Path, cfg: RunConfig, tokenizer, **retry) -> EndpointCandidate:
     """The run's LLM tier, asking its endpoint exactly as the benchmark did (prompt, few-shot turns, request
     settings, the response cache). Only an endpoint can answer new requests: a local stand-in is no LLM to
-    escalate to, and logged answers cover only the requests they logged."""
+    escalate to, and logged answers cover only the requests they logged. `retry`: endpoint fields that say
+    how long to wait and how often to retry (timeout_s, max_retries, ...), which a request path needs
+    tighter than a benchmark; what is asked is unchanged."""
     if cfg.baseline.kind != "openai_compatible":
         raise SlmtierError(
             f"{run_dir}: its LLM tier is {cfg.baseline.kind!r} ({BASELINE_WORDS[cfg.baseline.kind]}), which cannot "
@@ -152,4 +154,7 @@ def load_llm_tier(run_dir: Path, cfg: RunConfig, tokenizer) -> EndpointCandidate
     if not path.is_file():
         raise RunDirError(f"{path}: missing; the run finished before its LLM tier was recorded: rerun it")
     record = json.loads(path.read_text(encoding="utf-8"))
+    if retry:
+        endpoint = dataclasses.replace(cfg.baseline.endpoint, **retry)
+        cfg = dataclasses.replace(cfg, baseline=dataclasses.replace(cfg.baseline, endpoint=endpoint))
     return endpoint_candidate(cfg, [Example(**example) for example in record["few_shot"]], tokenizer)

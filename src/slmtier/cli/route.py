@@ -24,6 +24,8 @@ def add_route_command(commands) -> None:
     route.add_argument("--max-input-chars", type=int, default=100_000, help="largest task input accepted")
     route.add_argument("--max-prompt-tokens", type=int,
                        help="largest prompt accepted (default: what leaves an SLM tier room to answer)")  # fmt: skip
+    route.add_argument("--llm-timeout-s", type=float, default=20.0, help="per attempt at the LLM endpoint")
+    route.add_argument("--llm-max-retries", type=int, default=1, help="retries of a failed LLM request")
     route.add_argument("--request-timeout-s", type=float, default=60.0, help="a request not answered by then: 504")
     route.set_defaults(handler=run_route)
 
@@ -38,9 +40,12 @@ def run_route(args: argparse.Namespace) -> None:
     api_key = read_key(args.api_key_env)
     if args.host not in LOOPBACK and api_key is None:
         log.warning("binding %s without --api-key-env: anyone who can reach this port can use the router", args.host)
+    # On the request path a failing LLM is retried briefly: the cascade's local answer is the fallback.
+    retry = {"timeout_s": args.llm_timeout_s, "max_retries": args.llm_max_retries, "backoff_initial_s": 0.2,
+             "backoff_max_s": 2.0}  # fmt: skip
     routes = {}
     for path in args.routing:
-        route = load_route(path, max_prompt_tokens=args.max_prompt_tokens)
+        route = load_route(path, max_prompt_tokens=args.max_prompt_tokens, llm_retry=retry)
         if route.name in routes:
             raise SlmtierError(f"{path}: task {route.name!r} is routed twice; give each task one routing.yaml")
         routes[route.name] = route

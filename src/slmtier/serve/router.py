@@ -33,6 +33,8 @@ from slmtier.serve.request_log import RequestLog
 from slmtier.serve.routes import Batcher, PromptTooLong, TaskRoute, plain_answer
 
 SHADOW_DRAIN_S = 10.0
+# A cascade stops waiting for the LLM this long before the request's deadline, to answer locally in time.
+DEADLINE_MARGIN_S = 0.05
 
 
 class TextPart(BaseModel):
@@ -123,7 +125,8 @@ def build_router(
         began = time.perf_counter()
         example = Example(id=request_id, input=text, target=None)
         await check_budget(route, example)
-        served = await until_answered(request, route_request(route, example, llm_pool), request_timeout_s)
+        deadline = time.monotonic() + request_timeout_s - DEADLINE_MARGIN_S
+        served = await until_answered(request, route_request(route, example, llm_pool, deadline), request_timeout_s)
         served["latency_ms"]["total"] = round((time.perf_counter() - began) * 1000, 3)
         answered_locally = served["tier"] is not None and served["tier"] == route.local_name
         served["shadow"] = answered_locally and route.shadowed(request_id)
@@ -156,7 +159,8 @@ def build_router(
         examples = [Example(id=f"{request_id}-{i}", input=text, target=None) for i, text in enumerate(inputs)]
         for example in examples:
             await check_budget(route, example)
-        every = asyncio.gather(*(route_request(route, example, llm_pool) for example in examples))
+        deadline = time.monotonic() + request_timeout_s - DEADLINE_MARGIN_S
+        every = asyncio.gather(*(route_request(route, example, llm_pool, deadline) for example in examples))
         results = await until_answered(request, every, request_timeout_s)
         if isinstance(results, dict):  # the deadline passed, or the client left: nothing was answered
             raise ApiError(504, next(iter(results["errors"].values())), kind="server_error")
@@ -220,8 +224,12 @@ def unanswered(reason: str, message: str) -> dict:
             "errors": {reason: message}}  # fmt: skip
 
 
-async def route_request(route: TaskRoute, example: Example, llm_pool: ThreadPoolExecutor) -> dict:
-    """The task's answer to one example as routing.yaml says, with what answered it and how long each hop took."""
+async def route_request(
+    route: TaskRoute, example: Example, llm_pool: ThreadPoolExecutor, deadline: float | None = None
+) -> dict:
+    """The task's answer to one example as routing.yaml says, with what answered it and how long each hop took.
+    `deadline` (time.monotonic()): when a local answer is in hand, the LLM hop waits for the endpoint only
+    until then, and the local answer goes back, marked (a slow LLM is a failing LLM)."""
     local: Answer | None = None
     errors: dict[str, str] = {}
     latency: dict[str, float] = {}
@@ -236,12 +244,17 @@ async def route_request(route: TaskRoute, example: Example, llm_pool: ThreadPool
     chosen, tier, escalated = local, (route.local_name if local is not None else None), False
     if route.llm is not None and (local is None or unsure):
         began = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        reply = (await loop.run_in_executor(llm_pool, answer, route.llm, route.task, [example]))[0]
+        asked = asyncio.get_running_loop().run_in_executor(llm_pool, answer, route.llm, route.task, [example])
+        wait_s = None if local is None or deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            reply = (await asyncio.wait_for(asked, wait_s))[0]
+        except asyncio.TimeoutError:  # the call ends on its own in its thread; the client is not kept waiting
+            reply = None
+            errors["llm"] = f"no answer within the request's deadline ({wait_s:.3g} s left when it was asked)"
         latency["llm"] = round((time.perf_counter() - began) * 1000, 3)
-        if reply.generation.error:
+        if reply is not None and reply.generation.error:
             errors["llm"] = reply.generation.error  # a cascade keeps its local answer, marked
-        else:
+        elif reply is not None:
             chosen, tier, escalated = reply, "llm", route.tier != "llm"
     return {
         "tier": tier,

@@ -125,9 +125,11 @@ def read_routing(path: Path) -> dict:
     return routing
 
 
-def load_route(path: Path, *, max_prompt_tokens: int | None = None) -> TaskRoute:
+def load_route(path: Path, *, max_prompt_tokens: int | None = None, llm_retry: dict | None = None) -> TaskRoute:
     """The task a routing.yaml describes, with its tiers loaded (models in memory, endpoints configured).
-    `max_prompt_tokens`: a cap on one request's prompt (PromptBudget), besides the SLM's context."""
+    `max_prompt_tokens`: a cap on one request's prompt (PromptBudget), besides the SLM's context.
+    `llm_retry`: the LLM endpoint's timeout_s / max_retries / backoff_* on the request path (default: the
+    benchmark's)."""
     from slmtier.baselines.tier import load_llm_tier
     from slmtier.models import load_tokenizer, resolve_model_path
     from slmtier.run_dir import RunDir
@@ -153,7 +155,7 @@ def load_route(path: Path, *, max_prompt_tokens: int | None = None) -> TaskRoute
         # the benchmark.
         tokenizer = local.tokenizer if local_name == slm.NAME else None
         tokenizer = tokenizer or load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
-        llm = load_llm_tier(run.path, cfg, tokenizer)
+        llm = load_llm_tier(run.path, cfg, tokenizer, **(llm_retry or {}))
     return TaskRoute(
         name=routing["task"],
         task=task,
