@@ -193,6 +193,9 @@ class EndpointConfig:
     # Your own price, overriding the table (USD per 1M tokens); both or neither.
     price_input_per_1m: float | None = None
     price_output_per_1m: float | None = None
+    # Ask for the log-probability of each answer token (OpenAI's `logprobs`): how the router's remote SLM tier
+    # gets the same confidence the benchmark computed locally. Off for an LLM tier.
+    logprobs: bool = False
     # SQLite file of paid answers, shared by every run; null = <cache_dir>/llm_responses.sqlite.
     cache_path: str | None = None
     check_at_start: bool = True  # GET <base_url>/models before training, so a wrong key or URL fails at once

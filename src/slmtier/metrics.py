@@ -43,12 +43,16 @@ class CandidateMetrics(TypedDict, total=False):
     model: str
     n: int
     quality: dict  # {metric, value, interval: {value, low, high, n, confidence, metric}}
-    latency_ms: dict  # {mean, p50, p95, p99}; None values when no row was timed
+    # {mean, p50, p95, p99, concurrency}: one request's own time at that concurrency (a local tier: one at a
+    # time, n requests, their samples; slmtier.benchmark.speed); None values when no request was timed
+    latency_ms: dict
     tokens_per_request: dict  # {input, output, estimated_rows}
     requests: dict  # {answered, failed, failure_rate, failure_reasons, from_cache, http_attempts}
-    cost: dict  # {total_usd, per_1k_requests_usd, priced_rows, basis, requests_per_s}
+    cost: dict  # {total_usd, per_1k_requests_usd, priced_rows, basis, requests_per_s, contended}
     source: dict | None  # where the answers came from (the LLM tier: kind, endpoint or file, price)
-    throughput: dict  # {requests_per_s, wall_s, rows_timed, concurrency}
+    # {requests_per_s, wall_s, rows_timed, concurrency}; a local tier's also {cpu_share, others_cpu_share,
+    # contended}: measured in a pass of its own, flagged when other processes took the CPU meanwhile
+    throughput: dict
     validation: dict  # {n, <parts metric>}: on the validation split, when it was predicted
     extra: dict  # task.extra_metrics (BERTScore, ...)
     hit_limit: int  # answers a local model stopped at generation.max_new_tokens, not on its own (cut short?)

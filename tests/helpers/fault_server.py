@@ -52,14 +52,20 @@ class FaultServer:
     """`plan(text, attempt) -> fault`; attempt counts from 1 per distinct user message."""
 
     def __init__(
-        self, plan: Callable[[str, int], str], *, slow_s: float = 1.0, retry_after: str = "0.05", usage: bool = True
+        self,
+        plan: Callable[[str, int], str],
+        *,
+        slow_s: float = 1.0,
+        retry_after: str = "0.05",
+        usage: bool = True,
+        port: int = 0,
     ):
         self.plan, self.slow_s, self.retry_after, self.usage = plan, slow_s, retry_after, usage
         self.attempts: defaultdict[str, int] = defaultdict(int)
         self.seen: list[tuple[str, str, float]] = []  # (text, fault, time)
         self.faults = Counter()
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

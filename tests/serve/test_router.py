@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import yaml
 
 from helpers.fault_server import FaultServer
 from helpers.files import TICKETS, read_jsonl, write_jsonl
@@ -30,6 +31,7 @@ from helpers.processes import run_train_cli
 from helpers.servers import Router, routing_as
 from helpers.tiny import tiny_overrides
 from slmtier.data import Example
+from slmtier.errors import SlmtierError
 from slmtier.inference import Generation
 from slmtier.run_dir import RunDir
 from slmtier.serve.request_log import RequestLog, read_request_log
@@ -437,3 +439,66 @@ def test_the_batcher_drops_queued_work_whose_client_is_gone():
     gate = Gate()
     asyncio.run(scenario(gate))
     assert gate.seen == [["first"], ["queued-0", "queued-2"]]
+
+
+@pytest.fixture(scope="module")
+def generating_run(tiny_model_dir, llm_endpoint, tmp_path_factory) -> Path:
+    """A tiny run whose SLM generates its answers (no label scoring): what a chat endpoint can reproduce."""
+    server, _ = llm_endpoint
+    folder = tmp_path_factory.mktemp("generating")
+    data = {
+        split: write_jsonl(folder / f"{split}.jsonl", read_jsonl(TICKETS / f"{split}.jsonl")[:n])
+        for split, n in [("train", 24), ("validation", 8), ("test", 12)]
+    }
+    result = run_train_cli(
+        *tiny_overrides(tiny_model_dir, data, folder / "run"), "inference.label_scoring=false",
+        "baseline=openai_compatible", f"baseline.endpoint.base_url={server.base_url}", "baseline.endpoint.model=echo",
+        "baseline.endpoint.api_key_env=null", "baseline.endpoint.max_retries=0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "run"
+
+
+def test_the_slm_tier_on_a_remote_server_answers_as_benchmarked(generating_run, tmp_path):
+    """The SLM served by another process (`slmtier serve`, standing in for vLLM with the adapter), asked with
+    `logprobs`: every test ticket gets the benchmark's answer and confidence."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "slmtier", "serve", str(generating_run), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        routing = routing_as(generating_run, tmp_path, "tickets-remote", "slm")
+        spec = yaml.safe_load(routing.read_text())
+        spec["slm"]["endpoint"] = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key_env": None}
+        spec["slm"]["served_name"] = "ticket_classifier"  # the name `slmtier serve` gives the adapter
+        routing.write_text(yaml.safe_dump(spec))
+        route = load_route(routing)
+        assert route.local.endpoint.logprobs and route.local.few_shot == []
+        run = RunDir(generating_run)
+        test = {row["id"]: row for row in read_jsonl(Path(run.read_config().data.test))}
+        with Router(build_router({"tickets-remote": route})) as base_url:
+            client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+            for row in run.read_predictions("slm"):
+                _, served, _ = ask(client, "tickets-remote", test[row["id"]]["text"])
+                assert served["tier"] == "slm" and served["answer"] == row["parsed"], (served, row["raw_output"])
+                assert served["confidence"] == pytest.approx(row["confidence"], abs=1e-4)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_label_scoring_slm_cannot_be_served_remotely(router, tmp_path):
+    routing = routing_as(router["run"], tmp_path, "tickets-remote", "slm")
+    spec = yaml.safe_load(routing.read_text())
+    spec["slm"]["endpoint"] = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": None}
+    routing.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SlmtierError, match="label_scoring=false"):
+        load_route(routing)

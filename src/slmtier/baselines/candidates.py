@@ -87,6 +87,7 @@ class EndpointCandidate:
             usage_estimated=estimated,
             cached=outcome.cached,
             attempts=outcome.attempts,
+            token_logprobs=tuple(reply.token_logprobs) if reply.token_logprobs is not None else None,
         )
 
 

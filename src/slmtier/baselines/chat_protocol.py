@@ -40,6 +40,7 @@ class Reply:
     latency_ms: float  # the successful attempt, request sent to body received
     finish_reason: str | None
     model: str | None  # the model id the endpoint says answered
+    token_logprobs: list[float] | None = None  # each answer token's, when asked for (EndpointConfig.logprobs)
 
 
 def build_headers(endpoint: EndpointConfig, api_key: str | None) -> dict[str, str]:
@@ -55,6 +56,8 @@ def build_request_params(endpoint: EndpointConfig) -> dict:
     params: dict = {endpoint.max_tokens_param: endpoint.max_tokens}
     if endpoint.temperature is not None:
         params["temperature"] = endpoint.temperature
+    if endpoint.logprobs:
+        params["logprobs"] = True
     return params
 
 
@@ -95,8 +98,18 @@ def parse_chat_response(body: bytes, latency_ms: float, *, mask: Callable[[str],
         latency_ms=latency_ms,
         finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
         model=data.get("model") if isinstance(data.get("model"), str) else None,
+        token_logprobs=_token_logprobs(choice.get("logprobs")),
     )
     return mask_reply(reply, mask)
+
+
+def _token_logprobs(logprobs) -> list[float] | None:
+    """OpenAI's `choices[0].logprobs.content[*].logprob`; None when absent or of another shape."""
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return None
+    values = [item.get("logprob") if isinstance(item, dict) else None for item in content]
+    return [float(value) for value in values] if all(isinstance(v, int | float) for v in values) else None
 
 
 def mask_reply(reply: Reply, mask: Callable[[str], str]) -> Reply:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import slmtier
 from slmtier.benchmark.candidates import run_candidate
+from slmtier.benchmark.speed import measure_speed
 from slmtier.benchmark.summary import summarise_candidate
 from slmtier.benchmark.verdict import assess
 from slmtier.candidate import Candidate
@@ -45,11 +46,13 @@ def run_benchmark(
         rows, timing = run_candidate(candidate, task, splits.test, predictions_dir)
         result = summarise_candidate(task, rows, model=candidate.model, extra_metrics=extra_metrics)
         result["source"] = candidate.info
-        concurrency = getattr(candidate, "batch_size", None) or getattr(
-            getattr(candidate, "endpoint", None), "max_concurrency", None
-        )
-        result["throughput"] = {"requests_per_s": timing.requests_per_s, "wall_s": timing.wall_s,
-                                "rows_timed": timing.rows, "concurrency": concurrency}  # fmt: skip
+        if candidate.info.get("kind") == "local":  # its own step: per-request latency, throughput, contention
+            result["latency_ms"], result["throughput"] = measure_speed(candidate, task, splits.test)
+        else:  # an endpoint: each row's own request time, at the client's concurrency
+            concurrency = getattr(getattr(candidate, "endpoint", None), "max_concurrency", None)
+            result["latency_ms"]["concurrency"] = concurrency
+            result["throughput"] = {"requests_per_s": timing.requests_per_s, "wall_s": timing.wall_s,
+                                    "rows_timed": timing.rows, "concurrency": concurrency}  # fmt: skip
         run.results[candidate.name], run.test_rows[candidate.name] = result, rows
         log.info("%s: %s = %.3f", candidate.name, task.metric, result["quality"]["value"])
     return run

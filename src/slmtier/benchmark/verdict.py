@@ -139,9 +139,16 @@ def _add_cost(result: dict, price: Callable[[float | None], dict]) -> None:
     if not _is_local(result):
         result["cost"]["basis"] = "token usage x price table"
         return
-    local = price(result.get("throughput", {}).get("requests_per_s"))
-    result["cost"] = {**result["cost"], "per_1k_requests_usd": local["usd_per_1k"], "basis": local["basis"],
-                      "requests_per_s": local["requests_per_s"]}  # fmt: skip
+    throughput = result.get("throughput", {})
+    local = price(throughput.get("requests_per_s"))
+    basis = local["basis"]
+    if throughput.get("contended") and "measured" in basis:
+        basis += (f"; CONTENDED: other processes took {throughput['others_cpu_share']:.0%} of the CPU while it "
+                  "was measured, so the cost is overstated (rerun on an idle machine, or declare "
+                  "hardware.requests_per_s)")  # fmt: skip
+    result["cost"] = {**result["cost"], "per_1k_requests_usd": local["usd_per_1k"], "basis": basis,
+                      "requests_per_s": local["requests_per_s"],
+                      "contended": bool(throughput.get("contended"))}  # fmt: skip
 
 
 def fit_cascade(task, test_rows, validation_rows, *, tier, llm, policy, local_usd, llm_usd) -> dict | None:

@@ -18,7 +18,7 @@ def add_route_command(commands) -> None:
         "route", help="serve tasks as their routing.yaml decided, behind one OpenAI-compatible endpoint"
     )
     route.add_argument("routing", nargs="+", type=Path, help="routing.yaml files (one per task)")
-    add_server_arguments(route, max_batch_size=32)
+    add_server_arguments(route, max_batch_size=32, max_wait_ms=0.0)
     route.add_argument("--log-dir", type=Path, help="append one JSON line per request here (docs/router.md)")
     route.add_argument("--log-inputs", action="store_true", help="keep the input text in the log (default: a hash)")
     route.add_argument("--max-input-chars", type=int, default=100_000, help="largest task input accepted")

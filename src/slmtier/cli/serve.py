@@ -22,13 +22,13 @@ def add_serve_command(commands) -> None:
     serve.set_defaults(handler=run_serve)
 
 
-def add_server_arguments(command, *, max_batch_size: int) -> None:
+def add_server_arguments(command, *, max_batch_size: int, max_wait_ms: float = 5.0) -> None:
     """What `slmtier serve` and `slmtier route` share: where they listen, the key, batching, the body limit."""
     command.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     command.add_argument("--port", type=int, default=8000)
     command.add_argument("--api-key-env", help="require `Authorization: Bearer <key>`, the key read from this variable")
     command.add_argument("--max-batch-size", type=int, default=max_batch_size, help="requests answered together")
-    command.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch")
+    command.add_argument("--max-wait-ms", type=float, default=max_wait_ms, help="how long a request waits to batch")
     command.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted")
     command.add_argument(
         "--read-timeout-s", type=float, default=10.0, help="seconds a client has to send a request's head, then body"

@@ -188,8 +188,11 @@ def _plots(run: RunFiles) -> dict[str, str]:
         plots["reliability"] = plot_reliability([row["confidence_uncalibrated"] for row in calibrated],
                                                 [row["confidence"] for row in calibrated],
                                                 [row["correct"] for row in calibrated])  # fmt: skip
+    # A local tier's own one-at-a-time requests (slmtier.benchmark.speed); an endpoint's rows, each a request.
     latencies = {
-        name: [row["latency_ms"] for row in rows if row.get("latency_ms")] for name, rows in run.predictions.items()
+        name: run.metrics.candidates.get(name, {}).get("latency_ms", {}).get("samples")
+        or [row["latency_ms"] for row in rows if row.get("latency_ms")]
+        for name, rows in run.predictions.items()
     }
     if any(latencies.values()):
         plots["latency"] = plot_latency(latencies)

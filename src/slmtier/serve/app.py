@@ -43,6 +43,7 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+    logprobs: bool = False  # each answer token's log-probability (not streamed); top_logprobs are not offered
 
 
 def build_app(
@@ -98,6 +99,7 @@ def build_app(
             top_p=body.top_p,
             loop=loop,
             future=loop.create_future(),
+            logprobs=body.logprobs and not body.stream,
         )
         stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -121,6 +123,7 @@ def build_app(
                     "index": 0,
                     "message": {"role": "assistant", "content": result.text},
                     "finish_reason": result.finish_reason,
+                    "logprobs": _logprobs(result),
                 }
             ],
             "usage": _usage(result),
@@ -181,6 +184,14 @@ async def _stream(engine: BatchingEngine, job: ChatJob, completion_id: str, mode
     if include_usage:
         yield chunk(None, usage=_usage(result))
     yield "data: [DONE]\n\n"
+
+
+def _logprobs(result: ChatResult) -> dict | None:
+    """OpenAI's `logprobs` object: each answer token with its log-probability under greedy decoding."""
+    if result.token_logprobs is None:
+        return None
+    return {"content": [{"token": token, "logprob": value, "bytes": list(token.encode("utf-8")), "top_logprobs": []}
+                        for token, value in result.token_logprobs]}  # fmt: skip
 
 
 def _plain(message: ChatMessage) -> dict:

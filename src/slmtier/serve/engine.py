@@ -34,6 +34,7 @@ class ChatJob:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     on_text: Callable[[str], None] | None = None  # streaming: called (in the event loop) with each new piece of text
+    logprobs: bool = False  # also return each answer token with its log-probability (greedy: the benchmark's)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class ChatResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" (end of turn) | "length" (max_tokens reached)
+    # (token text, log-probability) per answer token, the end of turn excluded (as the benchmark's confidence)
+    token_logprobs: list[tuple[str, float]] | None = None
 
 
 @dataclass
@@ -125,26 +128,31 @@ class BatchingEngine:
             extra["streamer"] = RowStreamer(jobs, self.tokenizer)
         switch = self.model.disable_adapter() if not first.adapter else contextlib.nullcontext()
         with switch:
-            outputs, _ = generate_batch(
+            outputs, logprobs = generate_batch(
                 self.model,
                 self.tokenizer,
                 [job.prompt for job in jobs],
                 generation_config=config,
                 bf16=self.bf16,
+                record_logprobs=any(job.logprobs for job in jobs),
                 **extra,
             )
         results = []
-        for job, tokens in zip(jobs, outputs, strict=True):
+        for index, (job, tokens) in enumerate(zip(jobs, outputs, strict=True)):
             tokens = tokens[: job.max_tokens]  # the batch ran to its longest request's limit
             ended = bool(tokens) and tokens[-1] in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
+            answer_tokens = tokens[: len(tokens) - ended]
             results.append(
                 ChatResult(
                     text=self.tokenizer.decode(tokens, skip_special_tokens=True),
                     prompt_tokens=self.count_tokens(job.prompt),
                     completion_tokens=len(tokens),
                     finish_reason="stop" if ended else "length",
+                    token_logprobs=[(self.tokenizer.decode([token]), value)
+                                    for token, value in zip(answer_tokens, logprobs[index], strict=False)]
+                    if job.logprobs else None,
                 )
-            )
+            )  # fmt: skip
         return results
 
 

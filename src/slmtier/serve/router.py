@@ -74,7 +74,7 @@ def build_router(
     max_body_bytes: int = 1_000_000,
     max_input_chars: int = 100_000,
     max_batch_size: int = 32,
-    max_wait_ms: float = 5.0,
+    max_wait_ms: float = 0.0,
     llm_concurrency: int = 16,
     request_timeout_s: float = 60.0,
     read_timeout_s: float = 10.0,

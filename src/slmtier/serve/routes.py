@@ -84,7 +84,7 @@ def prompt_budget(task, local_name: str | None, local, llm, cap: int | None) -> 
     from slmtier.inference import render_prompt
     from slmtier.tiers import slm
 
-    if local_name == slm.NAME:
+    if local_name == slm.NAME and hasattr(local, "hf_model"):
         tokenizer, kwargs = local.tokenizer, local.chat_template_kwargs
 
         def count(example: Example) -> int:
@@ -99,10 +99,11 @@ def prompt_budget(task, local_name: str | None, local, llm, cap: int | None) -> 
         return PromptBudget(count, *min(limits)) if limits else None
     if not cap:
         return None
-    if local is not None:
+    if local is not None and hasattr(local, "tokenizer"):
         return PromptBudget(lambda example: len(local.tokenizer(example.input).input_ids), cap,
                             "the router's --max-prompt-tokens, counted on the input")  # fmt: skip
-    return PromptBudget(lambda example: llm.count_tokens(example.input), cap,
+    counter = (local or llm).count_tokens  # an endpoint's: the run's tokenizer
+    return PromptBudget(lambda example: counter(example.input), cap,
                         "the router's --max-prompt-tokens, counted on the input")  # fmt: skip
 
 
@@ -144,7 +145,11 @@ def load_route(path: Path, *, max_prompt_tokens: int | None = None, llm_retry: d
     cfg = run.read_config()
     task = build_task(cfg.task)
     local_name = routing["cascade"]["via"] if tier == "cascade" else (tier if tier in TIERS else None)
-    local = TIERS[local_name].load(run.path, cfg) if local_name else None
+    remote = (routing.get(local_name) or {}).get("endpoint") if local_name == slm.NAME else None
+    if remote:  # the SLM on a server of its own (vLLM with the adapter): asked over HTTP, batched there
+        local = slm.load_remote(run.path, cfg, routing[slm.NAME]["served_name"], remote, **(llm_retry or {}))
+    else:
+        local = TIERS[local_name].load(run.path, cfg) if local_name else None
     shadow = routing.get("shadow") or {}
     shadow_rate = float(shadow.get("rate", 0.0))
     if not 0.0 <= shadow_rate <= 1.0:
@@ -153,7 +158,7 @@ def load_route(path: Path, *, max_prompt_tokens: int | None = None, llm_retry: d
     if tier in ("cascade", "llm") or (shadow_rate > 0 and tier in TIERS):
         # The LLM's token counts, when its endpoint reports none, are estimated with the SLM's tokenizer, as in
         # the benchmark.
-        tokenizer = local.tokenizer if local_name == slm.NAME else None
+        tokenizer = getattr(local, "tokenizer", None) if local_name == slm.NAME else None
         tokenizer = tokenizer or load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
         llm = load_llm_tier(run.path, cfg, tokenizer, **(llm_retry or {}))
     return TaskRoute(
@@ -192,8 +197,9 @@ def plain_answer(parsed: Any) -> Any:
 
 
 class Batcher:
-    """Requests for one local tier answered together: the first waits at most `max_wait_ms` for others, a
-    batch holds at most `max_batch` of them, and one worker thread runs the model, so the event loop keeps
+    """Requests for one local tier answered together: a batch takes every request that queued while the model
+    was busy (at most `max_batch`); the first of a batch waits at most `max_wait_ms` for others (the router's
+    default 0: an idle model starts at once). One worker thread runs the model, so the event loop keeps
     accepting requests while it works. Each batch is the requests that arrived, one example each: no request
     can fill a batch on its own."""
 
@@ -223,6 +229,9 @@ class Batcher:
             batch = [await self.queue.get()]
             deadline = time.monotonic() + self.max_wait_s
             while len(batch) < self.max_batch:
+                if not self.queue.empty():  # what queued while the model was busy joins at once
+                    batch.append(self.queue.get_nowait())
+                    continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -118,6 +118,9 @@ def prepare(cfg: RunConfig, task, splits: Splits, run_dir: Path, *, base: Callab
             trained_folder(cfg): "{run_dir}/" + trained_folder(cfg),
             "served_name": "{task}",
             "serve": "slmtier serve {run_dir}",
+            # null: the router runs the SLM in its own process; {base_url, api_key_env}: a server that serves
+            # this adapter as served_name (vLLM --enable-lora, slmtier serve), asked as load_remote says.
+            "endpoint": None,
         },
     }
     return Prepared(build_candidate(cfg, trained, tokenizer), entry)
@@ -133,6 +136,40 @@ def load(run_dir: Path, cfg: RunConfig) -> LocalCandidate:
     """A finished run's SLM tier, answering as the benchmark did (same prompt, settings and parser)."""
     model, tokenizer = load_run_model(run_dir, cfg)
     return build_candidate(with_max_new_tokens(cfg, recorded_max_new_tokens(run_dir, cfg)), model, tokenizer)
+
+
+def load_remote(run_dir: Path, cfg: RunConfig, served_name: str, endpoint: dict, **retry):
+    """The run's SLM tier answered by a server that serves its adapter as `served_name` (`endpoint`:
+    routing.yaml's {base_url, api_key_env}): the task's prompt without few-shot turns, greedy, the run's
+    answer budget, and each answer token's log-probability asked for, so that its confidence is the quantity
+    the benchmark computed. A run whose SLM scored the labels (inference.label_scoring) is refused: a chat
+    endpoint generates, and generation is not what was measured."""
+    from slmtier.baselines.candidates import EndpointCandidate
+    from slmtier.config import EndpointConfig
+    from slmtier.inference import count_tokens
+
+    if build_task(cfg.task).kind == "classification" and cfg.inference.label_scoring:
+        raise SlmtierError(
+            f"{run_dir}: its SLM answered by scoring the labels (inference.label_scoring=true), which a chat "
+            "endpoint cannot do; benchmark it with inference.label_scoring=false to serve it from a remote server"
+        )
+    if not isinstance(endpoint, dict) or not isinstance(endpoint.get("base_url"), str):
+        raise SlmtierError(f"slm.endpoint is {{base_url: ..., api_key_env: ...}}, not {endpoint!r}")
+    unknown = set(endpoint) - {"base_url", "api_key_env"}
+    if unknown:
+        raise SlmtierError(f"slm.endpoint: unknown key(s) {sorted(unknown)}; it takes base_url and api_key_env")
+    settings = EndpointConfig(base_url=endpoint["base_url"], model=served_name,
+                              api_key_env=endpoint.get("api_key_env"), temperature=0.0,
+                              max_tokens=recorded_max_new_tokens(run_dir, cfg), logprobs=True, **retry)  # fmt: skip
+    tokenizer = load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
+    return EndpointCandidate(
+        NAME,
+        f"{cfg.model.name} + LoRA at {settings.base_url}",
+        settings,
+        cache_path=Path(":memory:"),
+        price=None,  # fmt: skip
+        count_tokens=lambda text: count_tokens(tokenizer, text),
+    )  # nothing cached: cheap
 
 
 def complete_entry(entry: dict, test_rows: list[dict]) -> dict:

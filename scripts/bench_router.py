@@ -1,0 +1,337 @@
+"""`slmtier route` measured: parity with the benchmark, per-request latency, overhead, the live cascade, load.
+
+    python scripts/bench_router.py --classify-run RUN --extract-run RUN --out bench/work/router.json
+
+Each router is a `slmtier route` process on a free loopback port, called over HTTP as an application would
+(the input alone as the user message; one keep-alive connection per client thread):
+- parity: every test example of each run, through the router as each local tier (encoder, slm), against the
+  run's own predictions (parsed answer and confidence), at concurrency 8 (the router batches what arrives
+  together, as in production); every difference is listed with both raw outputs;
+- latency: the encoder tier one request at a time (p50/p95), and at concurrency 8 and 32 (requests/s, p95),
+  against the same examples answered offline in batches of 32 in this process (the throughput ceiling) and
+  one at a time by calling the tier's answer function directly (the router's overhead is the difference);
+- cascade (with `--llm-model FOLDER`): `transformers serve FOLDER` on loopback as the LLM; the classify run's
+  trained tiers are benchmarked against it (a copy of the run: nothing is retrained), and its cascade is then
+  served live: the escalation rate and accuracy on the test split against the benchmark's expectation;
+- load: 2,000 unique requests at concurrency 32 to that cascade with every request escalated, the LLM
+  endpoint replaced by the fault server answering 20% of them with faults (500, a dropped connection, a
+  malformed body): how many were lost or got a 5xx, whether each is in the request log exactly once, and the
+  router's RSS growth after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the fault server the tests use
+
+from helpers.fault_server import FaultServer  # noqa: E402
+from helpers.servers import routing_as  # noqa: E402
+from slmtier.benchmark.summary import percentile  # noqa: E402
+from slmtier.candidate import answer  # noqa: E402
+from slmtier.data import load_splits  # noqa: E402
+from slmtier.run_dir import RunDir  # noqa: E402
+from slmtier.serve.request_log import read_request_log  # noqa: E402
+from slmtier.serve.routes import plain_answer  # noqa: E402
+from slmtier.tasks import build_task  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Process:
+    """A server as a child process on a free port, up once `health` answers 200; stopped on exit."""
+
+    def __init__(self, command: list[str], health: str, log: Path, port: int, timeout_s: float = 300):
+        self.port, self.log = port, log
+        self.process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                sys.exit(f"{command[:4]} exited:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}{health}", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.process.kill()
+        sys.exit(f"{command[:4]} did not come up:\n{log.read_text()[-3000:]}")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_router(routings: list[Path], work: Path, name: str, *extra: str) -> Process:
+    port = free_port()
+    command = [sys.executable, "-m", "slmtier", "route", *map(str, routings), "--port", str(port),
+               "--log-dir", str(work / f"{name}-log"), *extra]  # fmt: skip
+    return Process(command, "/health", work / f"{name}.log", port)
+
+
+def send_all(port: int, model: str, texts: list[str], concurrency: int, ids: list[str] | None = None) -> list[dict]:
+    """Every text as one chat request, `concurrency` at a time; each result: status, the slmtier extension,
+    the client-side latency in ms (one request's own time, at that concurrency)."""
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    local = threading.local()
+
+    def one(index: int) -> dict:
+        client = getattr(local, "client", None) or httpx.Client(timeout=120)
+        local.client = client
+        headers = {"x-request-id": ids[index]} if ids else {}
+        body = {"model": model, "messages": [{"role": "user", "content": texts[index]}]}
+        began = time.perf_counter()
+        try:
+            response = client.post(url, json=body, headers=headers)
+        except httpx.HTTPError as err:
+            return {"status": None, "error": f"{type(err).__name__}: {err}", "ms": None}
+        ms = (time.perf_counter() - began) * 1000
+        served = response.json().get("slmtier") if response.status_code == 200 else None
+        return {"status": response.status_code, "served": served, "ms": ms,
+                "error": None if response.status_code == 200 else response.text[:300]}  # fmt: skip
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, range(len(texts))))
+
+
+def latency_block(results: list[dict], wall_s: float) -> dict:
+    times = [r["ms"] for r in results if r["ms"] is not None]
+    return {"requests": len(results), "requests_per_s": round(len(results) / wall_s, 2),
+            "p50_ms": round(percentile(times, 50), 2), "p95_ms": round(percentile(times, 95), 2)}  # fmt: skip
+
+
+def test_split(run_dir: Path):
+    cfg = RunDir(run_dir).read_config()
+    task = build_task(cfg.task)
+    return cfg, task, load_splits(cfg.data, task.check_target).test
+
+
+# ---------------------------------------------------------------- parity
+
+
+def parity(run_dir: Path, tier: str, work: Path) -> dict:
+    _, task, test = test_split(run_dir)
+    rows = {row["id"]: row for row in RunDir(run_dir).read_predictions(tier)}
+    routing = routing_as(run_dir, work, f"parity-{tier}", tier)
+    with start_router([routing], work, f"parity-{run_dir.parent.parent.name}-{tier}") as router:
+        results = send_all(router.port, f"parity-{tier}", [example.input for example in test], 8)
+    same, differences = 0, []
+    for example, result in zip(test, results, strict=True):
+        row = rows[example.id]
+        served = result["served"] or {}
+        expected = plain_answer(row["parsed"])
+        if served.get("answer") == expected:
+            same += 1
+            continue
+        differences.append({"id": example.id, "benchmark": expected, "served": served.get("answer"),
+                            "benchmark_confidence": row["confidence"], "served_confidence": served.get("confidence"),
+                            "benchmark_raw": row["raw_output"], "status": result["status"]})  # fmt: skip
+    confidence_gap = [
+        abs((result["served"] or {}).get("confidence", 0) - rows[example.id]["confidence"])
+        for example, result in zip(test, results, strict=True)
+        if result["served"] and rows[example.id]["confidence"] is not None
+    ]
+    return {"recipe": RunDir(run_dir).read_metrics().recipe, "tier": tier, "n": len(test), "identical": same,
+            "identical_share": round(same / len(test), 4), "max_confidence_gap": max(confidence_gap, default=None),
+            "differences": differences}  # fmt: skip
+
+
+# ---------------------------------------------------------------- latency and overhead
+
+
+def encoder_latency(run_dir: Path, work: Path) -> dict:
+    from slmtier.tiers import encoder
+
+    cfg, task, test = test_split(run_dir)
+    texts = [example.input for example in test]
+    candidate = encoder.load(run_dir, cfg)
+    for example in test[:8]:
+        answer(candidate, task, [example])  # warm-up
+    direct = []
+    for example in test:
+        began = time.perf_counter()
+        answer(candidate, task, [example])
+        direct.append((time.perf_counter() - began) * 1000)
+    candidate.batch_size = 32
+    began = time.perf_counter()
+    answer(candidate, task, test)
+    offline_rps = len(test) / (time.perf_counter() - began)
+    del candidate
+    result = {"n": len(test), "direct_one_at_a_time": {"p50_ms": round(percentile(direct, 50), 2),
+                                                        "p95_ms": round(percentile(direct, 95), 2)},
+              "offline_batched_32_requests_per_s": round(offline_rps, 1)}  # fmt: skip
+    routing = routing_as(run_dir, work, "latency-encoder", "encoder")
+    with start_router([routing], work, "latency-encoder") as router:
+        send_all(router.port, "latency-encoder", texts[:16], 1)  # warm-up
+        for concurrency in (1, 8, 32):
+            repeat = texts * (1 if concurrency == 1 else 2)
+            began = time.perf_counter()
+            results = send_all(router.port, "latency-encoder", repeat, concurrency)
+            block = latency_block(results, time.perf_counter() - began)
+            if concurrency == 1:
+                server = [r["served"]["latency_ms"] for r in results]
+                block["router_total_p50_ms"] = round(percentile([s["total"] for s in server], 50), 2)
+                block["tier_hop_p50_ms"] = round(percentile([s["encoder"] for s in server], 50), 2)
+            result[f"concurrency_{concurrency}"] = block
+    result["overhead_p50_ms"] = round(result["concurrency_1"]["p50_ms"] - result["direct_one_at_a_time"]["p50_ms"], 2)
+    result["concurrency_32_vs_offline"] = round(result["concurrency_32"]["requests_per_s"] / offline_rps, 3)
+    return result
+
+
+# ---------------------------------------------------------------- live cascade, then load with faults
+
+
+def benchmark_against(run_dir: Path, cascade_run: Path, llm_url: str, llm_model: str) -> None:
+    """The run's trained tiers (copied, not retrained) benchmarked against the LLM endpoint at `llm_url`."""
+    if not (cascade_run / "metrics.json").is_file():
+        shutil.rmtree(cascade_run, ignore_errors=True)
+        cascade_run.mkdir(parents=True)
+        for name in ("adapter", "encoder", "training.json"):
+            source = run_dir / name
+            (shutil.copytree if source.is_dir() else shutil.copy2)(source, cascade_run / name)
+        recipe = RunDir(run_dir).read_metrics().recipe
+        command = [sys.executable, "train.py", f"recipe={recipe}", f"hydra.run.dir={cascade_run}",
+                   "baseline=openai_compatible", f"baseline.endpoint.base_url={llm_url}",
+                   f"baseline.endpoint.model={llm_model}", "baseline.endpoint.api_key_env=null",
+                   "baseline.endpoint.max_concurrency=2"]  # fmt: skip
+        done = subprocess.run(command, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"})
+        if done.returncode not in (0, 3):
+            sys.exit(f"benchmarking against {llm_url} failed ({done.returncode})")
+
+
+def cascade_live(cascade_run: Path, work: Path, escalate: float = 0.3) -> dict:
+    """The run's cascade served live at the point of its test curve nearest `escalate` (the fitted threshold
+    may escalate nothing when the LLM is weak): the threshold is set midway between that point's confidence
+    and the one below, so that the printed confidences' rounding cannot move a request across it."""
+    metrics = RunDir(cascade_run).read_metrics()
+    via = "encoder" if "encoder" in metrics.tiers else "slm"
+    curve = metrics.tiers[via].cascade["test_curve"]
+    index = min(range(1, len(curve)), key=lambda i: abs(curve[i]["escalation_rate"] - escalate))
+    expected = curve[index]
+    threshold = (curve[index - 1]["threshold"] + expected["threshold"]) / 2
+    _, task, test = test_split(cascade_run)
+    routing = routing_as(cascade_run, work, "cascade-live", "cascade", via=via, escalate_below=threshold,
+                         expected_escalation_rate=expected["escalation_rate"])  # fmt: skip
+    with start_router([routing], work, "cascade-live") as router:
+        results = send_all(router.port, "cascade-live", [example.input for example in test], 4)
+    served = [r["served"] or {} for r in results]
+    escalated = sum(bool(s.get("escalated")) for s in served) / len(test)
+    scores = [task.score_example(s.get("answer"), example.target) for s, example in zip(served, test, strict=True)]
+    return {"via": via, "llm": metrics.llm, "threshold": threshold, "n": len(test),
+            "benchmark_escalation_rate": expected["escalation_rate"], "live_escalation_rate": round(escalated, 4),
+            "benchmark_quality": expected["quality"], "live_quality": round(statistics.fmean(scores), 4),
+            "llm_quality": metrics.candidates[metrics.llm]["accuracy"] if metrics.llm in metrics.candidates else None,
+            "errors": sum(bool(s.get("errors")) for s in served),
+            "non_200": sum(r["status"] != 200 for r in results)}  # fmt: skip
+
+
+def fault_plan(text: str, attempt: int) -> str:
+    """20% of the requests fail on every attempt: 500, a dropped connection or a malformed body."""
+    bucket = int(hashlib.sha256(text.encode()).hexdigest(), 16) % 20
+    return {0: "500", 1: "500", 2: "drop", 3: "malformed"}.get(bucket, "ok")
+
+
+def load(cascade_run: Path, work: Path, llm_port: int, n: int) -> dict:
+    metrics = RunDir(cascade_run).read_metrics()
+    via = "encoder" if "encoder" in metrics.tiers else "slm"
+    _, _, test = test_split(cascade_run)
+    routing = routing_as(cascade_run, work, "load", "cascade", via=via, escalate_below=2.0,
+                         expected_escalation_rate=1.0)  # fmt: skip
+    texts = [f"{test[i % len(test)].input} (ref {i})" for i in range(n)]  # unique: none from the response cache
+    ids = [f"load-{i}" for i in range(n)]
+    with FaultServer(fault_plan, port=llm_port) as faults, start_router([routing], work, "load") as router:
+        send_all(router.port, "load", [f"warm-up {i}: {text}" for i, text in enumerate(texts[:64])], 32)
+        rss_before = router.rss_mb()
+        began = time.perf_counter()
+        results = send_all(router.port, "load", texts, 32, ids)
+        wall = time.perf_counter() - began
+        rss_after = router.rss_mb()
+        injected = {fault: count for fault, count in faults.faults.items() if fault != "ok"}
+    log = [r for r in read_request_log(work / "load-log") if r["request_id"] in set(ids)]
+    counts: dict[str, int] = {}
+    for record in log:
+        counts[record["request_id"]] = counts.get(record["request_id"], 0) + 1
+    served = [r["served"] or {} for r in results]
+    marked = sum(s.get("tier") == via and "llm" in (s.get("errors") or {}) for s in served)
+    return {"requests": n, "concurrency": 32, **latency_block(results, wall),
+            "lost": sum(r["status"] is None for r in results),
+            "server_errors_5xx": sum((r["status"] or 0) >= 500 for r in results),
+            "answered_by_llm": sum(s.get("tier") == "llm" for s in served),
+            "local_answer_marked_llm_error": marked,
+            "llm_faults_injected": injected,
+            "logged_exactly_once": sum(count == 1 for count in counts.values()),
+            "logged_missing": n - len(counts), "logged_twice_or_more": sum(count > 1 for count in counts.values()),
+            "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(rss_after, 1),
+            "rss_growth": round(rss_after / rss_before - 1, 4)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classify-run", type=Path, required=True, help="a finished run with encoder and slm tiers")
+    parser.add_argument("--extract-run", type=Path, help="a finished extraction run (slm tier)")
+    parser.add_argument("--llm-model", type=Path, help="a model folder for `transformers serve` (the live cascade)")
+    parser.add_argument("--load-requests", type=int, default=2000)
+    parser.add_argument("--only", nargs="+", default=["parity", "latency", "cascade", "load"])
+    parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "router")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if "parity" in args.only:
+        result["parity"] = [parity(args.classify_run, tier, args.work) for tier in ("encoder", "slm")]
+        if args.extract_run:
+            result["parity"].append(parity(args.extract_run, "slm", args.work))
+        print(json.dumps([{k: v for k, v in p.items() if k != "differences"} for p in result["parity"]]), flush=True)
+    if "latency" in args.only:
+        result["encoder_latency"] = encoder_latency(args.classify_run, args.work)
+        print(json.dumps(result["encoder_latency"]), flush=True)
+    cascade_run = args.work / "cascade-run"
+    if args.llm_model and {"cascade", "load"} & set(args.only):
+        port = free_port()
+        model = args.llm_model.name
+        command = [shutil.which("transformers") or "transformers", "serve", str(args.llm_model), "--port", str(port),
+                   "--device", "cpu"]  # fmt: skip
+        with Process(command, "/health", args.work / "transformers-serve.log", port, timeout_s=600):
+            benchmark_against(args.classify_run, cascade_run, f"http://127.0.0.1:{port}/v1", model)
+            if "cascade" in args.only:
+                result["cascade_live"] = cascade_live(cascade_run, args.work)
+                print(json.dumps(result["cascade_live"]), flush=True)
+        if "load" in args.only:  # the same LLM port, now the fault server's
+            result["load"] = load(cascade_run, args.work, port, args.load_requests)
+            print(json.dumps(result["load"]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
