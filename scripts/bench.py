@@ -18,7 +18,11 @@ data, one after another:
 - serve: the demo's SLM behind `slmtier serve`, through slmtier's LLM-tier client at several concurrencies;
 - tiers: the demo's encoder tier against its SLM tier (label scoring): per-request latency one request at a
   time (what a lightly loaded service sees) and examples/s in batches, on the ticket test set (`--tiers-run
-  RUN_DIR` times another run's tiers, e.g. banking77's, on its first `--tiers-n` test examples).
+  RUN_DIR` times another run's tiers, e.g. banking77's, on its first `--tiers-n` test examples);
+- router: `slmtier route` (scripts/bench_router.py) with the demo's run and an `order_extractor` run (trained
+  into the work folder when missing): parity with the benchmark, the encoder's latency at concurrency 1, 8
+  and 32 against offline batches, the router's overhead, the live cascade with `transformers serve` of the
+  embedded model as the LLM, and 2,000 requests with 20% LLM faults.
 Writes bench/results.json and bench/results.md; `--readme docs/speed.md` (with `--render-only`: no measuring) puts the
 table between the bench markers of docs/speed.md, the manual's speed page.
 """
@@ -39,7 +43,7 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ["matmul", "train", "demo", "classify", "generate", "serve", "tiers"]
+PARTS = ["matmul", "train", "demo", "classify", "generate", "serve", "tiers", "router"]
 TRAIN_SETTINGS = ["reference", "trl_plain"]
 
 
@@ -420,6 +424,26 @@ def run_serve(args, demo: dict) -> dict:
     return json.loads(out.read_text())
 
 
+def run_router(args, demo_dir: Path) -> dict:
+    """scripts/bench_router.py on the demo's run and an order_extractor run (trained here when missing), with
+    `transformers serve` of the recipe's embedded base model as the live cascade's LLM."""
+    from slmtier.models import resolve_model_path
+
+    extract = Path(args.work) / "extract"
+    if not (extract / "metrics.json").is_file():
+        subprocess.run([sys.executable, "train.py", f"recipe={args.generate_recipe}", f"hydra.run.dir={extract}"],
+                       check=True, cwd=REPO)  # fmt: skip
+    cfg = load_recipe(args.recipe)
+    llm_model = resolve_model_path(cfg.model, cfg.cache_dir)
+    out = Path(args.work) / "router.json"
+    out.unlink(missing_ok=True)
+    command = [sys.executable, "scripts/bench_router.py", "--classify-run", str(demo_dir), "--extract-run",
+               str(extract), "--llm-model", str(llm_model), "--out", str(out),
+               "--work", str(Path(args.work) / "router")]  # fmt: skip
+    subprocess.run(command, check=True, cwd=REPO)
+    return json.loads(out.read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS)
@@ -471,6 +495,8 @@ def main() -> None:
     if "tiers" in args.only and ((args.tiers_run or args.work / "demo") / "encoder" / "training.json").is_file():
         tiers = run_child("tiers", args)
         results["tiers" if args.tiers_run is None else f"tiers_{tiers['recipe']}"] = tiers
+    if "router" in args.only and (args.work / "demo" / "metrics.json").is_file():
+        results["router"] = run_router(args, args.work / "demo")
     results["bench_wall_s"] = round(time.perf_counter() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -553,7 +579,65 @@ def render_table(results: dict) -> str:
                 f"| {row['concurrency']} | {row['requests_per_s']:.2f} | {row['throughput_ratio']:.2f} | {latency} |"
             )
         lines.append("")
+    lines += router_rows(results.get("router"))
     return "\n".join(lines)
+
+
+def router_rows(router: dict | None) -> list[str]:
+    """`slmtier route`: parity with the benchmark, the encoder's latency and throughput, the live cascade, load."""
+    if not router:
+        return []
+    lines = ["**`slmtier route`** (each request as an application sends it: the input alone; HTTP on loopback):", ""]
+    if router.get("parity"):
+        lines += ["| parity: recipe, tier | test examples | same answer as the benchmark | largest confidence gap |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for row in router["parity"]:
+            gap = "–" if row["max_confidence_gap"] is None else f"{row['max_confidence_gap']:.1e}"
+            lines.append(f"| {row['recipe']}, {row['tier']} | {row['n']} | {row['identical']} "
+                         f"({100 * row['identical_share']:.1f}%) | {gap} |")  # fmt: skip
+        lines.append("")
+    latency = router.get("encoder_latency")
+    if latency:
+        direct = latency["direct_one_at_a_time"]
+        lines += [
+            f"Encoder tier through the router ({latency['n']} test tickets; offline = the same examples in batches of "
+            f"32 in one process: {latency['offline_batched_32_requests_per_s']:.0f} requests/s; calling the tier's "
+            f"answer function directly, one at a time: p50 {direct['p50_ms']:.1f} ms):",
+            "",
+            "| client concurrency | requests/s | vs offline | p50 / p95 ms |",
+            "|---|---|---|---|",
+        ]
+        offline = latency["offline_batched_32_requests_per_s"]
+        for concurrency in (1, 8, 32):
+            row = latency[f"concurrency_{concurrency}"]
+            lines.append(f"| {concurrency} | {row['requests_per_s']:.1f} | {row['requests_per_s'] / offline:.2f} | "
+                         f"{row['p50_ms']:.1f} / {row['p95_ms']:.1f} |")  # fmt: skip
+        lines += ["", f"Router overhead at concurrency 1 (client p50 minus the direct call's): "
+                      f"{latency['overhead_p50_ms']:.1f} ms.", ""]  # fmt: skip
+    cascade = router.get("cascade_live")
+    if cascade:
+        lines += [
+            f"Live cascade ({cascade['via']} first, `transformers serve` of the base model as the LLM, threshold "
+            f"{cascade['threshold']:.4f}, {cascade['n']} test tickets): escalation rate "
+            f"{100 * cascade['live_escalation_rate']:.1f}% live vs {100 * cascade['benchmark_escalation_rate']:.1f}% "
+            f"in the benchmark; accuracy {100 * cascade['live_quality']:.1f}% live vs "
+            f"{100 * cascade['benchmark_quality']:.1f}%.",
+            "",
+        ]
+    load = router.get("load")
+    if load:
+        lines += [
+            f"Load: {load['requests']:,} requests at concurrency {load['concurrency']}, every one escalated, the LLM "
+            f"answering {sum(load['llm_faults_injected'].values())} attempts with faults "
+            f"({', '.join(f'{k} {v}' for k, v in load['llm_faults_injected'].items())}): {load['lost']} lost, "
+            f"{load['server_errors_5xx']} 5xx, {load['local_answer_marked_llm_error']} answered locally and marked, "
+            f"{load['logged_exactly_once']:,} logged exactly once ({load['logged_missing']} missing, "
+            f"{load['logged_twice_or_more']} twice); {load['requests_per_s']:.1f} requests/s, p95 "
+            f"{load['p95_ms']:.0f} ms; router RSS {load['rss_before_mb']:.0f} → {load['rss_after_mb']:.0f} MB "
+            f"({100 * load['rss_growth']:+.1f}%).",
+            "",
+        ]
+    return lines
 
 
 def training_rows(train: dict | None, demo: dict | None, matmul: dict) -> list[str]:

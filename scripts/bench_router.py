@@ -318,7 +318,7 @@ def main() -> None:
     cascade_run = args.work / "cascade-run"
     if args.llm_model and {"cascade", "load"} & set(args.only):
         port = free_port()
-        model = args.llm_model.name
+        model = str(args.llm_model)  # transformers serve answers only to the name it was started with
         command = [shutil.which("transformers") or "transformers", "serve", str(args.llm_model), "--port", str(port),
                    "--device", "cpu"]  # fmt: skip
         with Process(command, "/health", args.work / "transformers-serve.log", port, timeout_s=600):

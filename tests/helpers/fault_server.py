@@ -1,7 +1,7 @@
 """A loopback chat-completions server that misbehaves on purpose, for testing the LLM-tier client.
 
 Each request's fate comes from a plan keyed by the last user message and the attempt number for that
-message: answer, 429 with Retry-After, 500, answer too slowly, send a malformed body, or drop the
+message: answer, 401, 429 with Retry-After, 500, answer too slowly, send a malformed body, or drop the
 connection without a response; or, like a careless gateway, repeat the caller's API key (in an answer,
 an error body, a redirect's Location) in every encoding `key_forms` lists. Answers echo the user message
 (`echo: <text>`) with a `usage` object, so a test can check that every row got its own answer. Every
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULTS = (
-    "ok", "429", "500", "slow", "malformed", "drop", "echo_auth_400", "echo_auth_500",
+    "ok", "401", "429", "500", "slow", "malformed", "drop", "echo_auth_400", "echo_auth_500",
     "echo_key", "echo_key_500", "redirect_key",
 )  # fmt: skip
 
@@ -103,6 +103,8 @@ class FaultServer:
                     server.faults[fault] += 1
                 if fault == "429":
                     self._send(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": server.retry_after})
+                elif fault == "401":
+                    self._send(401, b'{"error": {"message": "invalid api key"}}')
                 elif fault == "500":
                     self._send(500, b'{"error": {"message": "internal error"}}')
                 elif fault == "malformed":

@@ -138,6 +138,9 @@ def test_failure_policy_never_a_500(router, llm_endpoint):
         with pytest.raises(openai.InternalServerError) as failed:  # no local tier behind the LLM: 503
             ask(client, "tickets-llm", "Please close my account today.")
         assert failed.value.status_code == 503 and "no tier could answer" in str(failed.value)
+        state["fault"] = "401"  # the endpoint refusing the key raises in the client: still the local answer
+        _, served, _ = ask(client, "tickets-always-llm", "Another parcel that never arrived.")
+        assert served["tier"] == "slm" and "EndpointRefused" in served["errors"]["llm"]
     finally:
         state["fault"] = "ok"
 

@@ -251,6 +251,9 @@ async def route_request(
         except asyncio.TimeoutError:  # the call ends on its own in its thread; the client is not kept waiting
             reply = None
             errors["llm"] = f"no answer within the request's deadline ({wait_s:.3g} s left when it was asked)"
+        except Exception as err:  # noqa: BLE001 - e.g. the endpoint refusing the key: a failed hop, never a 500
+            reply = None
+            errors["llm"] = f"{type(err).__name__}: {err}"
         latency["llm"] = round((time.perf_counter() - began) * 1000, 3)
         if reply is not None and reply.generation.error:
             errors["llm"] = reply.generation.error  # a cascade keeps its local answer, marked
