@@ -325,6 +325,8 @@ def test_the_log_survives_kill_9_during_a_burst_and_sigterm_ends_the_router(rout
     process.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal: the conventional exit status of a SIGTERM.
     assert process.wait(timeout=30) in (0, -signal.SIGTERM) and time.monotonic() - began < 15
+    printed = process.stdout.read()
+    assert "tickets: slm" in printed and "vllm serve" in printed and "--enable-lora" in printed, printed
 
 
 def test_a_prompt_over_the_slms_context_is_a_400_before_it_is_queued(router):

@@ -50,6 +50,8 @@ def run_route(args: argparse.Namespace) -> None:
             raise SlmtierError(f"{path}: task {route.name!r} is routed twice; give each task one routing.yaml")
         routes[route.name] = route
         print(f"{route.name}: {route.tier}" + (f" ({route.local_name} first)" if route.tier == "cascade" else ""))
+        if route.vllm_command:  # docs/router.md, "In production"
+            print(f"  at scale, its SLM on vLLM (then routing.yaml slm.endpoint): {route.vllm_command}")
     app = build_router(
         routes,
         api_key=api_key,

@@ -45,6 +45,7 @@ class TaskRoute:
     shadow_max_usd: float | None = None  # stop shadowing once the LLM's shadow answers cost this much
     shadow_spent_usd: float = 0.0
     budget: PromptBudget | None = None  # None: no token count before queueing (the input's characters are capped)
+    vllm_command: str | None = None  # the SLM tier answering in process: the same adapter on vLLM, at scale
     batcher: Batcher | None = field(default=None, repr=False)
 
     def shadowed(self, request_id: str) -> bool:
@@ -134,6 +135,7 @@ def load_route(path: Path, *, max_prompt_tokens: int | None = None, llm_retry: d
     from slmtier.baselines.tier import load_llm_tier
     from slmtier.models import load_tokenizer, resolve_model_path
     from slmtier.run_dir import RunDir
+    from slmtier.serve.vllm import build_vllm_command
     from slmtier.tasks import build_task
     from slmtier.tiers import TIERS, slm
 
@@ -173,6 +175,9 @@ def load_route(path: Path, *, max_prompt_tokens: int | None = None, llm_retry: d
         shadow_rate=shadow_rate if tier in TIERS else 0.0,
         shadow_max_usd=shadow.get("max_usd"),
         budget=prompt_budget(task, local_name, local, llm, max_prompt_tokens),
+        vllm_command=build_vllm_command(cfg, run.path, routing["task"])
+        if local_name == slm.NAME and not remote
+        else None,
     )
 
 
