@@ -114,7 +114,9 @@ def compare_tier(task, results, test_rows, validation_rows, *, tier, llm, policy
         and llm_usd is not None
     ):
         cascade = fit_cascade(task, test_rows, validation_rows, tier=tier, llm=llm, policy=policy,
-                              local_usd=local_usd, llm_usd=llm_usd)  # fmt: skip
+                              local_usd=local_usd, llm_usd=llm_usd,
+                              local_latency=results[tier]["latency_ms"].get("samples"),
+                              llm_latency=results[llm]["latency_ms"].get("samples"))  # fmt: skip
     tested = cascade["test"] if cascade and cascade.get("test") else None
     economics = project_month(
         local=results[tier]["cost"], llm=results[llm]["cost"], llm_is_local=_is_local(results[llm]), hardware=hardware,
@@ -151,8 +153,11 @@ def _add_cost(result: dict, price: Callable[[float | None], dict]) -> None:
                       "contended": bool(throughput.get("contended"))}  # fmt: skip
 
 
-def fit_cascade(task, test_rows, validation_rows, *, tier, llm, policy, local_usd, llm_usd) -> dict | None:
-    """Threshold fitted on validation to reach (LLM validation quality - margin) at least cost; judged on test."""
+def fit_cascade(task, test_rows, validation_rows, *, tier, llm, policy, local_usd, llm_usd,
+                local_latency=None, llm_latency=None) -> dict | None:  # fmt: skip
+    """Threshold fitted on validation to reach (LLM validation quality - margin) at least cost; judged on test.
+    Its p95 latency: per test request, the local tier's time plus, when escalated, the LLM's; a tier measured
+    one request at a time (`*_latency`: its samples, taken in turn) counts those, else the row's own time."""
     confidence_val = [row["confidence"] for row in validation_rows[tier]]
     if any(value is None for value in confidence_val):
         return None
@@ -170,9 +175,13 @@ def fit_cascade(task, test_rows, validation_rows, *, tier, llm, policy, local_us
     chosen = np.where(escalate[:, None], llm_test, local_test)
     stats = {"n_resamples": policy.n_resamples, "confidence": policy.confidence, "seed": policy.seed}
     point["gap"] = paired_bootstrap_gap(chosen[:, 0], chosen[:, 1], llm_test[:, 0], llm_test[:, 1], **stats).to_dict()
+
+    def own(samples, row, i):
+        return samples[i % len(samples)] if samples else row["latency_ms"] or 0
+
     latencies = [
-        (first["latency_ms"] or 0) + ((second["latency_ms"] or 0) if up else 0)
-        for first, second, up in zip(test_rows[tier], test_rows[llm], escalate, strict=True)
+        own(local_latency, first, i) + (own(llm_latency, second, i) if up else 0)
+        for i, (first, second, up) in enumerate(zip(test_rows[tier], test_rows[llm], escalate, strict=True))
     ]
     point["latency_p95_ms"] = percentile(latencies, 95)
     return {
