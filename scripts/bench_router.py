@@ -7,6 +7,8 @@ Each router is a `slmtier route` process on a free loopback port, called over HT
 - parity: every test example of each run, through the router as each local tier (encoder, slm), against the
   run's own predictions (parsed answer and confidence), at concurrency 8 (the router batches what arrives
   together, as in production); every difference is listed with both raw outputs;
+- numerics: the extraction run's first examples answered in batches and one at a time, in bf16 and in fp32
+  (why a served answer can differ from the benchmarked one);
 - latency: the encoder tier one request at a time (p50/p95), and at concurrency 8 and 32 (requests/s, p95),
   against the same examples answered offline in batches of 32 in this process (the throughput ceiling) and
   one at a time by calling the tier's answer function directly (the router's overhead is the difference);
@@ -166,6 +168,28 @@ def parity(run_dir: Path, tier: str, work: Path) -> dict:
             "differences": differences}  # fmt: skip
 
 
+def numerics(run_dir: Path, n: int) -> dict:
+    """Why a served answer can differ from the benchmarked one: the same examples answered in the benchmark's
+    batches and one at a time, under bf16 autocast and in fp32. Batches pad their rows to a common length; the
+    matrix shapes change, and with them the rounding, which bf16 magnifies until a near-tie in greedy decoding
+    goes the other way."""
+    import dataclasses
+
+    from slmtier.tiers import slm
+
+    cfg, task, test = test_split(run_dir)
+    examples = test[:n]
+    result = {"recipe": RunDir(run_dir).read_metrics().recipe, "n": len(examples)}
+    for name, bf16 in (("bf16", True), ("fp32", False)):
+        candidate = slm.load(run_dir, dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, bf16=bf16)))
+        batched = [reply.parsed for reply in answer(candidate, task, examples)]
+        single = [answer(candidate, task, [example])[0].parsed for example in examples]
+        same = sum(a == b for a, b in zip(batched, single, strict=True))
+        result[name] = {"batch_size": candidate.batch_size, "same_batched_and_single": same}
+        del candidate
+    return result
+
+
 # ---------------------------------------------------------------- latency and overhead
 
 
@@ -301,7 +325,8 @@ def main() -> None:
     parser.add_argument("--extract-run", type=Path, help="a finished extraction run (slm tier)")
     parser.add_argument("--llm-model", type=Path, help="a model folder for `transformers serve` (the live cascade)")
     parser.add_argument("--load-requests", type=int, default=2000)
-    parser.add_argument("--only", nargs="+", default=["parity", "latency", "cascade", "load"])
+    parser.add_argument("--only", nargs="+", default=["parity", "numerics", "latency", "cascade", "load"])
+    parser.add_argument("--numerics-n", type=int, default=40, help="extraction examples of the numerics part")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "router")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -312,6 +337,9 @@ def main() -> None:
         if args.extract_run:
             result["parity"].append(parity(args.extract_run, "slm", args.work))
         print(json.dumps([{k: v for k, v in p.items() if k != "differences"} for p in result["parity"]]), flush=True)
+    if "numerics" in args.only and args.extract_run:
+        result["numerics"] = numerics(args.extract_run, args.numerics_n)
+        print(json.dumps(result["numerics"]), flush=True)
     if "latency" in args.only:
         result["encoder_latency"] = encoder_latency(args.classify_run, args.work)
         print(json.dumps(result["encoder_latency"]), flush=True)
@@ -319,8 +347,8 @@ def main() -> None:
     if args.llm_model and {"cascade", "load"} & set(args.only):
         port = free_port()
         model = str(args.llm_model)  # transformers serve answers only to the name it was started with
-        command = [shutil.which("transformers") or "transformers", "serve", str(args.llm_model), "--port", str(port),
-                   "--device", "cpu"]  # fmt: skip
+        serve = Path(sys.executable).with_name("transformers")  # the CLI beside this interpreter
+        command = [str(serve), "serve", str(args.llm_model), "--port", str(port), "--device", "cpu"]
         with Process(command, "/health", args.work / "transformers-serve.log", port, timeout_s=600):
             benchmark_against(args.classify_run, cascade_run, f"http://127.0.0.1:{port}/v1", model)
             if "cascade" in args.only:

@@ -45,36 +45,78 @@ def install_api_basics(
         problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in err.errors())
         return error_response(400, problems)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        """Requests declare their size and stay under max_body_bytes: a huge or endless body is refused before
-        it is read (413 / 411), so one client cannot exhaust the server's memory. A chunked body (which
-        declares no size) is refused too, whatever Content-Length claims beside it."""
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if "chunked" in request.headers.get("transfer-encoding", "").lower():
-                return error_response(411, "a chunked request body is not accepted: send Content-Length")
-            if length is None or not length.isdigit():
-                return error_response(411, "a Content-Length header is required")
-            if int(length) > max_body_bytes:
-                return error_response(
-                    413, f"request body of {int(length):,} bytes exceeds this server's limit {max_body_bytes:,}"
-                )
-            try:  # read here, whole, within the deadline; the endpoint gets it from Starlette's cache
-                await asyncio.wait_for(request.body(), read_timeout_s)
-            except asyncio.TimeoutError:
-                response = error_response(408, f"the request body did not arrive within {read_timeout_s:g} s")
-                response.headers["connection"] = "close"
-                return response
-        return await call_next(request)
+    app.add_middleware(RequestGuard, api_key=api_key, max_body_bytes=max_body_bytes, read_timeout_s=read_timeout_s,
+                       open_paths=frozenset(open_paths))  # fmt: skip
 
-    @app.middleware("http")
-    async def check_key(request: Request, call_next):
-        if api_key and request.url.path not in open_paths:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return error_response(401, "invalid or missing API key", code="invalid_api_key")
-        return await call_next(request)
+
+class RequestGuard:
+    """ASGI middleware (plain, not Starlette's BaseHTTPMiddleware, which costs a task and a copy per request):
+    the key check, then a POST's declared size, then its body read whole within the deadline and handed on.
+
+    Requests declare their size and stay under `max_body_bytes`: a huge or endless body is refused before it
+    is read (413 / 411), so one client cannot exhaust the server's memory. A chunked body (which declares no
+    size) is refused too, whatever Content-Length claims beside it. A body that does not arrive within
+    `read_timeout_s` is a 408 and the connection is closed."""
+
+    def __init__(self, app, *, api_key: str | None, max_body_bytes: int, read_timeout_s: float, open_paths):
+        self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
+        self.read_timeout_s, self.open_paths = read_timeout_s, open_paths
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])  # ASGI header names are lower-case bytes
+        if self.expected and scope["path"] not in self.open_paths:
+            if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+                return await error_response(401, "invalid or missing API key", code="invalid_api_key")(
+                    scope, receive, send
+                )
+        if scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        length = headers.get(b"content-length", b"").decode("latin-1")
+        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            refusal = error_response(411, "a chunked request body is not accepted: send Content-Length")
+        elif not length.isdigit():
+            refusal = error_response(411, "a Content-Length header is required")
+        elif int(length) > self.max_body_bytes:
+            refusal = error_response(
+                413, f"request body of {int(length):,} bytes exceeds this server's limit {self.max_body_bytes:,}"
+            )
+        else:
+            refusal = None
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        try:
+            body = await asyncio.wait_for(read_body(receive), self.read_timeout_s)
+        except asyncio.TimeoutError:
+            late = error_response(408, f"the request body did not arrive within {self.read_timeout_s:g} s")
+            late.headers["connection"] = "close"
+            return await late(scope, receive, send)
+        if body is None:  # the client left while sending it
+            return None
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body, only the disconnect can come
+
+        return await self.app(scope, replay, send)
+
+
+async def read_body(receive) -> bytes | None:
+    """The whole request body, or None when the client disconnects first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def run_server(app: FastAPI, *, host: str, port: int, read_timeout_s: float) -> None:
@@ -93,12 +135,17 @@ def server_config(app: FastAPI, *, host: str, port: int, read_timeout_s: float, 
 
 
 def header_deadline(read_timeout_s: float):
-    """uvicorn's h11 protocol, closing a connection that has not sent a whole request head `read_timeout_s`
-    after it opened or after its previous response (uvicorn's own keep-alive timer stops at the first byte,
-    so a client trickling a header a byte at a time would hold the connection forever)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    """uvicorn's HTTP protocol (httptools' parser when installed, else h11), closing a connection that has not
+    sent a whole request head `read_timeout_s` after it opened or after its previous response (uvicorn's own
+    keep-alive timer stops at the first byte, so a client trickling a header a byte at a time would hold the
+    connection forever)."""
+    try:
+        import httptools  # noqa: F401 - the C parser: a fraction of h11's time per request
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Protocol
 
-    class HeaderDeadline(H11Protocol):
+    class HeaderDeadline(Protocol):
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
             self._arm_header_deadline()
