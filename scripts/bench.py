@@ -602,16 +602,18 @@ def router_rows(router: dict | None) -> list[str]:
         lines += [
             f"Encoder tier through the router ({latency['n']} test tickets; offline = the same examples in batches of "
             f"32 in one process: {latency['offline_batched_32_requests_per_s']:.0f} requests/s; calling the tier's "
-            f"answer function directly, one at a time: p50 {direct['p50_ms']:.1f} ms):",
+            f"answer function directly, one at a time: p50 {direct['p50_ms']:.1f} ms; the model's CPU time per "
+            f"request in batches: {latency['offline_cpu_ms_per_request']:.1f} ms; client and router share the cores):",
             "",
-            "| client concurrency | requests/s | vs offline | p50 / p95 ms |",
-            "|---|---|---|---|",
+            "| client concurrency | requests/s | vs offline | p50 / p95 ms | router CPU ms per request |",
+            "|---|---|---|---|---|",
         ]
         offline = latency["offline_batched_32_requests_per_s"]
         for concurrency in (1, 8, 32):
             row = latency[f"concurrency_{concurrency}"]
+            cpu = row["router_cpu_ms_per_request"]
             lines.append(f"| {concurrency} | {row['requests_per_s']:.1f} | {row['requests_per_s'] / offline:.2f} | "
-                         f"{row['p50_ms']:.1f} / {row['p95_ms']:.1f} |")  # fmt: skip
+                         f"{row['p50_ms']:.1f} / {row['p95_ms']:.1f} | {cpu:.1f} |")  # fmt: skip
         lines += ["", f"Router overhead at concurrency 1 (client p50 minus the direct call's): "
                       f"{latency['overhead_p50_ms']:.1f} ms.", ""]  # fmt: skip
     cascade = router.get("cascade_live")

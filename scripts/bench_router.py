@@ -83,6 +83,11 @@ class Process:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (user + system, all its threads)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __enter__(self):
         return self
 
@@ -207,21 +212,26 @@ def encoder_latency(run_dir: Path, work: Path) -> dict:
         answer(candidate, task, [example])
         direct.append((time.perf_counter() - began) * 1000)
     candidate.batch_size = 32
-    began = time.perf_counter()
+    cpu, began = time.process_time(), time.perf_counter()
     answer(candidate, task, test)
     offline_rps = len(test) / (time.perf_counter() - began)
+    offline_cpu_ms = (time.process_time() - cpu) * 1000 / len(test)
     del candidate
     result = {"n": len(test), "direct_one_at_a_time": {"p50_ms": round(percentile(direct, 50), 2),
                                                         "p95_ms": round(percentile(direct, 95), 2)},
-              "offline_batched_32_requests_per_s": round(offline_rps, 1)}  # fmt: skip
+              "offline_batched_32_requests_per_s": round(offline_rps, 1),
+              "offline_cpu_ms_per_request": round(offline_cpu_ms, 2)}  # fmt: skip
     routing = routing_as(run_dir, work, "latency-encoder", "encoder")
     with start_router([routing], work, "latency-encoder") as router:
         send_all(router.port, "latency-encoder", texts[:16], 1)  # warm-up
         for concurrency in (1, 8, 32):
             repeat = texts * (1 if concurrency == 1 else 2)
-            began = time.perf_counter()
+            cpu, began = router.cpu_s(), time.perf_counter()
             results = send_all(router.port, "latency-encoder", repeat, concurrency)
             block = latency_block(results, time.perf_counter() - began)
+            # What the router process spent per request (the model's share included); the client, on the same
+            # cores, spends the rest.
+            block["router_cpu_ms_per_request"] = round((router.cpu_s() - cpu) * 1000 / len(repeat), 2)
             if concurrency == 1:
                 server = [r["served"]["latency_ms"] for r in results]
                 block["router_total_p50_ms"] = round(percentile([s["total"] for s in server], 50), 2)
