@@ -504,11 +504,16 @@ def main() -> None:
 
 
 def finish(results: dict, args) -> None:
+    """bench/results.md, and with --readme the page's two blocks: the speed table (bench markers) and the
+    router's figures (bench-router markers), each replaced only when this run has its figures."""
     table = render_table(results)
-    (args.out.parent / "results.md").write_text(table)
-    print(table)
-    if args.readme:
-        replace_block(args.readme, table)
+    router = "\n".join(router_rows(results.get("router")))
+    (args.out.parent / "results.md").write_text(table + "\n" + router)
+    print(table + "\n" + router)
+    if args.readme and any(part in results for part in PARTS if part != "router"):
+        replace_block(args.readme, table, "bench")
+    if args.readme and router:
+        replace_block(args.readme, f"Measured {results['date']} on {results['machine']}.\n\n{router}", "bench-router")
 
 
 def describe_machine() -> str:
@@ -579,7 +584,6 @@ def render_table(results: dict) -> str:
                 f"| {row['concurrency']} | {row['requests_per_s']:.2f} | {row['throughput_ratio']:.2f} | {latency} |"
             )
         lines.append("")
-    lines += router_rows(results.get("router"))
     return "\n".join(lines)
 
 
@@ -704,9 +708,9 @@ def prediction_rows(block: dict) -> list[str]:
     return [*lines, ""]
 
 
-def replace_block(readme: Path, table: str) -> None:
+def replace_block(readme: Path, table: str, marker: str) -> None:
     text = readme.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     if start not in text:
         raise SystemExit(f"{readme}: no {start} ... {end} block to replace")
     head, rest = text.split(start, 1)

@@ -52,6 +52,17 @@ from slmtier.serve.request_log import read_request_log  # noqa: E402
 from slmtier.serve.routes import plain_answer  # noqa: E402
 from slmtier.tasks import build_task  # noqa: E402
 
+LLM_PORT = 18777
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -146,6 +157,13 @@ def test_split(run_dir: Path):
 # ---------------------------------------------------------------- parity
 
 
+def reparse(task, served_answer):
+    """A served answer (a label, a JSON object) back in the task's parsed form, to score it."""
+    if served_answer is None:
+        return None
+    return task.parse(served_answer if isinstance(served_answer, str) else json.dumps(served_answer))
+
+
 def parity(run_dir: Path, tier: str, work: Path) -> dict:
     _, task, test = test_split(run_dir)
     rows = {row["id"]: row for row in RunDir(run_dir).read_predictions(tier)}
@@ -168,7 +186,11 @@ def parity(run_dir: Path, tier: str, work: Path) -> dict:
         for example, result in zip(test, results, strict=True)
         if result["served"] and rows[example.id]["confidence"] is not None
     ]
+    served = [reparse(task, (r["served"] or {}).get("answer")) for r in results]
+    served_quality = task.score(served, [e.target for e in test])
+    benchmark_quality = task.score([rows[e.id]["parsed"] for e in test], [e.target for e in test])
     return {"recipe": RunDir(run_dir).read_metrics().recipe, "tier": tier, "n": len(test), "identical": same,
+            "served_quality": served_quality[task.metric], "benchmark_quality": benchmark_quality[task.metric],
             "identical_share": round(same / len(test), 4), "max_confidence_gap": max(confidence_gap, default=None),
             "differences": differences}  # fmt: skip
 
@@ -187,10 +209,13 @@ def numerics(run_dir: Path, n: int) -> dict:
     result = {"recipe": RunDir(run_dir).read_metrics().recipe, "n": len(examples)}
     for name, bf16 in (("bf16", True), ("fp32", False)):
         candidate = slm.load(run_dir, dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, bf16=bf16)))
+        began = time.perf_counter()
         batched = [reply.parsed for reply in answer(candidate, task, examples)]
+        batched_rps = len(examples) / (time.perf_counter() - began)
         single = [answer(candidate, task, [example])[0].parsed for example in examples]
         same = sum(a == b for a, b in zip(batched, single, strict=True))
-        result[name] = {"batch_size": candidate.batch_size, "same_batched_and_single": same}
+        result[name] = {"batch_size": candidate.batch_size, "same_batched_and_single": same,
+                        "batched_requests_per_s": round(batched_rps, 2)}  # fmt: skip
         del candidate
     return result
 
@@ -257,7 +282,10 @@ def benchmark_against(run_dir: Path, cascade_run: Path, llm_url: str, llm_model:
         command = [sys.executable, "train.py", f"recipe={recipe}", f"hydra.run.dir={cascade_run}",
                    "baseline=openai_compatible", f"baseline.endpoint.base_url={llm_url}",
                    f"baseline.endpoint.model={llm_model}", "baseline.endpoint.api_key_env=null",
-                   "baseline.endpoint.max_concurrency=2"]  # fmt: skip
+                   "baseline.endpoint.max_concurrency=2",
+                   # A price for the stand-in, so the cascade is priced and fitted: gpt-4o-mini's list price.
+                   "baseline.endpoint.price_input_per_1m=0.15",
+                   "baseline.endpoint.price_output_per_1m=0.6"]  # fmt: skip
         done = subprocess.run(command, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"})
         if done.returncode not in (0, 3):
             sys.exit(f"benchmarking against {llm_url} failed ({done.returncode})")
@@ -342,20 +370,28 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+
+    def save(part: str) -> None:  # after each part: a later part failing loses nothing measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        shown = result[part] if part != "parity" else [{k: v for k, v in row.items() if k != "differences"}
+                                                       for row in result[part]]  # fmt: skip
+        print(json.dumps(shown), flush=True)
+
     if "parity" in args.only:
         result["parity"] = [parity(args.classify_run, tier, args.work) for tier in ("encoder", "slm")]
         if args.extract_run:
             result["parity"].append(parity(args.extract_run, "slm", args.work))
-        print(json.dumps([{k: v for k, v in p.items() if k != "differences"} for p in result["parity"]]), flush=True)
+        save("parity")
     if "numerics" in args.only and args.extract_run:
         result["numerics"] = numerics(args.extract_run, args.numerics_n)
-        print(json.dumps(result["numerics"]), flush=True)
+        save("numerics")
     if "latency" in args.only:
         result["encoder_latency"] = encoder_latency(args.classify_run, args.work)
-        print(json.dumps(result["encoder_latency"]), flush=True)
+        save("encoder_latency")
     cascade_run = args.work / "cascade-run"
     if args.llm_model and {"cascade", "load"} & set(args.only):
-        port = free_port()
+        port = LLM_PORT if port_is_free(LLM_PORT) else free_port()  # fixed: the response cache keys on the URL
         model = str(args.llm_model)  # transformers serve answers only to the name it was started with
         serve = Path(sys.executable).with_name("transformers")  # the CLI beside this interpreter
         command = [str(serve), "serve", str(args.llm_model), "--port", str(port), "--device", "cpu"]
@@ -363,12 +399,10 @@ def main() -> None:
             benchmark_against(args.classify_run, cascade_run, f"http://127.0.0.1:{port}/v1", model)
             if "cascade" in args.only:
                 result["cascade_live"] = cascade_live(cascade_run, args.work)
-                print(json.dumps(result["cascade_live"]), flush=True)
+                save("cascade_live")
         if "load" in args.only:  # the same LLM port, now the fault server's
             result["load"] = load(cascade_run, args.work, port, args.load_requests)
-            print(json.dumps(result["load"]), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+            save("load")
 
 
 if __name__ == "__main__":
