@@ -57,6 +57,7 @@ LLM_PORT = 18777
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no owner
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -329,14 +330,26 @@ def load(cascade_run: Path, work: Path, llm_port: int, n: int) -> dict:
     _, _, test = test_split(cascade_run)
     routing = routing_as(cascade_run, work, "load", "cascade", via=via, escalate_below=2.0,
                          expected_escalation_rate=1.0)  # fmt: skip
-    texts = [f"{test[i % len(test)].input} (ref {i})" for i in range(n)]  # unique: none from the response cache
+    stamp = time.strftime("%Y%m%d%H%M%S")  # unique in every run: none answered from the response cache
+    texts = [f"{test[i % len(test)].input} (ref {stamp}-{i})" for i in range(n)]
     ids = [f"load-{i}" for i in range(n)]
+    shutil.rmtree(work / "load-log", ignore_errors=True)  # this run's records only
     with FaultServer(fault_plan, port=llm_port) as faults, start_router([routing], work, "load") as router:
         send_all(router.port, "load", [f"warm-up {i}: {text}" for i, text in enumerate(texts[:64])], 32)
         rss_before = router.rss_mb()
+        samples, sending = [], threading.Event()
+
+        def watch() -> None:  # the router's RSS every second while the load runs: a plateau, or a climb?
+            while not sending.wait(1.0):
+                samples.append(round(router.rss_mb(), 1))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         began = time.perf_counter()
         results = send_all(router.port, "load", texts, 32, ids)
         wall = time.perf_counter() - began
+        sending.set()
+        watcher.join()
         rss_after = router.rss_mb()
         injected = {fault: count for fault, count in faults.faults.items() if fault != "ok"}
     log = [r for r in read_request_log(work / "load-log") if r["request_id"] in set(ids)]
@@ -354,7 +367,9 @@ def load(cascade_run: Path, work: Path, llm_port: int, n: int) -> dict:
             "logged_exactly_once": sum(count == 1 for count in counts.values()),
             "logged_missing": n - len(counts), "logged_twice_or_more": sum(count > 1 for count in counts.values()),
             "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(rss_after, 1),
-            "rss_growth": round(rss_after / rss_before - 1, 4)}  # fmt: skip
+            "rss_growth": round(rss_after / rss_before - 1, 4),
+            "rss_second_half_growth": round(rss_after / samples[len(samples) // 2] - 1, 4) if samples else None,
+            "rss_samples_mb": samples[:: max(1, len(samples) // 20)]}  # fmt: skip
 
 
 def main() -> None:

@@ -37,8 +37,18 @@ class Answer:
 
 def answer(candidate: Candidate, task, examples: list[Example]) -> list[Answer]:
     """The candidate's answers to `examples`, parsed by the task and with their confidence, in input order."""
+    return answers_of(task, candidate.predict(task, examples))
+
+
+async def answer_async(candidate, task, examples: list[Example], session) -> list[Answer]:
+    """`answer` for an endpoint on a running event loop (the router's LLM hop): `candidate.apredict` through a
+    long-lived `session` (slmtier.baselines.openai_compatible.ChatSession), parsed the same way."""
+    return answers_of(task, await candidate.apredict(task, examples, session))
+
+
+def answers_of(task, generations: list[Generation]) -> list[Answer]:
     answers = []
-    for generation in candidate.predict(task, examples):
+    for generation in generations:
         parsed = task.parse(generation.raw_output)
         confidence = generation.confidence
         if confidence is None:

@@ -7,13 +7,14 @@ absent they are counted with the SLM's tokenizer and marked `usage_estimated`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from slmtier.baselines.cache import ResponseCache
-from slmtier.baselines.openai_compatible import ChatClient, Outcome, read_api_key
+from slmtier.baselines.openai_compatible import ChatClient, ChatSession, Outcome, read_api_key
 from slmtier.baselines.predictions_file import LoggedAnswer, load_logged_answers
 from slmtier.baselines.pricing import Price, find_price
 from slmtier.config import EndpointConfig, PredictionsFileConfig, PricingConfig
@@ -68,6 +69,18 @@ class EndpointCandidate:
             "spent_usd": _total(g.cost_usd for g in generations if not g.cached),
         }
         return generations
+
+    def open_session(self, *, max_connections: int) -> ChatSession:
+        """A long-lived session for `apredict` on the caller's event loop (the router): one HTTP client and
+        one response-cache connection for every request, closed with its `aclose`."""
+        chat = ChatClient(self.endpoint, ResponseCache(self.cache_path), api_key=read_api_key(self.endpoint))
+        return ChatSession.open(chat, max_connections=max_connections)
+
+    async def apredict(self, task, examples: list[Example], session: ChatSession) -> list[Generation]:
+        """`predict` on a running event loop, through `session`: the same conversations, the same client."""
+        conversations = [task.build_messages(example, few_shot=self.few_shot) for example in examples]
+        outcomes = await asyncio.gather(*(session.complete(messages) for messages in conversations))
+        return [self._generation(messages, outcome) for messages, outcome in zip(conversations, outcomes, strict=True)]
 
     def _generation(self, messages: list[dict], outcome: Outcome) -> Generation:
         reply = outcome.reply

@@ -128,44 +128,16 @@ class ChatClient:
         return _run_coroutine(self._complete_all(conversations, desc))
 
     async def _complete_all(self, conversations: list[list[dict]], desc: str) -> list[Outcome]:
-        semaphore = asyncio.Semaphore(self.endpoint.max_concurrency)
-        in_flight: dict[str, asyncio.Future] = {}  # the same question twice in one run is asked once
         limits = httpx.Limits(max_connections=self.endpoint.max_concurrency)
-        loop = asyncio.get_running_loop()
         # SQLite waits (up to its timeout) while another process of a sweep writes: never in the event loop,
         # where it would stall every request in flight. One thread, so the connection is never shared.
         database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slmtier-cache")
         async with httpx.AsyncClient(limits=limits, timeout=self.endpoint.timeout_s) as client:
             bar = tqdm(total=len(conversations), desc=desc, unit="req")
-
-            async def store(key: str, reply: Reply) -> None:
-                await loop.run_in_executor(database, self._store, key, reply)
-
-            async def one(messages: list[dict]) -> Outcome:
-                key = build_cache_key(self.endpoint.base_url, self.endpoint.model, messages, self.params)
-                if key in in_flight:  # asked (or being asked) by an earlier row: share its answer, pay nothing
-                    outcome = await asyncio.shield(in_flight[key])
-                    outcome = dataclasses.replace(outcome, attempts=0, cached=outcome.reply is not None)
-                else:
-                    in_flight[key] = loop.create_future()
-                    entry = await loop.run_in_executor(database, self.cache.get, key)
-                    reply = _reply_from_cache(entry, self._mask)
-                    if reply is not None:
-                        outcome = Outcome(reply, None, 0, True)
-                    else:
-                        outcome = await self._ask(client, semaphore, messages)
-                        if outcome.reply is not None:
-                            await store(key, outcome.reply)
-                    in_flight[key].set_result(outcome)
-                bar.update(1)
-                return outcome
-
-            tasks = [asyncio.ensure_future(one(messages)) for messages in conversations]
             try:
-                return await asyncio.gather(*tasks)
+                session = ChatSession(self, client, database)
+                return await session.complete_all(conversations, on_done=lambda: bar.update(1))
             finally:
-                for task in tasks:
-                    task.cancel()
                 bar.close()
                 database.shutdown(wait=True)
 
@@ -231,6 +203,74 @@ class ChatClient:
             return min(retry_after, MAX_RETRY_AFTER_S) * random.uniform(1.0, 1.1)
         ceiling = min(self.endpoint.backoff_max_s, self.endpoint.backoff_initial_s * 2**attempt)
         return ceiling * random.uniform(0.5, 1.0)
+
+
+class ChatSession:
+    """A ChatClient on an event loop that lives on: an HTTP client kept open (its connections reused) and one
+    thread for the response cache. The benchmark opens one per split; `slmtier route` one per LLM tier for
+    as long as it serves, asking one request at a time, so that no request pays for a new loop, thread
+    pool or connection (which cost the router memory it never gave back)."""
+
+    def __init__(self, chat: ChatClient, client: httpx.AsyncClient, database: ThreadPoolExecutor, *,
+                 share_finished: bool = True, concurrency: int | None = None):  # fmt: skip
+        self.chat, self.client, self.database = chat, client, database
+        self.semaphore = asyncio.Semaphore(concurrency or chat.endpoint.max_concurrency)
+        # The same question twice is asked once: while it is in flight always; once answered (or failed) too
+        # when `share_finished` (a benchmark's split; a router, which lives on, forgets it).
+        self.share_finished = share_finished
+        self.asked: dict[str, asyncio.Future] = {}
+
+    @classmethod
+    def open(cls, chat: ChatClient, *, max_connections: int) -> ChatSession:
+        """A session of its own (closed with `aclose`), for a caller whose event loop runs for long."""
+        limits = httpx.Limits(max_connections=max_connections)
+        client = httpx.AsyncClient(limits=limits, timeout=chat.endpoint.timeout_s)
+        database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slmtier-cache")
+        return cls(chat, client, database, share_finished=False, concurrency=max_connections)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        self.database.shutdown(wait=True)
+        self.chat.cache.close()
+
+    async def complete_all(self, conversations: list[list[dict]], on_done: Callable[[], None] = lambda: None):
+        async def one(messages: list[dict]) -> Outcome:
+            outcome = await self.complete(messages)
+            on_done()
+            return outcome
+
+        tasks = [asyncio.ensure_future(one(messages)) for messages in conversations]
+        try:
+            return await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def complete(self, messages: list[dict]) -> Outcome:
+        chat, loop = self.chat, asyncio.get_running_loop()
+        key = build_cache_key(chat.endpoint.base_url, chat.endpoint.model, messages, chat.params)
+        if key in self.asked:  # asked (or being asked) already: share its answer, pay nothing
+            outcome = await asyncio.shield(self.asked[key])
+            return dataclasses.replace(outcome, attempts=0, cached=outcome.reply is not None)
+        shared = self.asked[key] = loop.create_future()
+        try:
+            entry = await loop.run_in_executor(self.database, chat.cache.get, key)
+            reply = _reply_from_cache(entry, chat._mask)
+            if reply is not None:
+                outcome = Outcome(reply, None, 0, True)
+            else:
+                outcome = await chat._ask(self.client, self.semaphore, messages)
+                if outcome.reply is not None:
+                    await loop.run_in_executor(self.database, chat._store, key, outcome.reply)
+            shared.set_result(outcome)
+            return outcome
+        except BaseException:
+            shared.cancel()  # whoever waits on the same question stops too (a refusal ends the whole call)
+            self.asked.pop(key, None)
+            raise
+        finally:
+            if not self.share_finished:
+                self.asked.pop(key, None)
 
 
 def _reply_from_cache(entry: dict | None, mask: Callable[[str], str]) -> Reply | None:

@@ -19,14 +19,13 @@ import contextlib
 import json
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from slmtier.candidate import Answer, answer
+from slmtier.candidate import Answer, answer_async
 from slmtier.data import Example
 from slmtier.serve.api import ApiError, install_api_basics
 from slmtier.serve.request_log import RequestLog
@@ -80,7 +79,6 @@ def build_router(
     read_timeout_s: float = 10.0,
 ) -> FastAPI:
     request_log = request_log or RequestLog(None)
-    llm_pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="slmtier-llm")
     shadows: set[asyncio.Future] = set()  # shadow requests in flight (kept referenced until they end)
 
     @contextlib.asynccontextmanager
@@ -89,13 +87,16 @@ def build_router(
             if route.local is not None:
                 route.batcher = Batcher(route.local, route.task, max_batch=max_batch_size, max_wait_ms=max_wait_ms)
                 route.batcher.start()
+            if route.llm is not None:  # one HTTP client and cache connection for all its requests
+                route.llm_session = route.llm.open_session(max_connections=llm_concurrency)
         yield
         if shadows:  # shadow answers in flight are logged before the router stops, if they come in time
             await asyncio.wait(shadows, timeout=SHADOW_DRAIN_S)
         for route in routes.values():
             if route.batcher is not None:
                 await route.batcher.stop()
-        llm_pool.shutdown(wait=False, cancel_futures=True)
+            if route.llm_session is not None:
+                await route.llm_session.aclose()
         request_log.close()
 
     app = FastAPI(title="slmtier route", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -126,7 +127,7 @@ def build_router(
         example = Example(id=request_id, input=text, target=None)
         await check_budget(route, example)
         deadline = time.monotonic() + request_timeout_s - DEADLINE_MARGIN_S
-        served = await until_answered(request, route_request(route, example, llm_pool, deadline), request_timeout_s)
+        served = await until_answered(request, route_request(route, example, deadline), request_timeout_s)
         served["latency_ms"]["total"] = round((time.perf_counter() - began) * 1000, 3)
         answered_locally = served["tier"] is not None and served["tier"] == route.local_name
         served["shadow"] = answered_locally and route.shadowed(request_id)
@@ -139,7 +140,7 @@ def build_router(
         if served["tier"] is None:
             raise ApiError(503, f"no tier could answer this request: {served['errors']}", kind="server_error")
         if served["shadow"]:  # after the answer is on its way; its failure changes nothing the client sees
-            shadows.add(asyncio.ensure_future(shadow_request(route, example, served, llm_pool, request_log)))
+            shadows.add(asyncio.ensure_future(shadow_request(route, example, served, request_log)))
             shadows.difference_update({task for task in shadows if task.done()})
         return JSONResponse(response_body(request_id, route.name, served), headers=response_headers(request_id, served))
 
@@ -160,7 +161,7 @@ def build_router(
         for example in examples:
             await check_budget(route, example)
         deadline = time.monotonic() + request_timeout_s - DEADLINE_MARGIN_S
-        every = asyncio.gather(*(route_request(route, example, llm_pool, deadline) for example in examples))
+        every = asyncio.gather(*(route_request(route, example, deadline) for example in examples))
         results = await until_answered(request, every, request_timeout_s)
         if isinstance(results, dict):  # the deadline passed, or the client left: nothing was answered
             raise ApiError(504, next(iter(results["errors"].values())), kind="server_error")
@@ -224,9 +225,7 @@ def unanswered(reason: str, message: str) -> dict:
             "errors": {reason: message}}  # fmt: skip
 
 
-async def route_request(
-    route: TaskRoute, example: Example, llm_pool: ThreadPoolExecutor, deadline: float | None = None
-) -> dict:
+async def route_request(route: TaskRoute, example: Example, deadline: float | None = None) -> dict:
     """The task's answer to one example as routing.yaml says, with what answered it and how long each hop took.
     `deadline` (time.monotonic()): when a local answer is in hand, the LLM hop waits for the endpoint only
     until then, and the local answer goes back, marked (a slow LLM is a failing LLM)."""
@@ -244,11 +243,11 @@ async def route_request(
     chosen, tier, escalated = local, (route.local_name if local is not None else None), False
     if route.llm is not None and (local is None or unsure):
         began = time.perf_counter()
-        asked = asyncio.get_running_loop().run_in_executor(llm_pool, answer, route.llm, route.task, [example])
+        asked = answer_async(route.llm, route.task, [example], route.llm_session)
         wait_s = None if local is None or deadline is None else max(0.0, deadline - time.monotonic())
         try:
             reply = (await asyncio.wait_for(asked, wait_s))[0]
-        except asyncio.TimeoutError:  # the call ends on its own in its thread; the client is not kept waiting
+        except asyncio.TimeoutError:  # the LLM request is cancelled; the client is not kept waiting
             reply = None
             errors["llm"] = f"no answer within the request's deadline ({wait_s:.3g} s left when it was asked)"
         except Exception as err:  # noqa: BLE001 - e.g. the endpoint refusing the key: a failed hop, never a 500
@@ -279,14 +278,12 @@ async def route_request(
     }
 
 
-async def shadow_request(route: TaskRoute, example: Example, served: dict, llm_pool, request_log: RequestLog) -> None:
+async def shadow_request(route: TaskRoute, example: Example, served: dict, request_log: RequestLog) -> None:
     """The LLM's answer to a request the local tier answered, for the log only: both answers side by side,
     and whether they agree (the monitor scores that agreement with the task's metric)."""
     began = time.perf_counter()
     try:
-        reply = (await asyncio.get_running_loop().run_in_executor(llm_pool, answer, route.llm, route.task, [example]))[
-            0
-        ]
+        reply = (await answer_async(route.llm, route.task, [example], route.llm_session))[0]
         error = reply.generation.error
     except Exception as err:  # noqa: BLE001 - a shadow failure is counted in the log, never raised
         reply, error = None, f"{type(err).__name__}: {err}"

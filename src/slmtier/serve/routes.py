@@ -47,6 +47,7 @@ class TaskRoute:
     budget: PromptBudget | None = None  # None: no token count before queueing (the input's characters are capped)
     vllm_command: str | None = None  # the SLM tier answering in process: the same adapter on vLLM, at scale
     batcher: Batcher | None = field(default=None, repr=False)
+    llm_session: Any = field(default=None, repr=False)  # the LLM tier's ChatSession while the router runs
 
     def shadowed(self, request_id: str) -> bool:
         """Whether this request is shadowed: a hash of its id against the rate (the same id, the same choice,
