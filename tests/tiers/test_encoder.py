@@ -28,9 +28,12 @@ from slmtier.tasks import build_task
 from slmtier.tiers import TIERS
 from slmtier.tiers.encoder import (
     ENCODER,
+    SHAPE_STEP,
     balanced_class_weights,
     load_encoder,
     load_trained_encoder,
+    padded_rows,
+    predict_logits,
     prepare_encoder,
     weighted_loss,
 )
@@ -318,3 +321,20 @@ def test_real_minilm_learns_the_ticket_task(tmp_path):
         assert calibration["ece_after"] < calibration["ece_before"] and math.isfinite(calibration["temperature"])
     else:  # every validation ticket answered right (so it went when written): nothing bounds a fit, T stays 1
         assert calibration["errors"] == 0 and calibration["temperature"] == 1.0
+
+
+def test_batches_run_in_few_shapes_and_filler_rows_change_no_answer(tiny_encoder_dir):
+    """A server batches whatever arrives; the encoder runs each batch padded to one of ~90 shapes (so the CPU
+    kernels' per-shape buffers stop growing), and the filler rows and tokens change no row's logits."""
+    model, tokenizer = load_encoder(tiny_config(tiny_encoder_dir), LABELS)
+    assert {padded_rows(n) for n in range(1, 33)} == {1, 2, 3, 4, 5, 6, 7, 8, 16, 24, 32}
+    texts = [example.input for example in ticket_examples("test", 11)]
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                           with_kwargs=True)  # fmt: skip
+    batched = predict_logits(model, tokenizer, texts, batch_size=11, max_length=128, bf16=False)[0]
+    hook.remove()
+    assert len(shapes) == 1 and shapes[0][0] == 16 and shapes[0][1] % SHAPE_STEP == 0
+    single = torch.cat([predict_logits(model, tokenizer, [text], batch_size=1, max_length=128, bf16=False)[0]
+                        for text in texts])  # fmt: skip
+    assert torch.allclose(batched, single, atol=1e-4)
