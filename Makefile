@@ -24,10 +24,10 @@ demo: setup
 	$(BIN)/python train.py recipe=$(RECIPE)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 # slmtier against plain baselines measured in the same run: training (vs Trainer + peft padded to max_length),
 # label scoring and batched generation (vs generate() one example at a time), `make demo` end to end, and the

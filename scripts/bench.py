@@ -600,6 +600,17 @@ def router_rows(router: dict | None) -> list[str]:
             lines.append(f"| {row['recipe']}, {row['tier']} | {row['n']} | {row['identical']} "
                          f"({100 * row['identical_share']:.1f}%) | {gap} |")  # fmt: skip
         lines.append("")
+    numerics = router.get("numerics")
+    if numerics:
+        bf16, fp32 = numerics["bf16"], numerics["fp32"]
+        lines += [
+            f"Why generated answers can differ (`{numerics['recipe']}`, {numerics['n']} test emails answered in "
+            f"batches of {bf16['batch_size']} and one at a time): identical answers {bf16['same_batched_and_single']}"
+            f" of {numerics['n']} under bf16 autocast, {fp32['same_batched_and_single']} of {numerics['n']} in "
+            f"fp32; batched speed {bf16['batched_requests_per_s']:.2f} vs {fp32['batched_requests_per_s']:.2f} "
+            "requests/s.",
+            "",
+        ]
     latency = router.get("encoder_latency")
     if latency:
         direct = latency["direct_one_at_a_time"]
