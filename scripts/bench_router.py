@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the fault server the tests use
 
 from helpers.fault_server import FaultServer  # noqa: E402
+from helpers.processes import wait_until_healthy  # noqa: E402
 from helpers.servers import routing_as  # noqa: E402
 from slmtier.benchmark.summary import percentile  # noqa: E402
 from slmtier.candidate import answer  # noqa: E402
@@ -77,17 +78,10 @@ class Process:
     def __init__(self, command: list[str], health: str, log: Path, port: int, timeout_s: float = 300):
         self.port, self.log = port, log
         self.process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=REPO)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                sys.exit(f"{command[:4]} exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}{health}", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        self.process.kill()
-        sys.exit(f"{command[:4]} did not come up:\n{log.read_text()[-3000:]}")
+        why = wait_until_healthy(f"http://127.0.0.1:{port}{health}", self.process, timeout_s)
+        if why is not None:
+            self.process.kill()
+            sys.exit(f"{command[:4]}: {why}\n{log.read_text()[-3000:]}")
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

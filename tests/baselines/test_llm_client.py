@@ -13,7 +13,7 @@ from helpers.fault_server import FaultServer
 from helpers.files import write_jsonl
 from slmtier.baselines.cache import ResponseCache, build_cache_key
 from slmtier.baselines.chat_protocol import RequestFailed, RetryableError, parse_chat_response, parse_retry_after
-from slmtier.baselines.openai_compatible import ChatClient, EndpointRefused
+from slmtier.baselines.openai_compatible import ChatClient, ChatSession, EndpointRefused
 from slmtier.baselines.predictions_file import load_logged_answers
 from slmtier.baselines.pricing import find_price, resolve_endpoint_price
 from slmtier.config import EndpointConfig, ModelPrice, PredictionsFileConfig, PricingConfig
@@ -341,3 +341,29 @@ def test_soak_1200_requests_with_a_fifth_faulty(tmp_path):
     assert rerun_cache.hits == len(answered) and rerun_cache.misses == len(failed)
     assert all(rerun[i].cached and rerun[i].attempts == 0 for i in answered)
     assert asked_again == {f"row {i}" for i in failed}
+
+
+def test_a_long_lived_session_shares_a_question_in_flight_and_survives_its_asker_leaving(tmp_path):
+    """The router's LLM session: two requests with the same question send one HTTP request; when the first
+    asker is cancelled (its client hung up), the second still gets its answer, asked anew."""
+
+    async def scenario(server: FaultServer) -> tuple:
+        chat = ChatClient(endpoint_for(server), ResponseCache(tmp_path / "cache.sqlite"), api_key=None)
+        session = ChatSession.open(chat, max_connections=4)
+        messages = [{"role": "user", "content": "Where is my parcel?"}]
+        try:
+            first = asyncio.ensure_future(session.complete(messages))
+            second = asyncio.ensure_future(session.complete(messages))
+            await asyncio.sleep(0.3)
+            first.cancel()
+            answered = await second
+            again = await session.complete(messages)  # answered before: from the cache, nothing sent
+        finally:
+            await session.aclose()
+        return first.cancelled(), answered, again
+
+    with FaultServer(lambda text, attempt: "slow", slow_s=1.0) as server:
+        cancelled, answered, again = asyncio.run(scenario(server))
+        assert cancelled and answered.reply.content == "echo: Where is my parcel?"
+        assert again.cached and again.attempts == 0
+        assert len(server.seen) == 2  # the cancelled asker's request, then the second asker's own

@@ -27,7 +27,7 @@ import yaml
 
 from helpers.fault_server import FaultServer
 from helpers.files import TICKETS, read_jsonl, write_jsonl
-from helpers.processes import run_train_cli
+from helpers.processes import run_train_cli, wait_until_healthy
 from helpers.servers import Router, routing_as
 from helpers.tiny import tiny_overrides
 from slmtier.data import Example
@@ -48,25 +48,25 @@ def llm_endpoint():
         yield server, state
 
 
-@pytest.fixture(scope="module")
-def benchmarked_run(tiny_model_dir, llm_endpoint, tmp_path_factory) -> Path:
-    server, _ = llm_endpoint
-    folder = tmp_path_factory.mktemp("router")
+def benchmark_tiny_run(tiny_model_dir, server: FaultServer, folder: Path, *extra: str) -> Path:
+    """`python train.py` of the ticket recipe on the tiny model, its LLM tier the fault server on loopback."""
     data = {
         split: write_jsonl(folder / f"{split}.jsonl", read_jsonl(TICKETS / f"{split}.jsonl")[:n])
         for split, n in [("train", 24), ("validation", 8), ("test", 12)]
     }
     run_dir = folder / "run"
     result = run_train_cli(
-        *tiny_overrides(tiny_model_dir, data, run_dir),
-        "baseline=openai_compatible",
-        f"baseline.endpoint.base_url={server.base_url}",
-        "baseline.endpoint.model=echo",
-        "baseline.endpoint.api_key_env=null",
-        "baseline.endpoint.max_retries=0",
-    )
+        *tiny_overrides(tiny_model_dir, data, run_dir), *extra,
+        "baseline=openai_compatible", f"baseline.endpoint.base_url={server.base_url}", "baseline.endpoint.model=echo",
+        "baseline.endpoint.api_key_env=null", "baseline.endpoint.max_retries=0",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def benchmarked_run(tiny_model_dir, llm_endpoint, tmp_path_factory) -> Path:
+    return benchmark_tiny_run(tiny_model_dir, llm_endpoint[0], tmp_path_factory.mktemp("router"))
 
 
 @pytest.fixture(scope="module")
@@ -285,15 +285,10 @@ def test_the_log_survives_kill_9_during_a_burst_and_sigterm_ends_the_router(rout
         ]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    return process, url
-            except httpx.TransportError:
-                time.sleep(0.2)
+        if (why := wait_until_healthy(f"{url}/health", process)) is None:
+            return process, url
         process.kill()
-        raise AssertionError(process.stdout.read())
+        raise AssertionError(f"{why}: {process.stdout.read()}")
 
     process, url = start()
     sent = [f"burst-{i}" for i in range(24)]
@@ -449,19 +444,8 @@ def test_the_batcher_drops_queued_work_whose_client_is_gone():
 @pytest.fixture(scope="module")
 def generating_run(tiny_model_dir, llm_endpoint, tmp_path_factory) -> Path:
     """A tiny run whose SLM generates its answers (no label scoring): what a chat endpoint can reproduce."""
-    server, _ = llm_endpoint
     folder = tmp_path_factory.mktemp("generating")
-    data = {
-        split: write_jsonl(folder / f"{split}.jsonl", read_jsonl(TICKETS / f"{split}.jsonl")[:n])
-        for split, n in [("train", 24), ("validation", 8), ("test", 12)]
-    }
-    result = run_train_cli(
-        *tiny_overrides(tiny_model_dir, data, folder / "run"), "inference.label_scoring=false",
-        "baseline=openai_compatible", f"baseline.endpoint.base_url={server.base_url}", "baseline.endpoint.model=echo",
-        "baseline.endpoint.api_key_env=null", "baseline.endpoint.max_retries=0",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return folder / "run"
+    return benchmark_tiny_run(tiny_model_dir, llm_endpoint[0], folder, "inference.label_scoring=false")
 
 
 def test_the_slm_tier_on_a_remote_server_answers_as_benchmarked(generating_run, tmp_path):
@@ -473,13 +457,7 @@ def test_the_slm_tier_on_a_remote_server_answers_as_benchmarked(generating_run, 
     server = subprocess.Popen([sys.executable, "-m", "slmtier", "serve", str(generating_run), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        assert wait_until_healthy(f"http://127.0.0.1:{port}/health", server) is None
         routing = routing_as(generating_run, tmp_path, "tickets-remote", "slm")
         spec = yaml.safe_load(routing.read_text())
         spec["slm"]["endpoint"] = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key_env": None}

@@ -7,14 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from helpers.files import REPO, read_jsonl, write_jsonl
-from helpers.processes import run_train_cli
+from helpers.processes import run_train_cli, wait_until_healthy
 from helpers.tiny import tiny_overrides
 
 PLANTED_KEY = "sk-slmtier-planted-7f3a9c1e5b"  # recognisable: must appear in no file a run writes
@@ -40,16 +39,8 @@ def server(tiny_run, tmp_path_factory):
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            if process.poll() is not None:
-                pytest.fail(f"serve exited: {log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"serve did not come up: {log_path.read_text()}")
+        if (why := wait_until_healthy(f"{url}/health", process)) is not None:
+            pytest.fail(f"serve is not up ({why}): {log_path.read_text()}")
         yield {"url": url, "log": log_path}
     finally:
         process.terminate()

@@ -250,7 +250,12 @@ class ChatSession:
         chat, loop = self.chat, asyncio.get_running_loop()
         key = build_cache_key(chat.endpoint.base_url, chat.endpoint.model, messages, chat.params)
         if key in self.asked:  # asked (or being asked) already: share its answer, pay nothing
-            outcome = await asyncio.shield(self.asked[key])
+            try:
+                outcome = await asyncio.shield(self.asked[key])
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():  # this request itself was cancelled
+                    raise
+                return await self.complete(messages)  # the one asking gave up (its client left): ask anew
             return dataclasses.replace(outcome, attempts=0, cached=outcome.reply is not None)
         shared = self.asked[key] = loop.create_future()
         try:
@@ -265,7 +270,7 @@ class ChatSession:
             shared.set_result(outcome)
             return outcome
         except BaseException:
-            shared.cancel()  # whoever waits on the same question stops too (a refusal ends the whole call)
+            shared.cancel()  # whoever waits on the same question asks it anew (a refusal will refuse them too)
             self.asked.pop(key, None)
             raise
         finally:
