@@ -32,7 +32,7 @@ test-fast: setup
 # slmtier against plain baselines measured in the same run: training (vs Trainer + peft padded to max_length),
 # label scoring and batched generation (vs generate() one example at a time), `make demo` end to end, the
 # LLM-tier client against `slmtier serve`, and `slmtier route` (parity, latency, live cascade, load; it trains an
-# order_extractor run first); writes bench/results.{json,md} (about an hour on 2 CPU cores).
+# order_extractor run first, ~10 min, then ~20 min of routing); writes bench/results.{json,md}.
 # `scripts/bench.py --render-only --readme docs/speed.md` puts the latest table in the manual's speed page.
 bench: setup
 	$(BIN)/python scripts/bench.py

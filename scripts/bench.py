@@ -1,6 +1,6 @@
 """`make bench`: slmtier's speed against plain baselines measured in the same run, on this machine.
 
-    python scripts/bench.py                       # everything, about an hour on 2 CPU cores
+    python scripts/bench.py                       # everything: ~20 min, ~30 more for the router part
     python scripts/bench.py --only matmul train   # some parts (merged into bench/results.json)
 
 Each measurement runs in its own child process (its own peak memory, no state carried over), on the same
