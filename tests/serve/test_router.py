@@ -485,3 +485,19 @@ def test_a_label_scoring_slm_cannot_be_served_remotely(router, tmp_path):
     routing.write_text(yaml.safe_dump(spec))
     with pytest.raises(SlmtierError, match="label_scoring=false"):
         load_route(routing)
+
+
+def test_a_remote_slm_that_is_down_escalates_to_the_llm(generating_run, tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    routing = routing_as(generating_run, tmp_path, "tickets-remote", "cascade", escalate_below=0.5,
+                         expected_escalation_rate=0.5)  # fmt: skip
+    spec = yaml.safe_load(routing.read_text())
+    spec["slm"]["endpoint"] = {"base_url": f"http://127.0.0.1:{dead}/v1", "api_key_env": None}
+    routing.write_text(yaml.safe_dump(spec))
+    route = load_route(routing, llm_retry={"max_retries": 0})
+    with Router(build_router({"tickets-remote": route})) as base_url:
+        client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+        _, served, _ = ask(client, "tickets-remote", "My parcel is late again.")
+    assert served["tier"] == "llm" and "connection" in served["errors"]["slm"].lower(), served

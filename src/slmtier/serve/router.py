@@ -84,7 +84,9 @@ def build_router(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         for route in routes.values():
-            if route.local is not None:
+            if route.local is not None and hasattr(route.local, "open_session"):  # the SLM on its own server,
+                route.local_session = route.local.open_session(max_connections=llm_concurrency)  # which batches
+            elif route.local is not None:
                 route.batcher = Batcher(route.local, route.task, max_batch=max_batch_size, max_wait_ms=max_wait_ms)
                 route.batcher.start()
             if route.llm is not None:  # one HTTP client and cache connection for all its requests
@@ -95,8 +97,9 @@ def build_router(
         for route in routes.values():
             if route.batcher is not None:
                 await route.batcher.stop()
-            if route.llm_session is not None:
-                await route.llm_session.aclose()
+            for session in (route.local_session, route.llm_session):
+                if session is not None:
+                    await session.aclose()
         request_log.close()
 
     app = FastAPI(title="slmtier route", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -232,10 +235,15 @@ async def route_request(route: TaskRoute, example: Example, deadline: float | No
     local: Answer | None = None
     errors: dict[str, str] = {}
     latency: dict[str, float] = {}
-    if route.batcher is not None:
+    if route.local is not None:
         began = time.perf_counter()
         try:
-            local = await route.batcher.submit(example)
+            if route.batcher is not None:
+                local = await route.batcher.submit(example)
+            else:
+                local = (await answer_async(route.local, route.task, [example], route.local_session))[0]
+                if local.generation.error:
+                    raise RuntimeError(local.generation.error)
         except Exception as err:  # noqa: BLE001 - the local tier failing escalates the request
             errors[route.local_name] = f"{type(err).__name__}: {err}"
         latency[route.local_name] = round((time.perf_counter() - began) * 1000, 3)

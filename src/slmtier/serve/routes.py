@@ -48,6 +48,7 @@ class TaskRoute:
     vllm_command: str | None = None  # the SLM tier answering in process: the same adapter on vLLM, at scale
     batcher: Batcher | None = field(default=None, repr=False)
     llm_session: Any = field(default=None, repr=False)  # the LLM tier's ChatSession while the router runs
+    local_session: Any = field(default=None, repr=False)  # a remote SLM tier's (slm.endpoint), likewise
 
     def shadowed(self, request_id: str) -> bool:
         """Whether this request is shadowed: a hash of its id against the rate (the same id, the same choice,
