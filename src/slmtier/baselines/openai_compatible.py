@@ -207,9 +207,10 @@ class ChatClient:
 
 class ChatSession:
     """A ChatClient on an event loop that lives on: an HTTP client kept open (its connections reused) and one
-    thread for the response cache. The benchmark opens one per split; `slmtier route` one per LLM tier for
-    as long as it serves, asking one request at a time, so that no request pays for a new loop, thread
-    pool or connection (which cost the router memory it never gave back)."""
+    thread for the response cache. The benchmark opens one per split; `slmtier route` one per endpoint tier
+    for as long as it serves, each request's question asked as it comes (concurrently, up to the session's
+    limit), so that no request pays for a new loop, thread pool or connection (which cost the router memory
+    it never gave back)."""
 
     def __init__(self, chat: ChatClient, client: httpx.AsyncClient, database: ThreadPoolExecutor, *,
                  share_finished: bool = True, concurrency: int | None = None):  # fmt: skip
