@@ -159,6 +159,10 @@ class InferenceConfig:
     # at least + 8. Answers stopped by this limit are counted (metrics.json candidates.<name>.hit_limit).
     max_new_tokens: int | None = None
     bf16: bool | None = None  # autocast to bf16; null = on where the hardware computes bf16 natively
+    # Greedy decoding (extraction, summarization, classification without label scoring, `slmtier serve`):
+    # null = bf16 autocast on a bf16 GPU only. On a CPU it buys nothing measurable (order_extractor 1.29
+    # requests/s either way) and makes an answer depend on the batch it is decoded in (docs/router.md).
+    generate_bf16: bool | None = None
     constrained_json: bool = False  # extraction: decode only JSON objects of the declared fields (xgrammar)
     # classification: score each label as a continuation of the prompt (slmtier.label_scoring), with the prompt
     # tokens all rows share run once, instead of generating: always a label, faster, same answers as greedy

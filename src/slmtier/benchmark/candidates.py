@@ -38,7 +38,8 @@ class LocalCandidate:
     adapter_enabled: bool = True
     batch_size: int = 16
     max_new_tokens: int = 16
-    bf16: bool = False
+    bf16: bool = False  # label scoring's forward passes
+    generate_bf16: bool = False  # greedy decoding (slmtier.models.resolve_generate_bf16)
     constrained_json: bool = False  # extraction: decode only JSON objects of the task's fields
     label_scoring: bool = False  # classification: score the labels instead of generating (slmtier.label_scoring)
     info: dict = field(default_factory=lambda: {"kind": "local"})
@@ -70,7 +71,7 @@ class LocalCandidate:
                 conversations,
                 batch_size=self.batch_size,
                 max_new_tokens=self.max_new_tokens,
-                bf16=self.bf16,
+                bf16=self.generate_bf16,
                 constraint=constraint,
                 desc=self.name,
                 chat_template_kwargs=self.chat_template_kwargs,

@@ -23,7 +23,7 @@ from slmtier.data import Splits, load_splits
 from slmtier.data.loading import sample
 from slmtier.errors import RunDirError, SlmtierError
 from slmtier.inference import derive_max_new_tokens
-from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_model_path
+from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_generate_bf16, resolve_model_path
 from slmtier.models.loading import check_4bit_supported
 from slmtier.run_dir import RunDir, write_json_atomic
 from slmtier.tasks import build_task
@@ -188,6 +188,7 @@ def local_settings(cfg: RunConfig) -> dict:
         "batch_size": cfg.inference.batch_size,
         "max_new_tokens": cfg.inference.max_new_tokens,
         "bf16": resolve_bf16(cfg.inference.bf16),
+        "generate_bf16": resolve_generate_bf16(cfg.inference.generate_bf16),
         "constrained_json": cfg.inference.constrained_json,
         "label_scoring": cfg.inference.label_scoring,
     }
