@@ -203,7 +203,8 @@ def numerics(run_dir: Path, n: int) -> dict:
     examples = test[:n]
     result = {"recipe": RunDir(run_dir).read_metrics().recipe, "n": len(examples)}
     for name, bf16 in (("bf16", True), ("fp32", False)):
-        candidate = slm.load(run_dir, dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, generate_bf16=bf16)))
+        inference = dataclasses.replace(cfg.inference, generate_bf16=bf16)
+        candidate = slm.load(run_dir, dataclasses.replace(cfg, inference=inference))
         began = time.perf_counter()
         batched = [reply.parsed for reply in answer(candidate, task, examples)]
         batched_rps = len(examples) / (time.perf_counter() - began)

@@ -41,7 +41,8 @@ def tiny(tiny_model_dir):
 
 def generate(tiny, *, batch_size: int, bf16: bool, generate_bf16: bool, examples):
     model, tokenizer = tiny
-    task = build_task(TaskConfig(kind="extraction", instruction="Fields: {fields}.", fields=[FieldSpec(name="order_id"), FieldSpec(name="total")]))
+    fields = [FieldSpec(name="order_id"), FieldSpec(name="total")]
+    task = build_task(TaskConfig(kind="extraction", instruction="Fields: {fields}.", fields=fields))
     candidate = LocalCandidate("slm", "tiny", model, tokenizer, batch_size=batch_size, max_new_tokens=6,
                                bf16=bf16, generate_bf16=generate_bf16)  # fmt: skip
     return candidate.predict(task, examples)

@@ -55,7 +55,8 @@ def run_serve(args: argparse.Namespace) -> None:
     model, tokenizer = load_run_model(run_dir, run_cfg)
     engine = BatchingEngine(
         model, tokenizer, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-        bf16=resolve_generate_bf16(run_cfg.inference.generate_bf16), chat_template_kwargs=run_cfg.model.chat_template_kwargs,
+        bf16=resolve_generate_bf16(run_cfg.inference.generate_bf16),
+        chat_template_kwargs=run_cfg.model.chat_template_kwargs,
     )  # fmt: skip
     app = build_app(
         engine,
