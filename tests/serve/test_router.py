@@ -33,10 +33,11 @@ from helpers.tiny import tiny_overrides
 from slmtier.data import Example
 from slmtier.errors import SlmtierError
 from slmtier.inference import Generation
+from slmtier.report.routing import routing_id
 from slmtier.run_dir import RunDir
 from slmtier.serve.request_log import RequestLog, read_request_log
 from slmtier.serve.router import build_router
-from slmtier.serve.routes import Batcher, PromptTooLong, load_route, sample_point
+from slmtier.serve.routes import Batcher, PromptTooLong, load_route, read_routing, sample_point
 
 KEY = "sk-router-test-key"
 
@@ -74,9 +75,7 @@ def router(benchmarked_run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("routing")
     rows = RunDir(benchmarked_run).read_predictions("slm")
     threshold = statistics.median(row["confidence"] for row in rows)
-    routes = {
-        name: load_route(path)
-        for name, path in {
+    paths = {
             "tickets": routing_as(benchmarked_run, folder, "tickets", "slm"),
             "tickets-cascade": routing_as(benchmarked_run, folder, "tickets-cascade", "cascade",
                                           escalate_below=threshold, expected_escalation_rate=0.5),
@@ -84,12 +83,12 @@ def router(benchmarked_run, tmp_path_factory):
                                              escalate_below=2.0, expected_escalation_rate=1.0),
             "tickets-llm": routing_as(benchmarked_run, folder, "tickets-llm", "llm"),
             "tickets-shadow": routing_as(benchmarked_run, folder, "tickets-shadow", "slm", shadow_rate=0.5),
-        }.items()
     }  # fmt: skip
+    routes = {name: load_route(path) for name, path in paths.items()}
     log_dir = folder / "log"
     app = build_router(routes, api_key=KEY, request_log=RequestLog(log_dir), max_wait_ms=20)
     with Router(app) as base_url:
-        yield {"url": base_url, "log": log_dir, "threshold": threshold, "run": benchmarked_run}
+        yield {"url": base_url, "log": log_dir, "threshold": threshold, "run": benchmarked_run, "routings": paths}
 
 
 def ask(client: openai.OpenAI, model: str, text: str):
@@ -125,6 +124,11 @@ def test_the_cascade_escalates_below_its_threshold_and_answers_as_the_benchmarke
         assert served["answer"] == expected and served["tier"] == ("llm" if should else "slm")
         escalated += should
     assert 0 < escalated < len(test)
+    # Each record keeps the local tier's own answer, escalated or not (the monitor re-fits the threshold on it).
+    records = [r for r in read_request_log(router["log"]) if r["task"] == "tickets-cascade"]
+    local = {row["parsed"] for row in run.read_predictions("slm")}
+    assert records and all(r["local_answer"] in local for r in records)
+    assert sum(r["escalated"] for r in records) >= escalated
 
 
 def test_failure_policy_never_a_500(router, llm_endpoint):
@@ -175,6 +179,9 @@ def test_every_request_is_logged_once_and_whole(router):
     record = records[0]
     assert record["task"] == "tickets" and record["tier"] == "slm" and record["answer"] == served["answer"]
     assert len(record["input_sha256"]) == 64 and "input" not in record  # the text only with --log-inputs
+    assert record["input_chars"] == len("I was charged twice for my order.")
+    assert record["local_answer"] == record["answer"]
+    assert record["routing"] == routing_id(read_routing(router["routings"]["tickets"]))
     assert set(record["latency_ms"]) == {"slm", "total"}
     for path in router["log"].glob("requests-*.jsonl"):
         assert path.read_text().endswith("\n") and all(json.loads(line) for line in path.read_text().splitlines())

@@ -41,6 +41,8 @@ Built from the run's files only (metrics.json, config.yaml), like the reports.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import yaml
@@ -55,6 +57,13 @@ CONFIDENCE = {
     "summarization": "geometric-mean token probability of the summary",
     "encoder": "the encoder's softmax probability of its label, logits divided by the fitted temperature",
 }
+
+
+def routing_id(routing: dict) -> str:
+    """A routing's identity: a hash of its content (comments and key order aside). The router stamps it on every
+    request it logs, so the monitor can tell which routing.yaml a record was served under."""
+    canonical = json.dumps(routing, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def build_routing(metrics: RunMetrics, config: dict, run_dir: Path) -> dict:

@@ -6,7 +6,7 @@ pandas.read_json(lines=True)) takes the folder's `*.jsonl`. A record goes to the
 a file opened for appending as soon as the request ends: a killed router (kill -9 included) loses nothing
 written, and a record is whole or absent; a reader skips a last line without its newline (a machine that
 lost power mid-write). The input text itself is kept only when asked (`--log-inputs`); by default a record
-holds its SHA-256.
+holds its SHA-256 and its length in characters.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class RequestLog:
     def record(self, record: dict, *, input_text: str) -> None:
         if self.folder is None:
             return
-        record = {**record, "input_sha256": hashlib.sha256(input_text.encode("utf-8")).hexdigest()}
+        digest = hashlib.sha256(input_text.encode("utf-8")).hexdigest()
+        record = {**record, "input_sha256": digest, "input_chars": len(input_text)}  # the monitor's length drift
         if self.keep_inputs:
             record["input"] = input_text
         data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")

@@ -134,8 +134,7 @@ def build_router(
         served["latency_ms"]["total"] = round((time.perf_counter() - began) * 1000, 3)
         answered_locally = served["tier"] is not None and served["tier"] == route.local_name
         served["shadow"] = answered_locally and route.shadowed(request_id)
-        request_log.record({"time": time.time(), "request_id": request_id, "task": route.name, **logged(served)},
-                           input_text=text)  # fmt: skip
+        request_log.record(log_record(route, request_id, served), input_text=text)
         if "client_gone" in served["errors"]:  # nobody reads this; nginx's code for it
             return JSONResponse({"error": {"message": served["errors"]["client_gone"]}}, status_code=499)
         if "deadline" in served["errors"]:
@@ -171,8 +170,7 @@ def build_router(
         labels = list(route.task.labels)
         data = []
         for index, (example, served) in enumerate(zip(examples, results, strict=True)):
-            request_log.record({"time": time.time(), "request_id": example.id, "task": route.name, **logged(served)},
-                               input_text=example.input)  # fmt: skip
+            request_log.record(log_record(route, example.id, served), input_text=example.input)
             if served["tier"] is None or served["answer"] not in labels:
                 why = served["errors"] or "the answer names none of the labels"
                 raise ApiError(503, f"input {index}: no tier could classify it: {why}", kind="server_error")
@@ -272,6 +270,9 @@ async def route_request(route: TaskRoute, example: Example, deadline: float | No
         "confidence": chosen.confidence if chosen is not None else None,
         "local_confidence": local.confidence if local is not None else None,
         "answer": plain_answer(chosen.parsed) if chosen is not None else None,
+        # The local tier's own answer, escalated or not: the monitor's output drift, and with the LLM's answer
+        # to an escalated request a free reference pair for re-fitting the threshold.
+        "local_answer": plain_answer(local.parsed) if local is not None else None,
         "parsed": chosen is not None and chosen.parsed is not None,
         "raw_output": chosen.raw_output if chosen is not None else None,
         "label_probs": list(chosen.generation.label_probs)
@@ -302,6 +303,7 @@ async def shadow_request(route: TaskRoute, example: Example, served: dict, reque
         "time": time.time(),
         "request_id": example.id,
         "task": route.name,
+        "routing": route.routing_id,
         "kind": "shadow",
         "tier": "llm",
         "answer": llm_answer,
@@ -314,10 +316,11 @@ async def shadow_request(route: TaskRoute, example: Example, served: dict, reque
     request_log.record(record, input_text=example.input)
 
 
-def logged(served: dict) -> dict:
-    """What a request's log record keeps of its answer: everything but the label distribution (which /classify
-    returns, and which would repeat every label in every record)."""
-    return {key: value for key, value in served.items() if key != "label_probs"}
+def log_record(route: TaskRoute, request_id: str, served: dict) -> dict:
+    """A request's log record: when, which task under which routing.yaml, and everything about its answer but
+    the label distribution (which /classify returns, and which would repeat every label in every record)."""
+    record = {"time": time.time(), "request_id": request_id, "task": route.name, "routing": route.routing_id}
+    return record | {key: value for key, value in served.items() if key != "label_probs"}
 
 
 def request_id_of(request: Request) -> str:

@@ -44,6 +44,7 @@ class TaskRoute:
     shadow_rate: float = 0.0  # share of locally answered requests also sent to the LLM, off the request path
     shadow_max_usd: float | None = None  # stop shadowing once the LLM's shadow answers cost this much
     shadow_spent_usd: float = 0.0
+    routing_id: str = ""  # slmtier.report.routing.routing_id of the routing.yaml, stamped on each logged request
     budget: PromptBudget | None = None  # None: no token count before queueing (the input's characters are capped)
     vllm_command: str | None = None  # the SLM tier answering in process: the same adapter on vLLM, at scale
     batcher: Batcher | None = field(default=None, repr=False)
@@ -136,6 +137,7 @@ def load_route(path: Path, *, max_prompt_tokens: int | None = None, llm_retry: d
     benchmark's)."""
     from slmtier.baselines.tier import load_llm_tier
     from slmtier.models import load_tokenizer, resolve_model_path
+    from slmtier.report.routing import routing_id
     from slmtier.run_dir import RunDir
     from slmtier.serve.vllm import build_vllm_command
     from slmtier.tasks import build_task
@@ -180,6 +182,7 @@ def load_route(path: Path, *, max_prompt_tokens: int | None = None, llm_retry: d
         vllm_command=build_vllm_command(cfg, run.path, routing["task"])
         if local_name == slm.NAME and not remote
         else None,
+        routing_id=routing_id(routing),
     )
 
 

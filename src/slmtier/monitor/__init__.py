@@ -1,0 +1,1 @@
+"""Continuous evaluation of a routed task from the router's request log."""
