@@ -194,7 +194,7 @@ def test_category_drift_pools_rare_categories_and_skips_a_single_one() -> None:
     assert thin.details["columns"] == ["billing", "(other)"] and thin.details["dof"] == 1
     single = category_drift(["latin"] * 100, ["latin"] * 98 + ["cyrillic"] * 2, alpha=ALPHA, name="input script")
     assert single.details["skipped"] and not single.fired and single.p_value is None
-    assert "only ['latin'] is common enough" in single.sentence and "'cyrillic' (2)" in single.sentence
+    assert "nearly every request is 'latin', too few others" in single.sentence and "'cyrillic' (2)" in single.sentence
 
 
 # ---- rate and limit --------------------------------------------------------------------------------------------
@@ -216,6 +216,15 @@ def test_limit_check() -> None:
     assert over.fired and over.p_value is None and over.sentence == "P95 latency 850 ms is over the limit of 600 ms."
     assert not limit_check(650, 600, name="p95 latency", unit="ms", tolerance=0.1).fired
     assert limit_check(1.7, 1.5, name="cost", unit="USD per 1k requests", tolerance=0.1).fired
+
+
+def test_inputs_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        shadow_quality([1.5] * 40, [1.0] * 40, alpha=ALPHA)
+    with pytest.raises(ValueError, match="1-D"):
+        confidence_drift(np.ones((40, 2)), np.ones(40), alpha=ALPHA)
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        rate_check(50, 40, 0.3, alpha=ALPHA)
 
 
 # ---- small windows and serialisation ---------------------------------------------------------------------------

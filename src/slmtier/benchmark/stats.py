@@ -6,7 +6,7 @@ accuracy is `(correct, 1)` per example, mean ROUGE-L is `(score, 1)`, extraction
 
 The SLM and the LLM answer the same examples, so their outcomes are correlated; comparing them on the same
 resampled indices (a paired bootstrap) gives a much tighter gap interval than two independent intervals would.
-numpy only: scipy is not a dependency.
+Written with numpy alone (scipy came later, for the monitor), so each routine is visible here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,104 @@
+"""What live traffic is compared with: the routing.yaml as deployed and the run it was decided in.
+
+The reference is the local tier on the run's validation split (its confidences, its answers, the inputs), and its
+agreement with the LLM on the test split for the requests it would answer itself (a cascade escalates the rest),
+scored with the task's own metric: the same quantity the shadow sample measures live.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmtier.errors import SlmtierError
+from slmtier.report.routing import routing_id
+from slmtier.run_dir import RunDir
+from slmtier.serve.routes import plain_answer, read_routing
+from slmtier.tasks import build_task
+from slmtier.tiers import TIERS
+
+
+@dataclass
+class Reference:
+    path: Path  # the routing.yaml
+    routing: dict
+    routing_id: str
+    run: RunDir
+    task: Any
+    tier: str  # encoder | slm | cascade | llm
+    local: str | None  # the local tier answering (first), or None for tier llm
+    llm: str  # the LLM tier's name in the run's predictions
+    margin: float  # the acceptance policy's non-inferiority margin
+    escalate_below: float | None
+    expected_escalation_rate: float | None
+    shadow_rate: float
+    confidences: list[float]  # the local tier's, on validation
+    answers: list[Any]  # the local tier's answers on validation, as the router logs them
+    inputs: list[str]  # the validation inputs
+    agreement: list[float]  # per test request the local tier would answer: its score against the LLM's answer
+    expected: dict  # routing.yaml `expected`
+
+    @property
+    def name(self) -> str:
+        return self.routing["task"]
+
+    def parse(self, answer: Any) -> Any:
+        """A logged answer (a label, a JSON object, a summary) back in the task's parsed form, for scoring."""
+        if answer is None:
+            return None
+        return self.task.parse(answer if isinstance(answer, str) else json.dumps(answer))
+
+    def score(self, answer: Any, reference: Any) -> float | None:
+        """The task's metric (label match, field F1, ROUGE-L) in [0, 1] of a parsed answer against a reference
+        answer in its logged form (the LLM's, or a human label); None without a reference to score against."""
+        if reference is None:
+            return None
+        numerator, denominator = self.task.score_parts(answer, reference)
+        return numerator / denominator if denominator else 1.0
+
+
+def load_reference(path: Path) -> Reference:
+    routing = read_routing(path)
+    tier = routing["tier"]
+    if tier == "undecided":
+        raise SlmtierError(f"{path}: no verdict was reached, so nothing was routed to monitor")
+    run = RunDir(routing["run_dir"])
+    if not run.path.is_dir():
+        raise SlmtierError(f"{path}: its run directory {run.path} is not there; the monitor compares with its files")
+    metrics = run.check_files()
+    task = build_task(run.read_config().task)
+    cascade = routing.get("cascade") or {}
+    local = cascade.get("via") if tier == "cascade" else (tier if tier in TIERS else None)
+    reference = Reference(
+        path=Path(path), routing=routing, routing_id=routing_id(routing), run=run, task=task, tier=tier,
+        local=local, llm=metrics.llm, margin=float(run.read_config().decision.margin),
+        escalate_below=cascade.get("escalate_below"), expected_escalation_rate=cascade.get("expected_escalation_rate"),
+        shadow_rate=float((routing.get("shadow") or {}).get("rate", 0.0)), confidences=[], answers=[], inputs=[],
+        agreement=[], expected=routing.get("expected") or {},
+    )  # fmt: skip
+    if local is None:
+        return reference
+    validation = _rows(run, local, "validation") or _rows(run, local, "test")
+    reference.confidences = [row["confidence"] for row in validation if row.get("confidence") is not None]
+    reference.answers = [plain_answer(row["parsed"]) for row in validation]
+    reference.inputs = [row["input"] for row in validation if row.get("input")]
+    llm_rows = {row["id"]: row for row in _rows(run, metrics.llm, "test")}
+    for row in _rows(run, local, "test"):
+        other = llm_rows.get(row["id"])
+        if other is None or (
+            reference.escalate_below is not None and (row["confidence"] or 0) < reference.escalate_below
+        ):
+            continue
+        score = reference.score(row["parsed"], plain_answer(other["parsed"]))
+        if score is not None:
+            reference.agreement.append(score)
+    return reference
+
+
+def _rows(run: RunDir, candidate: str, split: str) -> list[dict]:
+    try:
+        return run.read_predictions(candidate, split)
+    except FileNotFoundError:
+        return []
