@@ -74,3 +74,26 @@ def _log_tensorboard(run_dir: Path, metrics: RunMetrics) -> None:
                 writer.add_text(f"benchmark/{key}", value)
             else:
                 writer.add_scalar(f"benchmark/{key}", value)
+
+
+MONITOR_FIGURES = ("requests", "escalation_rate", "shadow_agreement", "estimated_quality", "p95_ms", "usd_per_1k")
+
+
+def log_monitor(result: dict, out: Path) -> None:
+    """`slmtier monitor --tracking wandb`: each task's window figures as a W&B time series (step = the window's
+    start, Unix seconds), the checks that fired in the summary, and monitor.{json,md,html} as an artefact."""
+    import wandb
+
+    run = wandb.init(project="slmtier", job_type="monitor", name=f"monitor-{out.name}", dir=str(out))
+    for task in result["tasks"]:
+        for window in task["windows"]:
+            prefix = f"monitor/{task['task']}"
+            figures = {f"{prefix}/{key}": window[key] for key in MONITOR_FIGURES if window[key] is not None}
+            figures[f"{prefix}/checks_fired"] = sum(check["fired"] for check in window["checks"])
+            run.log({"window_start": window["start"], **figures})
+    run.summary.update({"monitor/status": result["status"], "monitor/fired": len(result["fired"])})
+    artefact = wandb.Artifact(f"slmtier-monitor-{out.name}", type="slmtier-monitor")
+    for name in ("monitor.json", "monitor.md", "monitor.html"):
+        artefact.add_file(str(out / name))
+    run.log_artifact(artefact)
+    run.finish()

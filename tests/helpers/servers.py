@@ -10,6 +10,10 @@ from pathlib import Path
 import uvicorn
 import yaml
 
+from helpers.fault_server import FaultServer
+from helpers.files import TICKETS, read_jsonl, write_jsonl
+from helpers.processes import run_train_cli
+from helpers.tiny import tiny_overrides
 from slmtier.serve.api import server_config
 
 
@@ -45,3 +49,21 @@ def routing_as(run_dir: Path, folder: Path, name: str, tier: str, shadow_rate: f
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(routing))
     return path
+
+
+def benchmark_tiny_run(tiny_model_dir, server: FaultServer, folder: Path, *extra: str,
+                       sizes: tuple[int, int, int] = (24, 8, 12)) -> Path:  # fmt: skip
+    """`python train.py` of the ticket recipe on the tiny model (train, validation, test rows: `sizes`), its LLM
+    tier the fault server on loopback."""
+    data = {
+        split: write_jsonl(folder / f"{split}.jsonl", read_jsonl(TICKETS / f"{split}.jsonl")[:n])
+        for split, n in zip(("train", "validation", "test"), sizes, strict=True)
+    }
+    run_dir = folder / "run"
+    result = run_train_cli(
+        *tiny_overrides(tiny_model_dir, data, run_dir), *extra,
+        "baseline=openai_compatible", f"baseline.endpoint.base_url={server.base_url}", "baseline.endpoint.model=echo",
+        "baseline.endpoint.api_key_env=null", "baseline.endpoint.max_retries=0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir

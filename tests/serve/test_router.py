@@ -26,10 +26,9 @@ import pytest
 import yaml
 
 from helpers.fault_server import FaultServer
-from helpers.files import TICKETS, read_jsonl, write_jsonl
-from helpers.processes import run_train_cli, wait_until_healthy
-from helpers.servers import Router, routing_as
-from helpers.tiny import tiny_overrides
+from helpers.files import read_jsonl
+from helpers.processes import wait_until_healthy
+from helpers.servers import Router, benchmark_tiny_run, routing_as
 from slmtier.data import Example
 from slmtier.errors import SlmtierError
 from slmtier.inference import Generation
@@ -47,22 +46,6 @@ def llm_endpoint():
     state = {"fault": "ok"}
     with FaultServer(lambda text, attempt: state["fault"]) as server:
         yield server, state
-
-
-def benchmark_tiny_run(tiny_model_dir, server: FaultServer, folder: Path, *extra: str) -> Path:
-    """`python train.py` of the ticket recipe on the tiny model, its LLM tier the fault server on loopback."""
-    data = {
-        split: write_jsonl(folder / f"{split}.jsonl", read_jsonl(TICKETS / f"{split}.jsonl")[:n])
-        for split, n in [("train", 24), ("validation", 8), ("test", 12)]
-    }
-    run_dir = folder / "run"
-    result = run_train_cli(
-        *tiny_overrides(tiny_model_dir, data, run_dir), *extra,
-        "baseline=openai_compatible", f"baseline.endpoint.base_url={server.base_url}", "baseline.endpoint.model=echo",
-        "baseline.endpoint.api_key_env=null", "baseline.endpoint.max_retries=0",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
 
 
 @pytest.fixture(scope="module")
