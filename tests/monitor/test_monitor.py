@@ -222,8 +222,8 @@ def test_bad_logs_are_named_and_every_readable_record_is_still_used(served, tmp_
     (logs / "requests-host-2-2026120700.jsonl").write_text("\n".join(lines[12:]) + "\n")
     result = run_monitor(logs, "--routing", served["routing"], "--out", tmp_path / "out")
     assert result.returncode == 2, result.stderr[-3000:]
-    assert f"{bad}:14: not a JSON record" in result.stderr
-    assert f"{bad}:16: the last line is cut short" in result.stderr
+    assert f"{bad}:13: not a JSON record" in result.stderr
+    assert f"{bad}:15: the last line is cut short" in result.stderr
     assert "'unknown-task', which no --routing given covers" in result.stderr
     assert "served under another routing.yaml" in result.stderr
     report = json.loads((tmp_path / "out" / "monitor.json").read_text())

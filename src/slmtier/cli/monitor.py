@@ -100,7 +100,7 @@ def run_monitor(args: argparse.Namespace) -> None:
     problems = logs.problems + stray
     tasks = []
     for reference in references:
-        records = own[reference.name]
+        records = own[reference.routing_id]
         if not len(records):
             problems.append(f"{reference.path}: no record in the logs was served under this routing.yaml")
         task = monitor_task(reference, records, settings, labels)

@@ -145,6 +145,6 @@ def bad_lines(path: Path, *, limit: int) -> list[str]:
     return found
 
 
-def decode(value: str | None):
+def decode(value):
     """A JSON column's value (an answer: a label, an object, null) as Python."""
-    return None if value is None else json.loads(value)
+    return json.loads(value) if isinstance(value, str) else None  # a missing value reads as NaN or None

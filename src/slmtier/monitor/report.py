@@ -82,8 +82,8 @@ def propose_routing(task: dict) -> Path | None:
     routing = yaml.safe_load(deployed.read_text(encoding="utf-8"))
     if fitted["threshold"] == routing["cascade"]["escalate_below"]:
         return None
-    routing["cascade"]["escalate_below"] = fitted["threshold"]
-    routing["cascade"]["expected_escalation_rate"] = round(fitted["escalation_rate"], 4)
+    routing["cascade"]["escalate_below"] = float(fitted["threshold"])
+    routing["cascade"]["expected_escalation_rate"] = round(float(fitted["escalation_rate"]), 4)
     routing["refit"] = {
         "from_routing": str(deployed),
         "from_routing_id": task["routing_id"],
@@ -96,6 +96,7 @@ def propose_routing(task: dict) -> Path | None:
         "escalation_rate_interval": [round(v, 4) for v in fitted["escalation_rate_interval"]],
         "advice": refit["sentence"],
     }
+    routing["refit"] = json.loads(json.dumps(routing["refit"], default=float))  # numpy numbers as plain YAML
     header = "# slmtier routing, re-fitted by `slmtier monitor` from live traffic: a proposal, not deployed\n"
     text = header + yaml.safe_dump(routing, sort_keys=False, allow_unicode=True)
     proposed = deployed.with_name(deployed.stem + ".proposed.yaml")

@@ -80,6 +80,9 @@ def monitor_task(reference: Reference, records: pd.DataFrame, settings: Settings
         "run_dir": str(reference.run.path),
         "windows": windows,
         "fired": [f"{w['label']}: {c['sentence']}" for w in windows for c in w["checks"] if c["fired"]],
+        "refit": None,  # a cascade's (slmtier.monitor.refit), and the proposed routing.yaml it wrote
+        "proposed_routing": None,
+        "proposed_diff": None,
     }
 
 
@@ -242,13 +245,16 @@ def limit_checks(reference: Reference, figures: dict, settings: Settings) -> lis
 
 
 def split_by_routing(logs: RequestLogs, references: list[Reference]) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """Each routing's records, and a sentence per kind of record that belongs to none (another routing.yaml of a
+    """Each routing's records (by routing id), and a sentence per kind of record that belongs to none (another routing.yaml of a
     task given, or a task not given)."""
     records, problems = logs.records, []
-    by_id = {reference.routing_id: reference for reference in references}
     names = {reference.name for reference in references}
-    own = {reference.name: records[records["routing"] == reference.routing_id] for reference in references}
-    stray = records[~records["routing"].isin(list(by_id))]
+    mine = pd.Series(False, index=records.index)
+    own = {}
+    for reference in references:
+        match = (records["routing"] == reference.routing_id) & (records["task"] == reference.name)
+        own[reference.routing_id], mine = records[match], mine | match
+    stray = records[~mine]
     for (task, routing), group in stray.groupby(["task", "routing"], dropna=False):
         if task in names:
             problems.append(f"{len(group):,} records of task {task!r} were served under another routing.yaml "

@@ -176,7 +176,7 @@ def load_route(path: Path, *, max_prompt_tokens: int | None = None, llm_retry: d
         llm=llm,
         escalate_below=routing["cascade"]["escalate_below"] if tier == "cascade" else None,
         input_pattern=compile_input_rule(routing.get("input", "last_user_message"), path),
-        shadow_rate=shadow_rate if tier in TIERS else 0.0,
+        shadow_rate=shadow_rate if local_name else 0.0,  # a cascade too: its re-fit needs the local side
         shadow_max_usd=shadow.get("max_usd"),
         budget=prompt_budget(task, local_name, local, llm, max_prompt_tokens),
         vllm_command=build_vllm_command(cfg, run.path, routing["task"])
