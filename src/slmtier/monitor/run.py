@@ -245,8 +245,8 @@ def limit_checks(reference: Reference, figures: dict, settings: Settings) -> lis
 
 
 def split_by_routing(logs: RequestLogs, references: list[Reference]) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """Each routing's records (by routing id), and a sentence per kind of record that belongs to none (another routing.yaml of a
-    task given, or a task not given)."""
+    """Each routing's records (by routing id), and a sentence per kind of record that belongs to none (another
+    routing.yaml of a task given, or a task not given)."""
     records, problems = logs.records, []
     names = {reference.name for reference in references}
     mine = pd.Series(False, index=records.index)
