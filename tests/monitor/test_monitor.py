@@ -146,7 +146,7 @@ def test_the_refit_picks_the_cheapest_threshold_that_reaches_the_target_by_hand(
 @pytest.fixture(scope="module")
 def served(tiny_model_dir, tmp_path_factory):
     """A tiny run benchmarked against the fault server, routed as a cascade with half its local answers
-    shadowed; the test split sent four times over through the official client."""
+    shadowed; the test split sent four times over through the official client. The router keeps running."""
     folder = tmp_path_factory.mktemp("monitor")
     with FaultServer(lambda text, attempt: "ok") as llm:
         run = benchmark_tiny_run(tiny_model_dir, llm, folder, sizes=(24, 40, 40))
@@ -168,7 +168,7 @@ def served(tiny_model_dir, tmp_path_factory):
             while len([r for r in read_request_log(log) if r.get("kind") == "shadow"]) < 1:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
-    return {"run": run, "routing": routing, "log": log, "folder": folder, "n": 4 * len(rows)}
+            yield {"run": run, "routing": routing, "log": log, "folder": folder, "n": 4 * len(rows), "url": base_url}
 
 
 def run_monitor(*args) -> subprocess.CompletedProcess:
@@ -235,3 +235,28 @@ def test_bad_logs_are_named_and_every_readable_record_is_still_used(served, tmp_
 def test_bad_options_exit_2_before_reading(served, tmp_path):
     result = run_monitor(served["log"], "--routing", served["routing"], "--out", tmp_path, "--window", "1 week")
     assert result.returncode == 2 and "--window '1 week'" in result.stderr
+
+
+def test_replay_sends_a_split_as_an_application_would_with_the_drift_asked(served, tmp_path):
+    split = served["folder"] / "test.jsonl"
+    labels = tmp_path / "labels.jsonl"
+    command = [sys.executable, "-m", "slmtier", "replay", split, "--router", served["url"], "--model", "tickets",
+               "--rate", "200", "--repeat", "2", "--label-shift", "refund=4", "--id-prefix", "shifted",
+               "--write-labels", labels]  # fmt: skip
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["sent"] == 80 and summary["statuses"] == {"200": 80}
+    logged = {r["request_id"] for r in read_request_log(served["log"]) if r["request_id"].startswith("shifted-")}
+    assert logged == {f"shifted-{i}" for i in range(80)}
+    sent = [json.loads(line)["label"] for line in labels.read_text().splitlines()]
+    split_rows = [json.loads(line) for line in split.read_text().splitlines()]
+    share_in_split = sum(row["label"] == "refund" for row in split_rows) / len(split_rows)
+    assert sum(label == "refund" for label in sent) / len(sent) > 2 * share_in_split
+
+
+def test_replay_refuses_a_label_the_split_does_not_have(served):
+    command = [sys.executable, "-m", "slmtier", "replay", served["folder"] / "test.jsonl", "--router", served["url"],
+               "--model", "tickets", "--label-shift", "no_such_label=4"]  # fmt: skip
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no_such_label" in result.stderr

@@ -5,6 +5,7 @@ slmtier report RUN_DIR... --out DIR   the architect report over many runs (tasks
 slmtier serve RUN_DIR        serve the run's fine-tuned SLM over the OpenAI chat-completions API
 slmtier route ROUTING.yaml...   serve tasks as decided, behind one OpenAI-compatible endpoint; log every request
 slmtier monitor LOG... --routing ROUTING.yaml --out DIR   logged traffic against the benchmark (exit 1: an alarm)
+slmtier replay SPLIT --router URL --model TASK   send a data split through a running router (drift optional)
 slmtier launch [opts] -- ARGS   run train.py ARGS on rented GPUs through SkyPilot (--dry-run prints the task)
 slmtier recipes              list the shipped recipes
 slmtier train recipe=NAME    same as `python train.py recipe=NAME` (Hydra overrides follow)
@@ -25,6 +26,7 @@ from slmtier.baselines.api_keys import check_command_line
 from slmtier.cli.errors import exit_on_config_error, exit_on_user_error
 from slmtier.cli.launch import add_launch_command
 from slmtier.cli.monitor import add_monitor_command
+from slmtier.cli.replay import add_replay_command
 from slmtier.cli.route import add_route_command
 from slmtier.cli.serve import add_serve_command
 from slmtier.config import PROJECT_ROOT
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     add_serve_command(commands)
     add_route_command(commands)
     add_monitor_command(commands)
+    add_replay_command(commands)
     add_launch_command(commands)
     commands.add_parser("train", help="fine-tune, benchmark and decide: slmtier train recipe=NAME [overrides]")
     args = parser.parse_args(argv)
