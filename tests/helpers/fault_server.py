@@ -59,8 +59,11 @@ class FaultServer:
         retry_after: str = "0.05",
         usage: bool = True,
         port: int = 0,
+        answer: Callable[[str], str] | None = None,
     ):
+        """`answer(text)`: the content of a normal answer to a user message (default: "echo: <text>")."""
         self.plan, self.slow_s, self.retry_after, self.usage = plan, slow_s, retry_after, usage
+        self.answer = answer
         self.attempts: defaultdict[str, int] = defaultdict(int)
         self.seen: list[tuple[str, str, float]] = []  # (text, fault, time)
         self.faults = Counter()
@@ -125,7 +128,7 @@ class FaultServer:
                 else:
                     if fault == "slow":
                         time.sleep(server.slow_s)
-                    content = f"echo: {text}"
+                    content = server.answer(text) if server.answer else f"echo: {text}"
                     if fault == "echo_key":  # a 200 answer that repeats the caller's key, in every encoding
                         content += " " + echoed_key_text(self.headers)
                     answer = {

@@ -1,0 +1,229 @@
+"""`slmtier monitor` measured by simulation: false alarms on undrifted traffic, detection of four kinds of drift,
+and the re-fit after a degraded local tier.
+
+    python scripts/bench_monitor.py --run bench/work/demo --out bench/work/monitor.json [--windows 40]
+
+The demo run's encoder is benchmarked (copied, not retrained) against a stand-in LLM on loopback: the fault
+server answering each ticket's gold queue, wrong on a fixed 10% of them (hash of the text), priced as
+gpt-4o-mini. Its cascade (encoder first, the fitted threshold or the curve's point nearest 30% escalated) is
+served by `slmtier route --log-inputs` with a quarter of the local answers shadowed, and each window is
+`--window-size` requests sent as an application would (the bare asyncio client of bench_router.py):
+- undrifted: each window a random subset of the test split (no input twice in a window);
+- (a) label shift: one queue's rows drawn 4x as often;
+- (b) new inputs: 30% of each window from another domain (banking77 from ../shared/data);
+- (c) degraded local tier: the same routing over a copy of the run whose encoder head has noise added (the
+  benchmark's files unchanged: what was measured is no longer what is served);
+- (d) changed LLM: the stand-in now wrong on 40% of the tickets.
+Each window is judged by slmtier.monitor (as `slmtier monitor` does, with its default false-alarm budget).
+Reported per scenario: the share of windows with an alarm (Wilson 95% interval), which checks fired, and the
+requests until the first alarm; after (c), the cascade re-fitted on the logged pairs, and its quality on the
+test split against gold before and after, beside the benchmark's cascade quality and the margin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+
+from bench_router import benchmark_against, free_port, routing_as, send_lean, start_router  # noqa: E402
+from scipy.stats import binomtest  # noqa: E402
+
+from helpers.fault_server import FaultServer  # noqa: E402
+from slmtier.data import load_splits  # noqa: E402
+from slmtier.monitor.logs import read_logs  # noqa: E402
+from slmtier.monitor.reference import load_reference  # noqa: E402
+from slmtier.monitor.refit import refit  # noqa: E402
+from slmtier.monitor.run import Settings, judge_window  # noqa: E402
+from slmtier.run_dir import RunDir  # noqa: E402
+from slmtier.tasks import build_task  # noqa: E402
+
+BANKING77 = REPO.parent / "shared" / "data" / "banking77" / "test.csv"
+
+
+class StandInLLM:
+    """The gold queue of a ticket it knows, wrong on `error_share` of them (fixed by the text's hash)."""
+
+    def __init__(self, examples, labels: list[str]):
+        self.gold = {example.input: example.target for example in examples}
+        self.labels, self.error_share = labels, 0.10
+
+    def __call__(self, message: str) -> str:
+        gold = self.gold.get(message) or next((g for text, g in self.gold.items() if text in message), None)
+        if gold is None:
+            return "I cannot tell which queue this belongs to."
+        bucket = int(hashlib.sha256(message.encode()).hexdigest()[:8], 16) % 1000 / 1000
+        if bucket < self.error_share:
+            return self.labels[(self.labels.index(gold) + 1 + int(bucket * 1000) % 3) % len(self.labels)]
+        return gold
+
+
+def degrade(run: Path, copy: Path, scale: float) -> None:
+    """A copy of the run whose encoder's classification head has Gaussian noise added (scale x its std)."""
+    from safetensors.torch import load_file, save_file
+
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(run, copy)
+    weights = copy / "encoder" / "model.safetensors"
+    tensors = load_file(str(weights))
+    generator = torch.Generator().manual_seed(0)
+    for name in [n for n in tensors if n.startswith("classifier.")]:
+        tensor = tensors[name]
+        tensors[name] = tensor + scale * tensor.float().std() * torch.randn(tensor.shape, generator=generator)
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+
+
+def cascade_routing(run: Path, work: Path, name: str, shadow_rate: float) -> Path:
+    metrics = RunDir(run).read_metrics()
+    cascade = metrics.tiers["encoder"].cascade
+    if cascade.get("fitted"):
+        threshold, rate = cascade["fitted"]["threshold"], cascade["test"]["escalation_rate"]
+    else:  # the LLM too weak for a fitted cascade: the curve's point nearest 30% escalated
+        curve = cascade["test_curve"]
+        index = min(range(1, len(curve)), key=lambda i: abs(curve[i]["escalation_rate"] - 0.3))
+        threshold, rate = (
+            (curve[index - 1]["threshold"] + curve[index]["threshold"]) / 2,
+            curve[index]["escalation_rate"],
+        )
+    path = routing_as(run, work, name, "cascade", shadow_rate=shadow_rate, via="encoder", escalate_below=threshold,
+                      expected_escalation_rate=rate)  # fmt: skip
+    routing = yaml.safe_load(path.read_text())
+    routing["run_dir"] = str(run.resolve())  # a copied run's routing.yaml still names the original
+    path.write_text(yaml.safe_dump(routing))
+    return path
+
+
+def windows_of(texts, labels, rng, n: int, size: int, *, shift_label=None, foreign=None, foreign_share=0.0):
+    for _ in range(n):
+        weights = np.array([4.0 if shift_label is not None and label == shift_label else 1.0 for label in labels])
+        picked = rng.choice(len(texts), size, replace=False, p=weights / weights.sum())
+        window = [texts[i] for i in picked]
+        if foreign:
+            for index in np.flatnonzero(rng.random(size) < foreign_share):
+                window[index] = foreign[rng.integers(len(foreign))]
+        yield window
+
+
+def run_scenario(name: str, routing: Path, work: Path, windows, settings: Settings) -> dict:
+    reference = load_reference(routing)
+    spans = []
+    with start_router([routing], work, f"monitor-{name}", "--log-inputs") as router:
+        for window in windows:
+            began = time.time()
+            send_lean(router.port, reference.name, window, 8)
+            time.sleep(0.3)  # the shadow answers land after the responses
+            spans.append((began, time.time()))
+    logs = read_logs([work / f"monitor-{name}-log"])
+    records = logs.records[logs.records["routing"] == reference.routing_id]
+    fired, first = {}, None
+    alarms = 0
+    for index, (start, end) in enumerate(spans):
+        inside = records[(records["time"] >= start) & (records["time"] < end)]
+        requests, shadows = inside[inside["kind"] == "request"], inside[inside["kind"] == "shadow"]
+        judged = judge_window(reference, requests, shadows, settings, None, start, end)
+        names = [c["name"] for c in judged["checks"] if c["fired"] and c["p_value"] is not None]
+        alarms += bool(names)
+        if names and first is None:
+            first = index
+        for check in names:
+            fired[check] = fired.get(check, 0) + 1
+    interval = binomtest(alarms, len(spans)).proportion_ci(0.95, method="wilson")
+    return {"windows": len(spans), "alarms": alarms,
+            "alarm_share": round(alarms / len(spans), 4), "alarm_share_interval": [round(interval.low, 4),
+                                                                                   round(interval.high, 4)],
+            "checks_fired": fired, "first_alarm_window": first, "records": records, "reference": reference}  # fmt: skip
+
+
+def cascade_quality(reference, records, test, llm, threshold: float) -> float:
+    """The cascade's accuracy on the test split at `threshold`, from the logged local answers and confidences
+    (the local tier as served) and the stand-in LLM's answer for the escalated."""
+    local = {}
+    for row in records[records["kind"] == "request"].itertuples():
+        if isinstance(row.input, str):
+            local[row.input] = (row.local_confidence, json.loads(row.local_answer))
+    right = []
+    for example in test:
+        confidence, answer = local[example.input]
+        chosen = llm(example.input) if confidence < threshold else answer
+        right.append(chosen == example.target)
+    return float(np.mean(right))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=REPO / "bench" / "work" / "demo")
+    parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "monitor")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "work" / "monitor.json")
+    parser.add_argument("--windows", type=int, default=40, help="windows per scenario")
+    parser.add_argument("--window-size", type=int, default=100, help="requests per window")
+    parser.add_argument("--noise", type=float, default=1.5, help="(c): head noise, times the weights' std")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    cfg = RunDir(args.run).read_config()
+    task = build_task(cfg.task)
+    splits = load_splits(cfg.data, task.check_target)
+    llm = StandInLLM(splits.train + splits.validation + splits.test, list(task.labels))
+    texts, labels = [e.input for e in splits.test], [e.target for e in splits.test]
+    with BANKING77.open(encoding="utf-8", newline="") as handle:
+        foreign = [row["text"] for row in csv.DictReader(handle)]
+    rng = np.random.default_rng(0)
+    settings = Settings()
+    result = {"date": time.strftime("%Y-%m-%d"), "window_size": args.window_size, "windows": args.windows}
+    port = free_port()
+    with FaultServer(lambda text, attempt: "ok", port=port, answer=llm) as server:
+        run = args.work / "run"
+        benchmark_against(args.run, run, server.base_url, "stand-in")
+        routing = cascade_routing(run, args.work, "tickets", shadow_rate=0.25)
+        degraded = args.work / "run-degraded"
+        degrade(run, degraded, args.noise)
+        degraded_routing = cascade_routing(degraded, args.work, "tickets-degraded", shadow_rate=0.25)
+        doc = yaml.safe_load(degraded_routing.read_text())
+        result["cascade"] = {"threshold": doc["cascade"]["escalate_below"],
+                             "expected_escalation_rate": doc["cascade"]["expected_escalation_rate"],
+                             "benchmark_quality": doc["expected"]["quality"].get("cascade")}  # fmt: skip
+        n, size = args.windows, args.window_size
+        scenarios = {
+            "undrifted": (routing, windows_of(texts, labels, rng, n, size)),
+            "a_label_shift": (routing, windows_of(texts, labels, rng, n, size, shift_label=labels[0])),
+            "b_new_inputs": (routing, windows_of(texts, labels, rng, n, size, foreign=foreign, foreign_share=0.3)),
+            "c_degraded_tier": (degraded_routing, windows_of(texts, labels, rng, n, size)),
+        }
+        for name, (path, windows) in scenarios.items():
+            outcome = run_scenario(name, path, args.work, windows, settings)
+            records, reference = outcome.pop("records"), outcome.pop("reference")
+            result[name] = outcome
+            print(name, json.dumps(outcome), flush=True)
+            if name == "c_degraded_tier":
+                fitted = refit(reference, records, None)
+                before = cascade_quality(reference, records, splits.test, llm, reference.escalate_below)
+                after = (cascade_quality(reference, records, splits.test, llm, fitted["fitted"]["threshold"])
+                         if fitted.get("fitted") else None)  # fmt: skip
+                result["refit_after_c"] = {"advice": fitted.get("sentence"), "next_step": fitted.get("next_step"),
+                                           "threshold_before": reference.escalate_below,
+                                           "threshold_after": (fitted.get("fitted") or {}).get("threshold"),
+                                           "test_quality_before": before, "test_quality_after": after,
+                                           "margin": reference.margin, "pairs": fitted["pairs"]}  # fmt: skip
+        llm.error_share = 0.40
+        outcome = run_scenario("d_changed_llm", routing, args.work, windows_of(texts, labels, rng, n, size), settings)
+        outcome.pop("records"), outcome.pop("reference")
+        result["d_changed_llm"] = outcome
+    args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(json.dumps(result, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
