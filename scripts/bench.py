@@ -22,7 +22,8 @@ data, one after another:
 - router: `slmtier route` (scripts/bench_router.py) with the demo's run and an `order_extractor` run (trained
   into the work folder when missing): parity with the benchmark, the encoder's latency at concurrency 1, 8
   and 32 against offline batches, the router's overhead, the live cascade with `transformers serve` of the
-  embedded model as the LLM, and 2,000 requests with 20% LLM faults.
+  embedded model as the LLM, and 2,000 requests with 20% LLM faults;
+- monitor: `slmtier monitor` by simulation (scripts/bench_monitor.py; docs/monitor.md shows it).
 Writes bench/results.json and bench/results.md; `--readme docs/speed.md` (with `--render-only`: no measuring) puts the
 table between the bench markers of docs/speed.md, the manual's speed page.
 """
@@ -43,7 +44,7 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ["matmul", "train", "demo", "classify", "generate", "serve", "tiers", "router"]
+PARTS = ["matmul", "train", "demo", "classify", "generate", "serve", "tiers", "router", "monitor"]
 TRAIN_SETTINGS = ["reference", "trl_plain"]
 
 
@@ -497,6 +498,11 @@ def main() -> None:
         results["tiers" if args.tiers_run is None else f"tiers_{tiers['recipe']}"] = tiers
     if "router" in args.only and (args.work / "demo" / "metrics.json").is_file():
         results["router"] = run_router(args, args.work / "demo")
+    if "monitor" in args.only and (args.work / "demo" / "metrics.json").is_file():
+        out = Path(args.work) / "monitor.json"
+        subprocess.run([sys.executable, "scripts/bench_monitor.py", "--run", str(args.work / "demo"), "--out",
+                        str(out), "--work", str(Path(args.work) / "monitor")], check=True, cwd=REPO)  # fmt: skip
+        results["monitor"] = json.loads(out.read_text())
     results["bench_wall_s"] = round(time.perf_counter() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -508,12 +514,17 @@ def finish(results: dict, args) -> None:
     router's figures (bench-router markers), each replaced only when this run has its figures."""
     table = render_table(results)
     router = "\n".join(router_rows(results.get("router")))
-    (args.out.parent / "results.md").write_text(table + "\n" + router)
-    print(table + "\n" + router)
+    monitor_table = "\n".join(monitor_rows(results.get("monitor")))
+    (args.out.parent / "results.md").write_text(table + "\n" + router + "\n" + monitor_table)
+    print(table + "\n" + router + "\n" + monitor_table)
     if args.readme and any(part in results for part in PARTS if part != "router"):
         replace_block(args.readme, table, "bench")
     if args.readme and router:
         replace_block(args.readme, f"Measured {results['date']} on {results['machine']}.\n\n{router}", "bench-router")
+    monitor = "\n".join(monitor_rows(results.get("monitor")))
+    if args.readme and monitor:  # the monitor's page, beside the speed page
+        page = args.readme.with_name("monitor.md")
+        replace_block(page, f"Measured {results['date']} on {results['machine']}.\n\n{monitor}", "bench-monitor")
 
 
 def describe_machine() -> str:
@@ -618,17 +629,21 @@ def router_rows(router: dict | None) -> list[str]:
             f"Encoder tier through the router ({latency['n']} test tickets; offline = the same examples in batches of "
             f"32 in one process: {latency['offline_batched_32_requests_per_s']:.0f} requests/s; calling the tier's "
             f"answer function directly, one at a time: p50 {direct['p50_ms']:.1f} ms; the model's CPU time per "
-            f"request in batches: {latency['offline_cpu_ms_per_request']:.1f} ms; client and router share the cores):",
+            f"request in batches: {latency['offline_cpu_ms_per_request']:.1f} ms; the client, a bare asyncio HTTP "
+            "client, shares the two cores with the router):",
             "",
-            "| client concurrency | requests/s | vs offline | p50 / p95 ms | router CPU ms per request |",
-            "|---|---|---|---|---|",
+            "| client concurrency | requests/s | vs offline | p50 / p95 ms | CPU ms per request: router, client "
+            "| others' CPU share |",
+            "|---|---|---|---|---|---|",
         ]
         offline = latency["offline_batched_32_requests_per_s"]
         for concurrency in (1, 8, 32):
             row = latency[f"concurrency_{concurrency}"]
-            cpu = row["router_cpu_ms_per_request"]
+            cpu = f"{row['router_cpu_ms_per_request']:.1f}, {row.get('client_cpu_ms_per_request', float('nan')):.2f}"
+            others = row.get("others_cpu_share")
             lines.append(f"| {concurrency} | {row['requests_per_s']:.1f} | {row['requests_per_s'] / offline:.2f} | "
-                         f"{row['p50_ms']:.1f} / {row['p95_ms']:.1f} | {cpu:.1f} |")  # fmt: skip
+                         f"{row['p50_ms']:.1f} / {row['p95_ms']:.1f} | {cpu} | "
+                         f"{'–' if others is None else f'{100 * others:.0f}%'} |")  # fmt: skip
         lines += ["", f"Router overhead at concurrency 1 (client p50 minus the direct call's): "
                       f"{latency['overhead_p50_ms']:.1f} ms.", ""]  # fmt: skip
     cascade = router.get("cascade_live")
@@ -717,6 +732,52 @@ def prediction_rows(block: dict) -> list[str]:
             f"({invalid} where generation named no label)."
         )
     return [*lines, ""]
+
+
+SCENARIOS = {
+    "undrifted": "undrifted (false alarms)",
+    "a_label_shift": "(a) one queue's share x4",
+    "b_new_inputs": "(b) 30% banking77 inputs",
+    "c_degraded_tier": "(c) encoder head with noise",
+    "d_changed_llm": "(d) LLM wrong on 40%, was 10%",
+}
+
+
+def monitor_rows(monitor: dict | None) -> list[str]:
+    """scripts/bench_monitor.py: alarms per window per scenario, and the re-fit after the degraded tier."""
+    if not monitor:
+        return []
+    cascade = monitor["cascade"]
+    lines = [
+        f"**`slmtier monitor` by simulation** (the demo's encoder cascade against a stand-in LLM, threshold "
+        f"{cascade['threshold']:.4f}, {100 * cascade['expected_escalation_rate']:.1f}% escalated in the benchmark; "
+        f"{monitor['windows']} windows of {monitor['window_size']} requests per scenario through `slmtier route`, "
+        "a quarter of local answers shadowed; a window alarms when any statistical check fires):",
+        "",
+        "| scenario | windows with an alarm (95% CI) | first alarm (window) | checks that fired (windows) |",
+        "|---|---|---|---|",
+    ]
+    for key, label in SCENARIOS.items():
+        row = monitor.get(key)
+        if not row:
+            continue
+        low, high = row["alarm_share_interval"]
+        fired = ", ".join(f"{name} {count}" for name, count in sorted(row["checks_fired"].items())) or "–"
+        first = "–" if row["first_alarm_window"] is None else str(row["first_alarm_window"] + 1)
+        lines.append(f"| {label} | {row['alarms']} of {row['windows']} ({100 * low:.0f}-{100 * high:.0f}%) | "
+                     f"{first} | {fired} |")  # fmt: skip
+    refit = monitor.get("refit_after_c")
+    if refit:
+        after = refit["test_quality_after"]
+        lines += [
+            "",
+            f"Re-fit after (c), on {refit['pairs']} logged pairs: threshold {refit['threshold_before']:.4f} -> "
+            f"{refit['threshold_after'] if refit['threshold_after'] is None else round(refit['threshold_after'], 4)}"
+            f"; the cascade's test accuracy against gold {100 * refit['test_quality_before']:.1f}% before, "
+            f"{'–' if after is None else f'{100 * after:.1f}%'} after, against the benchmark's cascade "
+            f"{100 * (cascade['benchmark_quality'] or 0):.1f}% (margin {refit['margin']}). Advice: {refit['advice']}",
+        ]
+    return lines
 
 
 def replace_block(readme: Path, table: str, marker: str) -> None:
