@@ -163,6 +163,77 @@ def cascade_quality(reference, records, test, llm, threshold: float) -> float:
     return float(np.mean(right))
 
 
+def write_month(routing: Path, folder: Path, n: int, seed: int = 0) -> int:
+    """n synthetic router records over 30 days, as two replicas write them (one file per replica and hour):
+    answers and confidences drawn like the run's, 2% of the local answers shadowed. Bytes written."""
+    from slmtier.monitor.reference import load_reference
+
+    reference = load_reference(routing)
+    rng = np.random.default_rng(seed)
+    labels = [json.dumps(label) for label in reference.task.labels]
+    start = time.mktime((2026, 11, 1, 0, 0, 0, 0, 0, 0))
+    times = np.sort(rng.uniform(start, start + 30 * 86400, n))
+    confidences = rng.choice(np.asarray(reference.confidences), n)
+    answers = rng.integers(len(labels), size=n)
+    shadowed = rng.random(n) < 0.02
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    files: dict[str, object] = {}
+    written = 0
+    try:
+        for i in range(n):
+            hour = time.strftime("%Y%m%d%H", time.gmtime(times[i]))
+            name = f"requests-replica{i % 2}-{i % 2}-{hour}.jsonl"
+            handle = files.get(name) or files.setdefault(name, (folder / name).open("w", encoding="utf-8"))
+            escalated = confidences[i] < reference.escalate_below
+            answer = labels[answers[i]]
+            line = (f'{{"time":{times[i]:.3f},"request_id":"r{i}","task":"{reference.name}",'
+                    f'"routing":"{reference.routing_id}","tier":"{"llm" if escalated else "encoder"}",'
+                    f'"escalated":{"true" if escalated else "false"},"confidence":{confidences[i]:.6f},'
+                    f'"local_confidence":{confidences[i]:.6f},"answer":{answer},"local_answer":{answer},'
+                    f'"parsed":true,"raw_output":{answer},"tokens":{{"input":48,"output":0}},'
+                    f'"cost_usd":{0.00002 if escalated else "null"},"errors":{{}},'
+                    f'"latency_ms":{{"encoder":9.1,"total":10.4}},"shadow":{"true" if shadowed[i] else "false"},'
+                    f'"input_sha256":"{i:064x}","input_chars":{120 + i % 80}}}\n')  # fmt: skip
+            if shadowed[i] and not escalated:
+                line += (f'{{"time":{times[i] + 0.4:.3f},"request_id":"r{i}","task":"{reference.name}",'
+                         f'"routing":"{reference.routing_id}","kind":"shadow","tier":"llm","answer":{answer},'
+                         f'"local_answer":{answer},"agrees":true,"cost_usd":0.00002,"error":null,'
+                         f'"latency_ms":{{"llm":410.0}},"input_sha256":"{i:064x}",'
+                         f'"input_chars":{120 + i % 80}}}\n')  # fmt: skip
+            handle.write(line)
+            written += len(line)
+    finally:
+        for handle in files.values():
+            handle.close()
+    return written
+
+
+def measure_scale(routing: Path, work: Path, n: int) -> dict:
+    """`slmtier monitor` over a month of logs at n requests (daily windows), timed as a child process."""
+    import resource
+    import subprocess
+
+    folder = work / "month"
+    began = time.perf_counter()
+    size = write_month(routing, folder, n)
+    written_s = time.perf_counter() - began
+    began = time.perf_counter()
+    command = [sys.executable, "-m", "slmtier", "monitor", str(folder), "--routing", str(routing),
+               "--out", str(work / "month-monitor"), "--window", "1d"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - began
+    if done.returncode not in (0, 1):
+        sys.exit(f"monitor over the month failed ({done.returncode}): {done.stderr[-2000:]}")
+    result = json.loads((work / "month-monitor" / "monitor.json").read_text())
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"requests": n, "files": len(result["files"]), "log_gb": round(size / 1e9, 2),
+            "records": result["records"], "windows": len(result["tasks"][0]["windows"]),
+            "monitor_wall_s": round(wall, 1),
+            "peak_rss_mb": peak, "synthesis_s": round(written_s, 1), "exit_code": done.returncode}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=REPO / "bench" / "work" / "demo")
@@ -171,6 +242,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=40, help="windows per scenario")
     parser.add_argument("--window-size", type=int, default=100, help="requests per window")
     parser.add_argument("--noise", type=float, default=1.5, help="(c): head noise, times the weights' std")
+    parser.add_argument("--month", type=int, default=5_000_000, help="requests in the month of logs timed (0: skip)")
+    parser.add_argument("--only-month", action="store_true", help="time the month of logs only (run already set up)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cfg = RunDir(args.run).read_config()
@@ -217,10 +290,16 @@ def main() -> None:
                                            "threshold_after": (fitted.get("fitted") or {}).get("threshold"),
                                            "test_quality_before": before, "test_quality_after": after,
                                            "margin": reference.margin, "pairs": fitted["pairs"]}  # fmt: skip
+        if args.only_month:
+            result = {**json.loads(args.out.read_text()), "month": measure_scale(routing, args.work, args.month)}
+            args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+            return
         llm.error_share = 0.40
         outcome = run_scenario("d_changed_llm", routing, args.work, windows_of(texts, labels, rng, n, size), settings)
         outcome.pop("records"), outcome.pop("reference")
         result["d_changed_llm"] = outcome
+        if args.month:
+            result["month"] = measure_scale(routing, args.work, args.month)
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(json.dumps(result, indent=1, default=float))
 
