@@ -160,8 +160,9 @@ class InferenceConfig:
     max_new_tokens: int | None = None
     bf16: bool | None = None  # autocast to bf16; null = on where the hardware computes bf16 natively
     # Greedy decoding (extraction, summarization, classification without label scoring, `slmtier serve`):
-    # null = bf16 autocast on a bf16 GPU only. On a CPU it buys nothing measurable (order_extractor 1.29
-    # requests/s either way) and makes an answer depend on the batch it is decoded in (docs/router.md).
+    # null = bf16 autocast on a bf16 GPU only. On this 2-core CPU bf16 decoded order_extractor 1.6x faster in
+    # batches, but made an answer depend on the batch it is decoded in, so the router (which batches whatever
+    # arrives) served 7% of answers unlike the benchmark's; true buys that speed back (docs/router.md).
     generate_bf16: bool | None = None
     constrained_json: bool = False  # extraction: decode only JSON objects of the declared fields (xgrammar)
     # classification: score each label as a continuation of the prompt (slmtier.label_scoring), with the prompt

@@ -4,6 +4,7 @@ command end to end over the log a real router wrote, bad logs included."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -260,3 +261,15 @@ def test_replay_refuses_a_label_the_split_does_not_have(served):
                "--model", "tickets", "--label-shift", "no_such_label=4"]  # fmt: skip
     result = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no_such_label" in result.stderr
+
+
+def test_the_monitor_logs_its_figures_to_wandb(served, tmp_path):
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wb"), "WANDB_SILENT": "true"}
+    command = [sys.executable, "-m", "slmtier", "monitor", served["log"], "--routing", served["routing"], "--out",
+               tmp_path / "out", "--tracking", "wandb"]  # fmt: skip
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    [run] = list((tmp_path / "out").rglob("offline-run-*"))
+    records = b"".join(path.read_bytes() for path in run.rglob("*.wandb"))
+    for expected in (b"monitor/tickets/escalation_rate", b"monitor/tickets/checks_fired", b"slmtier-monitor-out"):
+        assert expected in records, expected
