@@ -517,7 +517,7 @@ def finish(results: dict, args) -> None:
     monitor_table = "\n".join(monitor_rows(results.get("monitor")))
     (args.out.parent / "results.md").write_text(table + "\n" + router + "\n" + monitor_table)
     print(table + "\n" + router + "\n" + monitor_table)
-    if args.readme and any(part in results for part in PARTS if part != "router"):
+    if args.readme and any(part in results for part in PARTS if part not in ("router", "monitor")):
         replace_block(args.readme, table, "bench")
     if args.readme and router:
         replace_block(args.readme, f"Measured {results['date']} on {results['machine']}.\n\n{router}", "bench-router")
