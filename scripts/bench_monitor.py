@@ -108,9 +108,21 @@ def cascade_routing(run: Path, work: Path, name: str, shadow_rate: float) -> Pat
 
 
 def windows_of(texts, labels, rng, n: int, size: int, *, shift_label=None, foreign=None, foreign_share=0.0):
+    """n windows of `size` distinct test inputs; with `shift_label`, that label's share is 4 times its share in
+    the split (p -> 4p / (1 + 3p), the share after drawing its rows 4 times as often)."""
+    shifted = [i for i, label in enumerate(labels) if label == shift_label]
+    others = [i for i, label in enumerate(labels) if label != shift_label]
+    base = len(shifted) / len(labels)
+    k = round(size * 4 * base / (1 + 3 * base))
+    if shift_label is not None and k > len(shifted):
+        raise SystemExit(f"label shift: {k} rows of {shift_label!r} needed a window, the split has {len(shifted)}")
     for _ in range(n):
-        weights = np.array([4.0 if shift_label is not None and label == shift_label else 1.0 for label in labels])
-        picked = rng.choice(len(texts), size, replace=False, p=weights / weights.sum())
+        if shift_label is None:
+            picked = rng.choice(len(texts), size, replace=False)
+        else:
+            picked = np.concatenate(
+                [rng.choice(shifted, k, replace=False), rng.choice(others, size - k, replace=False)]
+            )
         window = [texts[i] for i in picked]
         if foreign:
             for index in np.flatnonzero(rng.random(size) < foreign_share):
@@ -244,6 +256,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=1.5, help="(c): head noise, times the weights' std")
     parser.add_argument("--month", type=int, default=5_000_000, help="requests in the month of logs timed (0: skip)")
     parser.add_argument("--only-month", action="store_true", help="time the month of logs only (run already set up)")
+    parser.add_argument("--scenarios", nargs="+", help="rerun only these (undrifted, a_label_shift, ...) into --out")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cfg = RunDir(args.run).read_config()
@@ -271,10 +284,14 @@ def main() -> None:
         n, size = args.windows, args.window_size
         scenarios = {
             "undrifted": (routing, windows_of(texts, labels, rng, n, size)),
-            "a_label_shift": (routing, windows_of(texts, labels, rng, n, size, shift_label=labels[0])),
+            # Half-size windows: a queue x4 needs more of its rows than a window of 100 holds (~20 per queue).
+            "a_label_shift": (routing, windows_of(texts, labels, rng, n, size // 2, shift_label=labels[0])),
             "b_new_inputs": (routing, windows_of(texts, labels, rng, n, size, foreign=foreign, foreign_share=0.3)),
             "c_degraded_tier": (degraded_routing, windows_of(texts, labels, rng, n, size)),
         }
+        if args.scenarios:  # rerun some, keeping the others' figures
+            result = {**json.loads(args.out.read_text()), "date": result["date"]}
+            scenarios = {name: scenarios[name] for name in args.scenarios if name in scenarios}
         for name, (path, windows) in scenarios.items():
             outcome = run_scenario(name, path, args.work, windows, settings)
             records, reference = outcome.pop("records"), outcome.pop("reference")
@@ -294,11 +311,13 @@ def main() -> None:
             result = {**json.loads(args.out.read_text()), "month": measure_scale(routing, args.work, args.month)}
             args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
             return
-        llm.error_share = 0.40
-        outcome = run_scenario("d_changed_llm", routing, args.work, windows_of(texts, labels, rng, n, size), settings)
-        outcome.pop("records"), outcome.pop("reference")
-        result["d_changed_llm"] = outcome
-        if args.month:
+        if not args.scenarios or "d_changed_llm" in args.scenarios:
+            llm.error_share = 0.40
+            windows = windows_of(texts, labels, rng, n, size)
+            outcome = run_scenario("d_changed_llm", routing, args.work, windows, settings)
+            outcome.pop("records"), outcome.pop("reference")
+            result["d_changed_llm"] = outcome
+        if args.month and not args.scenarios:
             result["month"] = measure_scale(routing, args.work, args.month)
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(json.dumps(result, indent=1, default=float))
