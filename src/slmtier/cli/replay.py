@@ -62,16 +62,20 @@ def read_split(path: Path, text_field: str, label_field: str | None) -> list[tup
     return rows
 
 
+def name_and_number(value: str, option: str, form: str) -> tuple[str, float]:
+    name, _, number = value.rpartition("=")
+    try:
+        return name, float(number)
+    except ValueError as err:
+        raise SlmtierError(f"{option} {value!r}: {form}") from err
+
+
 def plan_requests(rows: list[tuple[str, object]], args) -> list[tuple[str, object]]:
     """The (input, gold) sequence to send: the split `repeat` times, shifted and mixed as asked (seeded)."""
     rng = np.random.default_rng(args.seed)
     n = len(rows) * args.repeat
     if args.label_shift:
-        label, _, factor = args.label_shift.rpartition("=")
-        try:
-            factor = float(factor)
-        except ValueError as err:
-            raise SlmtierError(f"--label-shift {args.label_shift!r}: LABEL=FACTOR, e.g. refund=4") from err
+        label, factor = name_and_number(args.label_shift, "--label-shift", "LABEL=FACTOR, e.g. refund=4")
         if not any(gold == label for _, gold in rows):
             raise SlmtierError(f"--label-shift: no row of {args.split} has the label {label!r}")
         weights = np.array([factor if gold == label else 1.0 for _, gold in rows])
@@ -81,11 +85,7 @@ def plan_requests(rows: list[tuple[str, object]], args) -> list[tuple[str, objec
         order = rng.permutation(n) if args.repeat > 1 else np.arange(n)
         chosen = [chosen[i] for i in order]
     if args.mix:
-        file, _, share = args.mix.rpartition("=")
-        try:
-            share = float(share)
-        except ValueError as err:
-            raise SlmtierError(f"--mix {args.mix!r}: FILE=SHARE, e.g. other.jsonl=0.3") from err
+        file, share = name_and_number(args.mix, "--mix", "FILE=SHARE, e.g. other.jsonl=0.3")
         foreign = read_split(Path(file), args.text_field, None)
         for index in np.flatnonzero(rng.random(n) < share):
             chosen[index] = (foreign[rng.integers(len(foreign))][0], None)
