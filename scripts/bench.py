@@ -751,11 +751,13 @@ def monitor_rows(monitor: dict | None) -> list[str]:
     lines = [
         f"**`slmtier monitor` by simulation** (the demo's encoder cascade against a stand-in LLM, threshold "
         f"{cascade['threshold']:.4f}, {100 * cascade['expected_escalation_rate']:.1f}% escalated in the benchmark; "
-        f"{monitor['windows']} windows of {monitor['window_size']} requests per scenario through `slmtier route`, "
-        "a quarter of local answers shadowed; a window alarms when any statistical check fires):",
+        f"{monitor['windows']} windows per scenario through `slmtier route`, "
+        "half of the local answers shadowed; the windows are drawn from the 160 test tickets, so they overlap; a "
+        "window alarms when any statistical check fires):",
         "",
-        "| scenario | windows with an alarm (95% CI) | first alarm (window) | checks that fired (windows) |",
-        "|---|---|---|---|",
+        "| scenario | requests per window | windows with an alarm (95% CI) | first alarm (window) | checks that fired "
+        "(windows) |",
+        "|---|---|---|---|---|",
     ]
     for key, label in SCENARIOS.items():
         row = monitor.get(key)
@@ -764,7 +766,8 @@ def monitor_rows(monitor: dict | None) -> list[str]:
         low, high = row["alarm_share_interval"]
         fired = ", ".join(f"{name} {count}" for name, count in sorted(row["checks_fired"].items())) or "–"
         first = "–" if row["first_alarm_window"] is None else str(row["first_alarm_window"] + 1)
-        lines.append(f"| {label} | {row['alarms']} of {row['windows']} ({100 * low:.0f}-{100 * high:.0f}%) | "
+        lines.append(f"| {label} | {row.get('window_size', monitor['window_size'])} | {row['alarms']} of "
+                     f"{row['windows']} ({100 * low:.0f}-{100 * high:.0f}%) | "
                      f"{first} | {fired} |")  # fmt: skip
     refit = monitor.get("refit_after_c")
     if refit:

@@ -6,10 +6,11 @@ and the re-fit after a degraded local tier.
 The demo run's encoder is benchmarked (copied, not retrained) against a stand-in LLM on loopback: the fault
 server answering each ticket's gold queue, wrong on a fixed 10% of them (hash of the text), priced as
 gpt-4o-mini. Its cascade (encoder first, the fitted threshold or the curve's point nearest 30% escalated) is
-served by `slmtier route --log-inputs` with a quarter of the local answers shadowed, and each window is
-`--window-size` requests sent as an application would (the bare asyncio client of bench_router.py):
+served by `slmtier route --log-inputs` with half of the local answers shadowed, and each window is
+`--window-size` requests sent as an application would (the bare asyncio client of bench_router.py); the
+windows are drawn from the 160 test tickets, so they overlap, and the alarm shares are of correlated windows:
 - undrifted: each window a random subset of the test split (no input twice in a window);
-- (a) label shift: one queue's rows drawn 4x as often;
+- (a) label shift: one queue's share x4 (windows of 50: the split has ~20 tickets per queue);
 - (b) new inputs: 30% of each window from another domain (banking77 from ../shared/data);
 - (c) degraded local tier: the same routing over a copy of the run whose encoder head has noise added (the
   benchmark's files unchanged: what was measured is no longer what is served);
@@ -135,6 +136,7 @@ def run_scenario(name: str, routing: Path, work: Path, windows, settings: Settin
     spans = []
     with start_router([routing], work, f"monitor-{name}", "--log-inputs") as router:
         for window in windows:
+            size = len(window)
             began = time.time()
             send_lean(router.port, reference.name, window, 8)
             time.sleep(0.3)  # the shadow answers land after the responses
@@ -154,7 +156,7 @@ def run_scenario(name: str, routing: Path, work: Path, windows, settings: Settin
         for check in names:
             fired[check] = fired.get(check, 0) + 1
     interval = binomtest(alarms, len(spans)).proportion_ci(0.95, method="wilson")
-    return {"windows": len(spans), "alarms": alarms,
+    return {"windows": len(spans), "window_size": size, "alarms": alarms,
             "alarm_share": round(alarms / len(spans), 4), "alarm_share_interval": [round(interval.low, 4),
                                                                                    round(interval.high, 4)],
             "checks_fired": fired, "first_alarm_window": first, "records": records, "reference": reference}  # fmt: skip
@@ -252,7 +254,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "monitor")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "work" / "monitor.json")
     parser.add_argument("--windows", type=int, default=40, help="windows per scenario")
-    parser.add_argument("--window-size", type=int, default=100, help="requests per window")
+    parser.add_argument("--window-size", type=int, default=150, help="requests per window (at most the test split)")
+    parser.add_argument("--shadow-rate", type=float, default=0.5, help="share of local answers shadowed")
     parser.add_argument("--noise", type=float, default=1.5, help="(c): head noise, times the weights' std")
     parser.add_argument("--month", type=int, default=5_000_000, help="requests in the month of logs timed (0: skip)")
     parser.add_argument("--only-month", action="store_true", help="time the month of logs only (run already set up)")
@@ -273,10 +276,10 @@ def main() -> None:
     with FaultServer(lambda text, attempt: "ok", port=port, answer=llm) as server:
         run = args.work / "run"
         benchmark_against(args.run, run, server.base_url, "stand-in")
-        routing = cascade_routing(run, args.work, "tickets", shadow_rate=0.25)
+        routing = cascade_routing(run, args.work, "tickets", shadow_rate=args.shadow_rate)
         degraded = args.work / "run-degraded"
         degrade(run, degraded, args.noise)
-        degraded_routing = cascade_routing(degraded, args.work, "tickets-degraded", shadow_rate=0.25)
+        degraded_routing = cascade_routing(degraded, args.work, "tickets-degraded", shadow_rate=args.shadow_rate)
         doc = yaml.safe_load(degraded_routing.read_text())
         result["cascade"] = {"threshold": doc["cascade"]["escalate_below"],
                              "expected_escalation_rate": doc["cascade"]["expected_escalation_rate"],
@@ -284,8 +287,8 @@ def main() -> None:
         n, size = args.windows, args.window_size
         scenarios = {
             "undrifted": (routing, windows_of(texts, labels, rng, n, size)),
-            # Half-size windows: a queue x4 needs more of its rows than a window of 100 holds (~20 per queue).
-            "a_label_shift": (routing, windows_of(texts, labels, rng, n, size // 2, shift_label=labels[0])),
+            # Windows of 50: a queue x4 takes 36% of a window, and the split has ~20 rows of each queue.
+            "a_label_shift": (routing, windows_of(texts, labels, rng, n, 50, shift_label=labels[0])),
             "b_new_inputs": (routing, windows_of(texts, labels, rng, n, size, foreign=foreign, foreign_share=0.3)),
             "c_degraded_tier": (degraded_routing, windows_of(texts, labels, rng, n, size)),
         }
