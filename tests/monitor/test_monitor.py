@@ -19,9 +19,10 @@ import yaml
 
 from helpers.fault_server import FaultServer
 from helpers.servers import Router, benchmark_tiny_run, routing_as
+from slmtier.benchmark.cascade import build_curve
 from slmtier.config import TaskConfig
 from slmtier.monitor.reference import Reference
-from slmtier.monitor.refit import refit
+from slmtier.monitor.refit import Pairs, refit, weighted_curve
 from slmtier.monitor.run import Settings, monitor_task
 from slmtier.report.routing import routing_id
 from slmtier.run_dir import RunDir
@@ -273,3 +274,17 @@ def test_the_monitor_logs_its_figures_to_wandb(served, tmp_path):
     records = b"".join(path.read_bytes() for path in run.rglob("*.wandb"))
     for expected in (b"monitor/tickets/escalation_rate", b"monitor/tickets/checks_fired", b"slmtier-monitor-out"):
         assert expected in records, expected
+
+
+def test_the_live_curve_is_the_benchmarks_curve_when_every_pair_weighs_one():
+    rng = np.random.default_rng(4)
+    n = 300
+    confidence = np.round(rng.random(n), 2)  # ties, as real confidences have
+    local = np.column_stack([rng.integers(0, 3, n), np.full(n, 2.0)]).astype(float)
+    llm = np.column_stack([rng.integers(1, 3, n), np.full(n, 2.0)]).astype(float)
+    pairs = Pairs(confidence, local, llm, np.ones(n), np.zeros(n, bool))
+    live = weighted_curve(pairs, local_usd=0.1, llm_usd=2.0)
+    benchmark = build_curve(confidence, local, llm, local_usd_per_1k=0.1, llm_usd_per_1k=2.0)
+    assert live["threshold"].tolist() == [point["threshold"] for point in benchmark]
+    for key in ("quality", "escalation_rate", "usd_per_1k"):
+        assert live[key] == pytest.approx([point[key] for point in benchmark])
