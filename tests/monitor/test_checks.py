@@ -119,6 +119,13 @@ def test_input_drift_quiet_on_same_traffic() -> None:
     assert "none detected" in check.sentence and "most telling" not in check.sentence
 
 
+def test_input_drift_stops_permuting_once_the_null_has_reached_the_observed_auc_ten_times() -> None:
+    rng = np.random.default_rng(5)
+    check = input_drift(tickets(200, rng), tickets(200, rng), alpha=ALPHA, n_permutations=199, stop_after=10)
+    run = check.details["n_permutations"]
+    assert run < 199 and check.p_value == pytest.approx(10 / run) and not check.fired
+
+
 def test_input_drift_fires_on_a_new_language_and_names_its_words() -> None:
     rng = np.random.default_rng(6)
     check = input_drift(tickets(400, rng), tickets(100, rng, german_share=0.3), alpha=ALPHA, n_permutations=39)
