@@ -4,9 +4,10 @@ and the re-fit after a degraded local tier.
     python scripts/bench_monitor.py --run bench/work/demo --out bench/work/monitor.json [--windows 40]
 
 The demo run's encoder is benchmarked (copied, not retrained) against a stand-in LLM on loopback: the fault
-server answering each ticket's gold queue, wrong on a fixed 10% of them (hash of the text), priced as
-gpt-4o-mini. Its cascade (encoder first, the fitted threshold or the curve's point nearest 30% escalated) is
-served by `slmtier route --log-inputs` with half of the local answers shadowed, and each window is
+server answering each ticket's gold queue, wrong on a fixed 2% of them (hash of the text; a GPT-4-class LLM,
+stronger than the encoder), priced as gpt-4o-mini. Its cascade (encoder first, the fitted threshold or the
+curve's point nearest 30% escalated) is served by `slmtier route --log-inputs` with half of the local
+answers shadowed, and each window is
 `--window-size` requests sent as an application would (the bare asyncio client of bench_router.py); the
 windows are drawn from the 160 test tickets, so they overlap, and the alarm shares are of correlated windows:
 - undrifted: each window a random subset of the test split (no input twice in a window);
@@ -14,7 +15,8 @@ windows are drawn from the 160 test tickets, so they overlap, and the alarm shar
 - (b) new inputs: 30% of each window from another domain (banking77 from ../shared/data);
 - (c) degraded local tier: the same routing over a copy of the run whose encoder head has noise added (the
   benchmark's files unchanged: what was measured is no longer what is served);
-- (d) changed LLM: the stand-in now wrong on 40% of the tickets.
+- (d) changed LLM: the stand-in now wrong on 40% of the tickets, under the same name (a copy of the run with
+  an empty response cache: the tickets repeat across windows, and cached answers would hide the change).
 Each window is judged by slmtier.monitor (as `slmtier monitor` does, with its default false-alarm budget).
 Reported per scenario: the share of windows with an alarm (Wilson 95% interval), which checks fired, and the
 requests until the first alarm; after (c), the cascade re-fitted on the logged pairs, and its quality on the
@@ -60,7 +62,7 @@ class StandInLLM:
 
     def __init__(self, examples, labels: list[str]):
         self.gold = {example.input: example.target for example in examples}
-        self.labels, self.error_share = labels, 0.10
+        self.labels, self.error_share = labels, 0.02
 
     def __call__(self, message: str) -> str:
         gold = self.gold.get(message) or next((g for text, g in self.gold.items() if text in message), None)
@@ -86,6 +88,17 @@ def degrade(run: Path, copy: Path, scale: float) -> None:
         tensor = tensors[name]
         tensors[name] = tensor + scale * tensor.float().std() * torch.randn(tensor.shape, generator=generator)
     save_file(tensors, str(weights), metadata={"format": "pt"})
+
+
+def with_fresh_cache(run: Path, copy: Path) -> Path:
+    """A copy of the run whose LLM tier caches its answers in a file of its own (empty)."""
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(run, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["baseline"]["endpoint"]["cache_path"] = str(copy / "llm_responses.sqlite")
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return copy
 
 
 def cascade_routing(run: Path, work: Path, name: str, shadow_rate: float) -> Path:
@@ -275,7 +288,7 @@ def main() -> None:
     port = free_port()
     with FaultServer(lambda text, attempt: "ok", port=port, answer=llm) as server:
         run = args.work / "run"
-        benchmark_against(args.run, run, server.base_url, "stand-in")
+        benchmark_against(args.run, run, server.base_url, "stand-in-2pct")
         routing = cascade_routing(run, args.work, "tickets", shadow_rate=args.shadow_rate)
         degraded = args.work / "run-degraded"
         degrade(run, degraded, args.noise)
@@ -316,8 +329,10 @@ def main() -> None:
             return
         if not args.scenarios or "d_changed_llm" in args.scenarios:
             llm.error_share = 0.40
+            changed = with_fresh_cache(run, args.work / "run-llm-changed")
+            changed_routing = cascade_routing(changed, args.work, "tickets-llm-changed", shadow_rate=args.shadow_rate)
             windows = windows_of(texts, labels, rng, n, size)
-            outcome = run_scenario("d_changed_llm", routing, args.work, windows, settings)
+            outcome = run_scenario("d_changed_llm", changed_routing, args.work, windows, settings)
             outcome.pop("records"), outcome.pop("reference")
             result["d_changed_llm"] = outcome
         if args.month and not args.scenarios:

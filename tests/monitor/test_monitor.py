@@ -288,3 +288,12 @@ def test_the_live_curve_is_the_benchmarks_curve_when_every_pair_weighs_one():
     assert live["threshold"].tolist() == [point["threshold"] for point in benchmark]
     for key in ("quality", "escalation_rate", "usd_per_1k"):
         assert live[key] == pytest.approx([point[key] for point in benchmark])
+
+
+def test_latency_is_checked_against_the_slo_given(served, tmp_path):
+    result = run_monitor(served["log"], "--routing", served["routing"], "--out", tmp_path, "--latency-slo-ms",
+                         "tickets=0.001")  # fmt: skip
+    assert result.returncode == 1 and "P95 latency" in result.stderr
+    [window] = json.loads((tmp_path / "monitor.json").read_text())["tasks"][0]["windows"]
+    [latency] = [check for check in window["checks"] if check["name"] == "p95 latency"]
+    assert latency["fired"] and latency["reference"] == 0.001
