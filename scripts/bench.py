@@ -769,6 +769,15 @@ def monitor_rows(monitor: dict | None) -> list[str]:
         lines.append(f"| {label} | {row.get('window_size', monitor['window_size'])} | {row['alarms']} of "
                      f"{row['windows']} ({100 * low:.0f}-{100 * high:.0f}%) | "
                      f"{first} | {fired} |")  # fmt: skip
+    month = monitor.get("month")
+    if month:
+        lines += [
+            "",
+            f"A month of logs: {month['requests']:,} requests ({month['records']:,} records with the shadow answers) "
+            f"in {month['files']:,} hourly files of two replicas, {month['log_gb']} GB of JSON lines: `slmtier monitor "
+            f"--window 1d` read and judged them ({month['windows']} windows) in {month['monitor_wall_s']:.0f} s, "
+            f"peak RSS {month['peak_rss_mb']:,} MB.",
+        ]
     refit = monitor.get("refit_after_c")
     if refit:
         after = refit["test_quality_after"]
