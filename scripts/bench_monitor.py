@@ -306,6 +306,8 @@ def main() -> None:
             "b_new_inputs": (routing, windows_of(texts, labels, rng, n, size, foreign=foreign, foreign_share=0.3)),
             "c_degraded_tier": (degraded_routing, windows_of(texts, labels, rng, n, size)),
         }
+        if args.only_month:
+            scenarios = {}
         if args.scenarios:  # rerun some, keeping the others' figures
             result = {**json.loads(args.out.read_text()), "date": result["date"]}
             scenarios = {name: scenarios[name] for name in args.scenarios if name in scenarios}
