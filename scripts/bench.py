@@ -524,7 +524,8 @@ def finish(results: dict, args) -> None:
     monitor = "\n".join(monitor_rows(results.get("monitor")))
     if args.readme and monitor:  # the monitor's page, beside the speed page
         page = args.readme.with_name("monitor.md")
-        replace_block(page, f"Measured {results['date']} on {results['machine']}.\n\n{monitor}", "bench-monitor")
+        when = results["monitor"].get("date", results["date"])
+        replace_block(page, f"Measured {when} on {results['machine']}.\n\n{monitor}", "bench-monitor")
 
 
 def describe_machine() -> str:
@@ -739,7 +740,7 @@ SCENARIOS = {
     "a_label_shift": "(a) one queue's share x4",
     "b_new_inputs": "(b) 30% banking77 inputs",
     "c_degraded_tier": "(c) encoder head with noise",
-    "d_changed_llm": "(d) LLM wrong on 40%, was 10%",
+    "d_changed_llm": "(d) LLM wrong on 40%, was 2%",
 }
 
 
