@@ -55,7 +55,7 @@ def plot_task(task: dict) -> str | None:
 def write_outputs(result: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_text_atomic(out / "monitor.json", json.dumps(result, indent=1, default=str) + "\n")]
-    plots = {task["task"]: plot_task(task) for task in result["tasks"]}
+    plots = {task["routing_id"]: plot_task(task) for task in result["tasks"]}
     environment = _environment(autoescape=False)
     environment.filters["fenced"] = fenced
     markdown = environment.get_template("monitor.md.j2").render(r=result)
