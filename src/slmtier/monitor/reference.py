@@ -8,7 +8,7 @@ scored with the task's own metric: the same quantity the shadow sample measures 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Reference:
     inputs: list[str]  # the validation inputs
     agreement: list[float]  # per test request the local tier would answer: its score against the LLM's answer
     expected: dict  # routing.yaml `expected`
+    gold_scores: list[float] = field(default_factory=list)  # the deployed tier's per-example test score vs gold
 
     @property
     def name(self) -> str:
@@ -78,6 +79,8 @@ def load_reference(path: Path) -> Reference:
         shadow_rate=float((routing.get("shadow") or {}).get("rate", 0.0)), confidences=[], answers=[], inputs=[],
         agreement=[], expected=routing.get("expected") or {},
     )  # fmt: skip
+    tier_rows = _rows(run, local or metrics.llm, "test")
+    reference.gold_scores = [n / d if d else 1.0 for n, d in (row["score_parts"] for row in tier_rows)]
     if local is None:
         return reference
     validation = _rows(run, local, "validation") or _rows(run, local, "test")

@@ -163,7 +163,7 @@ def statistical_checks(reference: Reference, requests, shadows, labels: dict | N
         found.append(lambda a: checks.rate_check(k, n, expected, alpha=a, min_n=min_n))
     if labels:
         measured = labelled_scores(reference, requests, labels)
-        benchmark = benchmark_scores(reference)
+        benchmark = reference.gold_scores
         if measured and benchmark:
             found.append(lambda a: _renamed(checks.shadow_quality(measured, benchmark, alpha=a, min_n=min_n, seed=seed),
                                             "measured quality", "human labels"))  # fmt: skip
@@ -212,13 +212,6 @@ def labelled_scores(reference: Reference, requests: pd.DataFrame, labels: dict) 
         if request_id in labels:
             scores.append(reference.score(reference.parse(decode(answer)), labels[request_id]))
     return [score for score in scores if score is not None]
-
-
-def benchmark_scores(reference: Reference) -> list[float]:
-    """The deployed tier's per-example scores against gold on the test split: what the benchmark measured."""
-    tier = reference.local or reference.llm
-    rows = reference.run.read_predictions(tier)
-    return [row["score_parts"][0] / row["score_parts"][1] if row["score_parts"][1] else 1.0 for row in rows]
 
 
 def _renamed(check: checks.Check, name: str, against: str) -> checks.Check:
