@@ -25,6 +25,15 @@ USER_MISTAKE = 2  # the exit code of SlmtierError and of Hydra's composition err
 HYDRA_USER_MISTAKES = (ConfigCompositionException, OverrideParseException, SearchPathException)
 
 
+def name_and_number(value: str, option: str, form: str) -> tuple[str, float]:
+    """An option's NAME=NUMBER value (`--label-shift refund=4`), or a user mistake saying the form expected."""
+    name, _, number = value.rpartition("=")
+    try:
+        return name, float(number)
+    except ValueError as err:
+        raise SlmtierError(f"{option} {value!r}: {form}") from err
+
+
 @contextlib.contextmanager
 def exit_on_user_error():
     try:

@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from slmtier.cli.errors import name_and_number
 from slmtier.errors import SlmtierError
 
 FIRED, BAD_INPUT = 1, 2
@@ -84,13 +85,7 @@ def run_monitor(args: argparse.Namespace) -> None:
     window_seconds(args.window)  # a bad --window fails before anything is read
     if not 0 < args.family_alpha < 1:
         raise SlmtierError(f"--family-alpha {args.family_alpha}: a probability between 0 and 1")
-    slo = {}
-    for item in args.latency_slo_ms:
-        task, _, value = item.partition("=")
-        try:
-            slo[task] = float(value)
-        except ValueError as err:
-            raise SlmtierError(f"--latency-slo-ms {item!r}: TASK=MILLISECONDS") from err
+    slo = dict(name_and_number(item, "--latency-slo-ms", "TASK=MILLISECONDS") for item in args.latency_slo_ms)
     settings = Settings(family_alpha=args.family_alpha, window=args.window, latency_slo_ms=slo)
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     references = [load_reference(path) for path in args.routing]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slmtier.cli.errors import name_and_number
 from slmtier.errors import SlmtierError
 
 
@@ -60,14 +61,6 @@ def read_split(path: Path, text_field: str, label_field: str | None) -> list[tup
     if not rows:
         raise SlmtierError(f"{path}: no rows")
     return rows
-
-
-def name_and_number(value: str, option: str, form: str) -> tuple[str, float]:
-    name, _, number = value.rpartition("=")
-    try:
-        return name, float(number)
-    except ValueError as err:
-        raise SlmtierError(f"{option} {value!r}: {form}") from err
 
 
 def plan_requests(rows: list[tuple[str, object]], args) -> list[tuple[str, object]]:

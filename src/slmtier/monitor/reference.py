@@ -69,12 +69,13 @@ def load_reference(path: Path) -> Reference:
     if not run.path.is_dir():
         raise SlmtierError(f"{path}: its run directory {run.path} is not there; the monitor compares with its files")
     metrics = run.check_files()
-    task = build_task(run.read_config().task)
+    cfg = run.read_config()
+    task = build_task(cfg.task)
     cascade = routing.get("cascade") or {}
     local = cascade.get("via") if tier == "cascade" else (tier if tier in TIERS else None)
     reference = Reference(
         path=Path(path), routing=routing, routing_id=routing_id(routing), run=run, task=task, tier=tier,
-        local=local, llm=metrics.llm, margin=float(run.read_config().decision.margin),
+        local=local, llm=metrics.llm, margin=float(cfg.decision.margin),
         escalate_below=cascade.get("escalate_below"), expected_escalation_rate=cascade.get("expected_escalation_rate"),
         shadow_rate=float((routing.get("shadow") or {}).get("rate", 0.0)), confidences=[], answers=[], inputs=[],
         agreement=[], expected=routing.get("expected") or {},
