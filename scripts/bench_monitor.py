@@ -1,26 +1,32 @@
 """`slmtier monitor` measured by simulation: false alarms on undrifted traffic, detection of four kinds of drift,
-and the re-fit after a degraded local tier.
+and the re-fit after a degraded local tier, on two domains.
 
     python scripts/bench_monitor.py --run bench/work/demo --out bench/work/monitor.json [--windows 40]
 
-The demo run's encoder is benchmarked (copied, not retrained) against a stand-in LLM on loopback: the fault
-server answering each ticket's gold queue, wrong on a fixed 2% of them (hash of the text; a GPT-4-class LLM,
-stronger than the encoder), priced as gpt-4o-mini. Its cascade (encoder first, the fitted threshold or the
-curve's point nearest 30% escalated) is served by `slmtier route --log-inputs` with half of the local
-answers shadowed, and each window is
-`--window-size` requests sent as an application would (the bare asyncio client of bench_router.py); the
-windows are drawn from the 160 test tickets, so they overlap, and the alarm shares are of correlated windows:
-- undrifted: each window a random subset of the test split (no input twice in a window);
-- (a) label shift: one queue's share x4 (windows of 50: the split has ~20 tickets per queue);
-- (b) new inputs: 30% of each window from another domain (banking77 from ../shared/data);
+Each domain's encoder is benchmarked against a stand-in LLM on loopback: the fault server answering each input's
+gold label, wrong on a fixed 2% of them (hash of the text; a GPT-4-class LLM, stronger than the encoder), priced
+as gpt-4o-mini. Its cascade (encoder first, the fitted threshold or the curve's point nearest 30% escalated) is
+served by `slmtier route --log-inputs` with half of the local answers shadowed, and each window is
+`--window-size` requests sent as an application would (the bare asyncio client of bench_router.py):
+- tickets: the demo run (copied, not retrained); the windows are drawn from its 160 test tickets, so they overlap,
+  and the reference is the validation split alone (80 tickets), so that no replayed ticket is also in it;
+- banking77 (from ../shared/data): an encoder trained here on the train split (~10 min, once), tested on half of
+  the test split; the windows are drawn from the other half (1,540 messages the run never saw), and the reference
+  is the validation and test splits (2,040), as `slmtier monitor` uses by default.
+Scenarios, per domain:
+- undrifted: each window a random subset of the pool (no input twice in a window);
+- (a) label shift: the pool's most common label's share x4 (tickets: windows of 50, the split has 20 tickets per
+  queue; banking77: windows of 300);
+- (b) new inputs: 30% of each window from another domain (tickets: banking77; banking77: clinc150, its banking
+  intents left out);
 - (c) degraded local tier: the same routing over a copy of the run whose encoder head has noise added (the
   benchmark's files unchanged: what was measured is no longer what is served);
-- (d) changed LLM: the stand-in now wrong on 40% of the tickets, under the same name (a copy of the run with
-  an empty response cache: the tickets repeat across windows, and cached answers would hide the change).
+- (d) changed LLM: the stand-in now wrong on 40% of the inputs, under the same name (a copy of the run with an
+  empty response cache: the inputs repeat across windows, and cached answers would hide the change).
 Each window is judged by slmtier.monitor (as `slmtier monitor` does, with its default false-alarm budget).
 Reported per scenario: the share of windows with an alarm (Wilson 95% interval), which checks fired, and the
-requests until the first alarm; after (c), the cascade re-fitted on the logged pairs, and its quality on the
-test split against gold before and after, beside the benchmark's cascade quality and the margin.
+window of the first alarm; after (c), the cascade re-fitted on the logged pairs, and its quality on the pool
+against gold before and after, beside the benchmark's cascade quality and the margin.
 """
 
 from __future__ import annotations
@@ -29,10 +35,15 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -54,15 +65,27 @@ from slmtier.monitor.run import Settings, judge_window  # noqa: E402
 from slmtier.run_dir import RunDir  # noqa: E402
 from slmtier.tasks import build_task  # noqa: E402
 
-BANKING77 = REPO.parent / "shared" / "data" / "banking77" / "test.csv"
+SHARED = REPO.parent / "shared" / "data"
+BANKING77 = SHARED / "banking77"
+CLINC150 = SHARED / "clinc150"
+
+
+class Replayed(NamedTuple):
+    input: str
+    target: str
 
 
 class StandInLLM:
     """The gold queue of a ticket it knows, wrong on `error_share` of them (fixed by the text's hash)."""
 
-    def __init__(self, examples, labels: list[str]):
-        self.gold = {example.input: example.target for example in examples}
-        self.labels, self.error_share = labels, 0.02
+    def __init__(self):
+        self.gold: dict[str, str] = {}
+        self.labels: dict[str, list[str]] = {}  # a gold label -> its task's labels
+        self.error_share = 0.02
+
+    def learn(self, pairs: list[tuple[str, str]], labels: list[str]) -> None:
+        self.gold.update(pairs)
+        self.labels.update({label: list(labels) for label in labels})
 
     def __call__(self, message: str) -> str:
         gold = self.gold.get(message) or next((g for text, g in self.gold.items() if text in message), None)
@@ -70,7 +93,8 @@ class StandInLLM:
             return "I cannot tell which queue this belongs to."
         bucket = int(hashlib.sha256(message.encode()).hexdigest()[:8], 16) % 1000 / 1000
         if bucket < self.error_share:
-            return self.labels[(self.labels.index(gold) + 1 + int(bucket * 1000) % 3) % len(self.labels)]
+            labels = self.labels[gold]
+            return labels[(labels.index(gold) + 1 + int(bucket * 1000) % 3) % len(labels)]
         return gold
 
 
@@ -144,8 +168,8 @@ def windows_of(texts, labels, rng, n: int, size: int, *, shift_label=None, forei
         yield window
 
 
-def run_scenario(name: str, routing: Path, work: Path, windows, settings: Settings) -> dict:
-    reference = load_reference(routing)
+def run_scenario(name: str, routing: Path, work: Path, windows, settings: Settings, splits: tuple[str, ...]) -> dict:
+    reference = load_reference(routing, splits)
     spans = []
     with start_router([routing], work, f"monitor-{name}", "--log-inputs") as router:
         for window in windows:
@@ -176,8 +200,8 @@ def run_scenario(name: str, routing: Path, work: Path, windows, settings: Settin
 
 
 def cascade_quality(reference, records, test, llm, threshold: float) -> float:
-    """The cascade's accuracy on the test split at `threshold`, from the logged local answers and confidences
-    (the local tier as served) and the stand-in LLM's answer for the escalated."""
+    """The cascade's accuracy on `test` (the replayed pool) at `threshold`, from the logged local answers and
+    confidences (the local tier as served) and the stand-in LLM's answer for the escalated."""
     local = {}
     for row in records[records["kind"] == "request"].itertuples():
         if isinstance(row.input, str):
@@ -261,84 +285,160 @@ def measure_scale(routing: Path, work: Path, n: int) -> dict:
             "peak_rss_mb": peak, "synthesis_s": round(written_s, 1), "exit_code": done.returncode}  # fmt: skip
 
 
+@dataclass
+class Domain:
+    """One task the scenarios are replayed on."""
+
+    name: str
+    run: Path  # the run benchmarked against the stand-in LLM
+    pool: list[Replayed]  # the examples windows are drawn from
+    foreign: list[str]  # (b)'s inputs of another domain
+    foreign_name: str
+    splits: tuple[str, ...]  # the reference population: no input of the pool in it
+    shift_window_size: int  # (a): the pool must hold 4x a label's share of a window
+
+
+def tickets_domain(args, llm: StandInLLM, server: FaultServer) -> Domain:
+    cfg = RunDir(args.run).read_config()
+    task = build_task(cfg.task)
+    splits = load_splits(cfg.data, task.check_target)
+    llm.learn([(e.input, e.target) for e in splits.train + splits.validation + splits.test], list(task.labels))
+    run = args.work / "run"
+    benchmark_against(args.run, run, server.base_url, "stand-in-2pct")
+    pool = [Replayed(e.input, e.target) for e in splits.test]
+    foreign = [row["text"] for row in read_csv(BANKING77 / "test.csv")]
+    return Domain("tickets", run, pool, foreign, "banking77", ("validation",), 50)
+
+
+def banking77_domain(args, llm: StandInLLM, server: FaultServer) -> Domain:
+    """banking77's test split halved by intent (seeded): one half the run's test split, the other the pool the
+    windows are drawn from; the encoder trained here once (~10 min), against the stand-in LLM."""
+    folder = args.work / "banking77-data"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = read_csv(BANKING77 / "test.csv")
+    seen: dict[str, int] = {}
+    halves: tuple[list, list] = ([], [])
+    for index in np.random.default_rng(77).permutation(len(rows)):
+        row = rows[index]
+        seen[row["category"]] = seen.get(row["category"], 0) + 1
+        halves[seen[row["category"]] % 2].append(row)
+    for name, half in zip(("replay", "test"), halves, strict=True):
+        with (folder / f"{name}.csv").open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["text", "category"])
+            writer.writeheader()
+            writer.writerows(half)
+    labels = yaml.safe_load((REPO / "configs" / "recipe" / "banking77.yaml").read_text())["task"]["labels"]
+    llm.learn([(row["text"], row["category"]) for row in read_csv(BANKING77 / "train.csv") + rows], labels)
+    run = args.work / "banking77-run"
+    if not (run / "metrics.json").is_file():
+        command = [sys.executable, "train.py", "recipe=banking77", f"hydra.run.dir={run}", "tiers=[encoder]",
+                   f"data.train={BANKING77 / 'train.csv'}", f"data.test={folder / 'test.csv'}",
+                   "baseline=openai_compatible", f"baseline.endpoint.base_url={server.base_url}",
+                   "baseline.endpoint.model=stand-in-2pct", "baseline.endpoint.api_key_env=null",
+                   "baseline.endpoint.max_concurrency=4", "baseline.endpoint.price_input_per_1m=0.15",
+                   "baseline.endpoint.price_output_per_1m=0.6"]  # fmt: skip
+        done = subprocess.run(command, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"})
+        if done.returncode not in (0, 3):
+            sys.exit(f"training the banking77 encoder failed ({done.returncode})")
+    pool = [Replayed(row["text"], row["category"]) for row in halves[0]]
+    banking = set(json.loads((CLINC150 / "domains.json").read_text())["banking"])
+    with (CLINC150 / "test.jsonl").open(encoding="utf-8") as handle:
+        foreign = [row["text"] for row in map(json.loads, handle) if row["intent"] not in banking]
+    return Domain("banking77", run, pool, foreign, "clinc150", ("validation", "test"), 300)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def simulate(domain: Domain, args, llm: StandInLLM, names: list[str]) -> dict:
+    """The scenarios `names` on one domain; (d) last, since it changes the stand-in."""
+    work = args.work / domain.name
+    work.mkdir(parents=True, exist_ok=True)
+    rng, settings = np.random.default_rng(0), Settings()
+    texts, labels = [e.input for e in domain.pool], [e.target for e in domain.pool]
+    n, size = args.windows, min(args.window_size, len(texts))
+    routing = cascade_routing(domain.run, work, domain.name, shadow_rate=args.shadow_rate)
+    doc = yaml.safe_load(routing.read_text())
+    result = {"pool": len(texts), "reference_splits": list(domain.splits), "foreign": domain.foreign_name,
+              "cascade": {"threshold": doc["cascade"]["escalate_below"],
+                          "expected_escalation_rate": doc["cascade"]["expected_escalation_rate"],
+                          "benchmark_quality": doc["expected"]["quality"].get("cascade")}}  # fmt: skip
+    shift = Counter(labels).most_common(1)[0][0]
+    for name in names:
+        path = routing
+        if name == "undrifted":
+            windows = windows_of(texts, labels, rng, n, size)
+        elif name == "a_label_shift":
+            windows = windows_of(texts, labels, rng, n, domain.shift_window_size, shift_label=shift)
+        elif name == "b_new_inputs":
+            windows = windows_of(texts, labels, rng, n, size, foreign=domain.foreign, foreign_share=0.3)
+        elif name == "c_degraded_tier":
+            degraded = work / "run-degraded"
+            degrade(domain.run, degraded, args.noise)
+            path = cascade_routing(degraded, work, f"{domain.name}-degraded", shadow_rate=args.shadow_rate)
+            windows = windows_of(texts, labels, rng, n, size)
+        else:  # d_changed_llm
+            llm.error_share = 0.40
+            changed = with_fresh_cache(domain.run, work / "run-llm-changed")
+            path = cascade_routing(changed, work, f"{domain.name}-llm-changed", shadow_rate=args.shadow_rate)
+            windows = windows_of(texts, labels, rng, n, size)
+        try:
+            outcome = run_scenario(name, path, work, windows, settings, domain.splits)
+        finally:
+            llm.error_share = 0.02
+        records, reference = outcome.pop("records"), outcome.pop("reference")
+        outcome["shifted_label"] = shift if name == "a_label_shift" else None
+        result[name] = outcome
+        print(domain.name, name, json.dumps(outcome), flush=True)
+        if name == "c_degraded_tier":
+            fitted = refit(reference, records, None)
+            before = cascade_quality(reference, records, domain.pool, llm, reference.escalate_below)
+            after = (cascade_quality(reference, records, domain.pool, llm, fitted["fitted"]["threshold"])
+                     if fitted.get("fitted") else None)  # fmt: skip
+            result["refit_after_c"] = {"advice": fitted.get("sentence"), "next_step": fitted.get("next_step"),
+                                       "threshold_before": reference.escalate_below,
+                                       "threshold_after": (fitted.get("fitted") or {}).get("threshold"),
+                                       "quality_before": before, "quality_after": after,
+                                       "benchmark_quality": yaml.safe_load(path.read_text())["expected"]["quality"]
+                                       .get("cascade"),
+                                       "margin": reference.margin, "pairs": fitted["pairs"]}  # fmt: skip
+    return result
+
+
+SCENARIOS = ["undrifted", "a_label_shift", "b_new_inputs", "c_degraded_tier", "d_changed_llm"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=REPO / "bench" / "work" / "demo")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "monitor")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "work" / "monitor.json")
     parser.add_argument("--windows", type=int, default=40, help="windows per scenario")
-    parser.add_argument("--window-size", type=int, default=150, help="requests per window (at most the test split)")
+    parser.add_argument("--window-size", type=int, default=150, help="requests per window (at most the pool)")
     parser.add_argument("--shadow-rate", type=float, default=0.5, help="share of local answers shadowed")
     # 6x the weights' std: test accuracy 96.3% -> 84.4% (1.5x left it at 96.3% and moved only the confidences).
     parser.add_argument("--noise", type=float, default=6.0, help="(c): head noise, times the weights' std")
     parser.add_argument("--month", type=int, default=5_000_000, help="requests in the month of logs timed (0: skip)")
-    parser.add_argument("--only-month", action="store_true", help="time the month of logs only (run already set up)")
-    parser.add_argument("--scenarios", nargs="+", help="rerun only these (undrifted, a_label_shift, ...) into --out")
+    parser.add_argument("--domains", nargs="+", default=["tickets", "banking77"], choices=["tickets", "banking77"])
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, help="rerun only these, keeping the others")
     args = parser.parse_args()
+    args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
-    cfg = RunDir(args.run).read_config()
-    task = build_task(cfg.task)
-    splits = load_splits(cfg.data, task.check_target)
-    llm = StandInLLM(splits.train + splits.validation + splits.test, list(task.labels))
-    texts, labels = [e.input for e in splits.test], [e.target for e in splits.test]
-    with BANKING77.open(encoding="utf-8", newline="") as handle:
-        foreign = [row["text"] for row in csv.DictReader(handle)]
-    rng = np.random.default_rng(0)
-    settings = Settings()
-    result = {"date": time.strftime("%Y-%m-%d"), "window_size": args.window_size, "windows": args.windows}
-    port = free_port()
-    with FaultServer(lambda text, attempt: "ok", port=port, answer=llm) as server:
-        run = args.work / "run"
-        benchmark_against(args.run, run, server.base_url, "stand-in-2pct")
-        routing = cascade_routing(run, args.work, "tickets", shadow_rate=args.shadow_rate)
-        degraded = args.work / "run-degraded"
-        degrade(run, degraded, args.noise)
-        degraded_routing = cascade_routing(degraded, args.work, "tickets-degraded", shadow_rate=args.shadow_rate)
-        doc = yaml.safe_load(degraded_routing.read_text())
-        result["cascade"] = {"threshold": doc["cascade"]["escalate_below"],
-                             "expected_escalation_rate": doc["cascade"]["expected_escalation_rate"],
-                             "benchmark_quality": doc["expected"]["quality"].get("cascade")}  # fmt: skip
-        n, size = args.windows, args.window_size
-        scenarios = {
-            "undrifted": (routing, windows_of(texts, labels, rng, n, size)),
-            # Windows of 50: a queue x4 takes 36% of a window, and the split has ~20 rows of each queue.
-            "a_label_shift": (routing, windows_of(texts, labels, rng, n, 50, shift_label=labels[0])),
-            "b_new_inputs": (routing, windows_of(texts, labels, rng, n, size, foreign=foreign, foreign_share=0.3)),
-            "c_degraded_tier": (degraded_routing, windows_of(texts, labels, rng, n, size)),
-        }
-        if args.only_month:
-            scenarios = {}
-        if args.scenarios:  # rerun some, keeping the others' figures
-            result = {**json.loads(args.out.read_text()), "date": result["date"]}
-            scenarios = {name: scenarios[name] for name in args.scenarios if name in scenarios}
-        for name, (path, windows) in scenarios.items():
-            outcome = run_scenario(name, path, args.work, windows, settings)
-            records, reference = outcome.pop("records"), outcome.pop("reference")
-            result[name] = outcome
-            print(name, json.dumps(outcome), flush=True)
-            if name == "c_degraded_tier":
-                fitted = refit(reference, records, None)
-                before = cascade_quality(reference, records, splits.test, llm, reference.escalate_below)
-                after = (cascade_quality(reference, records, splits.test, llm, fitted["fitted"]["threshold"])
-                         if fitted.get("fitted") else None)  # fmt: skip
-                result["refit_after_c"] = {"advice": fitted.get("sentence"), "next_step": fitted.get("next_step"),
-                                           "threshold_before": reference.escalate_below,
-                                           "threshold_after": (fitted.get("fitted") or {}).get("threshold"),
-                                           "test_quality_before": before, "test_quality_after": after,
-                                           "margin": reference.margin, "pairs": fitted["pairs"]}  # fmt: skip
-        if args.only_month:
-            result = {**json.loads(args.out.read_text()), "month": measure_scale(routing, args.work, args.month)}
+    previous = json.loads(args.out.read_text()) if args.scenarios and args.out.is_file() else {}
+    result = {**previous, "date": time.strftime("%Y-%m-%d"), "window_size": args.window_size,
+              "windows": args.windows, "shadow_rate": args.shadow_rate}  # fmt: skip
+    llm = StandInLLM()
+    with FaultServer(lambda text, attempt: "ok", port=free_port(), answer=llm) as server:
+        builders = {"tickets": tickets_domain, "banking77": banking77_domain}
+        domains = [builders[name](args, llm, server) for name in args.domains]
+        for domain in domains:
+            outcome = simulate(domain, args, llm, args.scenarios or SCENARIOS)
+            result.setdefault("domains", {}).setdefault(domain.name, {}).update(outcome)
             args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
-            return
-        if not args.scenarios or "d_changed_llm" in args.scenarios:
-            llm.error_share = 0.40
-            changed = with_fresh_cache(run, args.work / "run-llm-changed")
-            changed_routing = cascade_routing(changed, args.work, "tickets-llm-changed", shadow_rate=args.shadow_rate)
-            windows = windows_of(texts, labels, rng, n, size)
-            outcome = run_scenario("d_changed_llm", changed_routing, args.work, windows, settings)
-            outcome.pop("records"), outcome.pop("reference")
-            result["d_changed_llm"] = outcome
-        if args.month and not args.scenarios:
+        if args.month and not args.scenarios and "tickets" in args.domains:
+            routing = args.work / "tickets" / "tickets.yaml"
             result["month"] = measure_scale(routing, args.work, args.month)
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(json.dumps(result, indent=1, default=float))

@@ -10,6 +10,7 @@ import pytest
 from slmtier.monitor.checks import (
     Check,
     category_drift,
+    category_share,
     charset_drift,
     confidence_drift,
     estimated_quality,
@@ -204,6 +205,44 @@ def test_category_drift_pools_rare_categories_and_skips_a_single_one() -> None:
     assert "nearly every request is 'latin', too few others" in single.sentence and "'cyrillic' (2)" in single.sentence
 
 
+def spread(n: int, labels: list[str]) -> list[str]:
+    """n answers spread as evenly as they go over `labels` (the first ones get the remainder)."""
+    return [labels[i % len(labels)] for i in range(n)]
+
+
+INTENTS = [f"intent_{i:02d}" for i in range(77)]
+
+
+def test_category_share_finds_one_label_of_77_that_the_chi_square_misses() -> None:
+    reference = spread(26 * 77, INTENTS)  # 2,002: 26 of each, 1.3%
+    quiet = spread(1000, INTENTS)
+    assert not category_share(reference, quiet, alpha=ALPHA).fired
+    # intent_05 four times as often: 5.0% of the window, the other 76 share the rest.
+    shifted = ["intent_05"] * 50 + spread(950, [label for label in INTENTS if label != "intent_05"])
+    check = category_share(reference, shifted, alpha=ALPHA)
+    assert check.fired and check.details == {"reference_n": 2002, "category": "intent_05", "categories": 77}
+    assert check.value == pytest.approx(0.05) and check.reference == pytest.approx(1 / 77)
+    assert check.interval[0] < 0.05 < check.interval[1]
+    assert check.sentence.startswith("Label share: 'intent_05' rose from 1.3% on the benchmark split to 5.0% of these")
+    assert "Bonferroni over 77" in check.sentence
+    # The omnibus test spreads its power over 76 degrees of freedom (no column pooled: every expected count is
+    # at least 5) and stays quiet on the same window.
+    omnibus = category_drift(reference, shifted, alpha=ALPHA)
+    assert omnibus.details["dof"] == 76 and not omnibus.fired
+
+
+def test_category_share_is_bonferroni_within_the_check() -> None:
+    reference = ["billing"] * 100 + ["outage"] * 100
+    window = ["billing"] * 62 + ["outage"] * 38
+    single = category_share(reference, window, alpha=ALPHA)
+    assert single.details["categories"] == 2
+    from scipy.stats import fisher_exact
+
+    assert single.p_value == pytest.approx(min(1.0, 2 * fisher_exact([[62, 38], [100, 100]]).pvalue))
+    quiet = category_share(reference, ["billing"] * 52 + ["outage"] * 48, alpha=ALPHA)
+    assert not quiet.fired and "no single label's share moved significantly" in quiet.sentence
+
+
 # ---- rate and limit --------------------------------------------------------------------------------------------
 
 
@@ -244,6 +283,7 @@ SMALL = [
     lambda: confidence_drift([0.9] * 100, [0.1] * 10, alpha=ALPHA),
     lambda: charset_drift(["latin"] * 100, ["arabic"] * 10, alpha=ALPHA),
     lambda: category_drift(["a"] * 100, ["b"] * 10, alpha=ALPHA),
+    lambda: category_share(["a"] * 100, ["b"] * 10, alpha=ALPHA),
     lambda: rate_check(10, 10, 0.1, alpha=ALPHA),
 ]
 
@@ -293,13 +333,14 @@ def undrifted_family(rng: np.random.Generator, alpha: float) -> list[Check]:
         confidence_drift(reference["confidence"], window["confidence"], alpha=alpha),
         charset_drift(reference["script"], window["script"], alpha=alpha),
         category_drift(reference["label"], window["label"], alpha=alpha),
+        category_share(reference["label"], window["label"], alpha=alpha),
         rate_check(int(rng.binomial(200, 0.3)), 200, 0.3, alpha=alpha),
     ]
 
 
 def test_family_false_alarm_rate_on_undrifted_windows() -> None:
     rng = np.random.default_rng(9)
-    alpha = per_check_alpha(0.05, 8)  # the seven checks here plus input_drift
+    alpha = per_check_alpha(0.05, 9)  # the eight checks here plus input_drift
     families = [undrifted_family(rng, alpha) for _ in range(200)]
     assert all(check.p_value is not None for family in families for check in family)  # nothing skipped
     alarms = sum(any(check.fired for check in family) for family in families)

@@ -64,7 +64,7 @@ def crafted_records(rng: np.random.Generator, n: int, *, alpha: float = 8, beta:
                      "tier": "llm" if escalated else "encoder", "escalated": escalated, "confidence": confidence,
                      "local_confidence": confidence, "answer": json.dumps(answer), "local_answer": json.dumps(local),
                      "cost_usd": 0.003 if escalated else None, "error": None, "input_chars": int(rng.integers(25, 85)),
-                     "input": None, "latency_total_ms": 10.0, "errors": "{}"})  # fmt: skip
+                     "input": None, "latency_total_ms": 10.0, "errors": "{}", "parsed": True})  # fmt: skip
         if not escalated and i % 2 == 0:
             agrees = rng.random() < agreement
             llm = local if agrees else next(label for label in LABELS if label != local)
@@ -84,12 +84,33 @@ def test_an_undrifted_window_raises_no_alarm_and_a_drifted_one_says_what_moved(t
     assert fired(calm) == set() and calm["fired"] == []
     [window] = calm["windows"]
     assert window["requests"] == 400 and window["shadowed"] > 100
-    assert window["alpha_per_check"] == pytest.approx(0.05 / 6)  # shadow, CBPE, confidence, labels, length, rate
+    # shadow, CBPE, confidence, labels, one label's share, length, escalation rate
+    assert window["alpha_per_check"] == pytest.approx(0.05 / 7)
     drifted = crafted_records(np.random.default_rng(3), 400, alpha=3, beta=3, shares=[0.1, 0.1, 0.1, 0.7],
                               agreement=0.6)  # fmt: skip
     alarm = monitor_task(reference, drifted, Settings(), labels=None)
     assert {"shadow quality", "estimated accuracy", "confidence", "predicted label", "escalation rate"} <= fired(alarm)
-    assert any("complaint" in sentence for sentence in alarm["fired"])  # the label whose share moved
+    assert "label share" in fired(alarm)
+    assert any("'complaint' rose from" in sentence for sentence in alarm["fired"])  # the label whose share moved
+
+
+def test_llm_answers_the_parser_cannot_read_are_counted_against_the_benchmarks_share(tmp_path):
+    """The LLM changing its wording (a model update naming labels its own way) shows as unreadable answers."""
+    reference = crafted_reference(tmp_path, np.random.default_rng(1), llm_unparsed=0.01)
+    calm = monitor_task(reference, crafted_records(np.random.default_rng(2), 400), Settings(), labels=None)
+    [check] = [c for c in calm["windows"][0]["checks"] if c["name"] == "LLM answers the parser cannot read"]
+    records = crafted_records(np.random.default_rng(2), 400)
+    # The LLM's answers as a request log holds them: escalated requests parsed or not, shadow answers or null.
+    assert check["n"] == int((records["tier"] == "llm").sum()) and not check["fired"]
+    changed = records.copy()
+    unreadable = changed.index[(changed["kind"] == "shadow")][::4]
+    changed.loc[unreadable, "answer"] = "null"
+    escalated = changed.index[(changed["kind"] == "request") & (changed["tier"] == "llm")][::4]
+    changed.loc[escalated, "parsed"] = False
+    result = monitor_task(reference, changed, Settings(), labels=None)
+    [check] = [c for c in result["windows"][0]["checks"] if c["name"] == "LLM answers the parser cannot read"]
+    assert check["fired"] and check["details"]["k"] == len(unreadable) + len(escalated)
+    assert check["sentence"].startswith("LLM answers the parser cannot read ")
 
 
 def test_windows_are_judged_apart(tmp_path):
@@ -197,6 +218,24 @@ def test_monitor_over_a_real_routers_log(served, tmp_path):
         assert sentence.split(": ", 1)[1][:40] in result.stderr
     html = (out / "monitor.html").read_text()
     assert "<img" in html and "data:image/png;base64," in html and "tickets" in (out / "monitor.md").read_text()
+    # The reference: the local tier on every held-out example of the run (40 validation + 40 test).
+    assert task["reference_splits"] == ["validation", "test"] and task["reference_n"] == 80
+    assert "the local tier on 80 examples of its validation and test split(s)" in (out / "monitor.md").read_text()
+
+
+def test_the_reference_splits_can_be_chosen(served, tmp_path):
+    out = tmp_path / "out"
+    result = run_monitor(
+        served["log"], "--routing", served["routing"], "--out", out, "--reference-splits", "validation"
+    )
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    [task] = json.loads((out / "monitor.json").read_text())["tasks"]
+    assert task["reference_splits"] == ["validation"] and task["reference_n"] == 40
+    [window] = task["windows"]
+    [labels] = [check for check in window["checks"] if check["name"] == "predicted label"]
+    assert labels["details"]["reference_n"] == 40
+    bad = run_monitor(served["log"], "--routing", served["routing"], "--out", out, "--reference-splits", "train")
+    assert bad.returncode == 2 and "reference splits ['train']: choose from validation, test" in bad.stderr
 
 
 def test_human_labels_turn_the_estimate_into_measured_quality(served, tmp_path):

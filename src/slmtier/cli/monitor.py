@@ -34,6 +34,12 @@ def add_monitor_command(commands) -> None:
                          help="false-alarm rate per window on undrifted traffic, shared by its checks")  # fmt: skip
     monitor.add_argument("--latency-slo-ms", action="append", default=[], metavar="TASK=MS",
                          help="p95 latency SLO of a task (checked only when given)")  # fmt: skip
+    monitor.add_argument(
+        "--reference-splits",
+        default="validation,test",
+        metavar="SPLITS",
+        help="the run's held-out splits live traffic is compared with (validation, test or both)",
+    )
     monitor.add_argument("--tracking", choices=["none", "wandb"], default="none", help="also log the figures there")
     monitor.set_defaults(handler=run_monitor)
 
@@ -88,7 +94,8 @@ def run_monitor(args: argparse.Namespace) -> None:
     slo = dict(name_and_number(item, "--latency-slo-ms", "TASK=MILLISECONDS") for item in args.latency_slo_ms)
     settings = Settings(family_alpha=args.family_alpha, window=args.window, latency_slo_ms=slo)
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
-    references = [load_reference(path) for path in args.routing]
+    splits = tuple(split.strip() for split in args.reference_splits.split(",") if split.strip())
+    references = [load_reference(path, splits) for path in args.routing]
     labels = read_labels(args.labels) if args.labels else None
     logs = read_logs(args.logs, since=since, until=until)
     own, stray = split_by_routing(logs, references)

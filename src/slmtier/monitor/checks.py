@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import sparse
-from scipy.stats import binomtest, chi2_contingency, ks_2samp, ttest_ind_from_stats
+from scipy.stats import binomtest, chi2_contingency, fisher_exact, ks_2samp, ttest_ind_from_stats
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -463,6 +463,55 @@ def category_drift(
     details["dof"] = int(result.dof)
     details["total_variation"] = sum(abs(after - before) for before, after in shares.values()) / 2
     return Check(name, fired, statistic, p_value, alpha, sentence, n=n_window, details=details)
+
+
+def category_share(
+    reference_values: Sequence[object],
+    window_values: Sequence[object],
+    *,
+    alpha: float,
+    name: str = "label share",
+    min_n: int = 30,
+) -> Check:
+    """Has one category's share moved (a queue that doubled after a product launch)?
+
+    The chi-square test of `category_drift` spreads its power over every category: with 77 labels, one of them
+    going from 1% to 5% of the traffic hides among 76 degrees of freedom. This check tests each category apart,
+    Fisher's exact test of its count against all others (two-sided), and reports the smallest p-value times the
+    number of categories tested (Bonferroni within the check), so the check as a whole keeps its `alpha`. The
+    interval is Wilson's 95% for the moved category's share of the window.
+    """
+    _check_alpha(alpha)
+    reference, window = Counter(map(str, reference_values)), Counter(map(str, window_values))
+    n_reference, n_window = sum(reference.values()), sum(window.values())
+    if skipped := _skip_if_small(name, alpha, min_n, window=n_window, reference=n_reference):
+        return skipped
+    keys = sorted(reference | window)
+    if len(keys) < 2:
+        sentence = f"{_capital(name)} not checked: every request is {keys[0]!r}."
+        return Check(name, False, None, None, alpha, sentence, n=n_window, details={"skipped": True})
+    p_values = {}
+    for key in keys:
+        table = [[window[key], n_window - window[key]], [reference[key], n_reference - reference[key]]]
+        p_values[key] = float(fisher_exact(table).pvalue)
+    moved = min(keys, key=lambda key: p_values[key])
+    p_value = min(1.0, p_values[moved] * len(keys))
+    fired = p_value < alpha
+    before, after = reference[moved] / n_reference, window[moved] / n_window
+    ci = binomtest(window[moved], n_window).proportion_ci(0.95, method="wilson")
+    interval = (float(ci.low), float(ci.high))
+    unit = name.split()[0]
+    change = (
+        f"from {before:.1%} on {REFERENCE} to {after:.1%} of these {n_window:,} requests (95% CI "
+        f"{_share_range(interval)}; {_p(p_value)}, Fisher's exact test per {unit}, Bonferroni over {len(keys)})"
+    )
+    if fired:
+        sentence = f"{_capital(name)}: {moved!r} {'rose' if after > before else 'fell'} {change}."
+    else:
+        quiet = f"no single {unit}'s share moved significantly; the most moved, {moved!r}"
+        sentence = f"{_capital(name)}: {quiet}, {change}."
+    details = {"reference_n": n_reference, "category": moved, "categories": len(keys)}
+    return Check(name, fired, after - before, p_value, alpha, sentence, after, before, interval, n_window, details)
 
 
 def _pool_rare(reference: Counter[str], window: Counter[str]) -> dict[str, tuple[int, int]]:

@@ -1,8 +1,9 @@
 """What live traffic is compared with: the routing.yaml as deployed and the run it was decided in.
 
-The reference is the local tier on the run's validation split (its confidences, its answers, the inputs), and its
-agreement with the LLM on the test split for the requests it would answer itself (a cascade escalates the rest),
-scored with the task's own metric: the same quantity the shadow sample measures live.
+The reference is the local tier on the run's held-out splits (its confidences, its answers, the inputs: validation
+and test by default, as many examples as the run has that the tier never trained on; the more, the smaller the
+drift a window can show), and its agreement with the LLM on the test split for the requests it would answer itself
+(a cascade escalates the rest), scored with the task's own metric: the same quantity the shadow sample measures live.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from slmtier.serve.routes import plain_answer, read_routing
 from slmtier.tasks import build_task
 from slmtier.tiers import TIERS
 
+SPLITS = ("validation", "test")
+
 
 @dataclass
 class Reference:
@@ -34,12 +37,14 @@ class Reference:
     escalate_below: float | None
     expected_escalation_rate: float | None
     shadow_rate: float
-    confidences: list[float]  # the local tier's, on validation
-    answers: list[Any]  # the local tier's answers on validation, as the router logs them
-    inputs: list[str]  # the validation inputs
+    confidences: list[float]  # the local tier's, on the reference splits
+    answers: list[Any]  # the local tier's answers on the reference splits, as the router logs them
+    inputs: list[str]  # the reference splits' inputs
     agreement: list[float]  # per test request the local tier would answer: its score against the LLM's answer
     expected: dict  # routing.yaml `expected`
     gold_scores: list[float] = field(default_factory=list)  # the deployed tier's per-example test score vs gold
+    splits: tuple[str, ...] = SPLITS  # the splits the confidences, answers and inputs come from
+    llm_unparsed: float | None = None  # the LLM's share of answers the task's parser could not read, on test
 
     @property
     def name(self) -> str:
@@ -60,7 +65,13 @@ class Reference:
         return numerator / denominator if denominator else 1.0
 
 
-def load_reference(path: Path) -> Reference:
+def load_reference(path: Path, splits: tuple[str, ...] = SPLITS) -> Reference:
+    """The routing.yaml at `path` and its run; `splits`: whose local-tier predictions are the reference
+    population (a benchmark replaying the test split as traffic passes ("validation",), so that no replayed
+    input is also in the reference)."""
+    unknown = [split for split in splits if split not in SPLITS]
+    if unknown or not splits:
+        raise SlmtierError(f"reference splits {list(splits)}: choose from {', '.join(SPLITS)}")
     routing = read_routing(path)
     tier = routing["tier"]
     if tier == "undecided":
@@ -78,16 +89,19 @@ def load_reference(path: Path) -> Reference:
         local=local, llm=metrics.llm, margin=float(cfg.decision.margin),
         escalate_below=cascade.get("escalate_below"), expected_escalation_rate=cascade.get("expected_escalation_rate"),
         shadow_rate=float((routing.get("shadow") or {}).get("rate", 0.0)), confidences=[], answers=[], inputs=[],
-        agreement=[], expected=routing.get("expected") or {},
+        agreement=[], expected=routing.get("expected") or {}, splits=tuple(splits),
     )  # fmt: skip
+    llm_test = [row for row in _rows(run, metrics.llm, "test") if not row.get("error")]
+    if llm_test:
+        reference.llm_unparsed = sum(row["parsed"] is None for row in llm_test) / len(llm_test)
     tier_rows = _rows(run, local or metrics.llm, "test")
     reference.gold_scores = [n / d if d else 1.0 for n, d in (row["score_parts"] for row in tier_rows)]
     if local is None:
         return reference
-    validation = _rows(run, local, "validation") or _rows(run, local, "test")
-    reference.confidences = [row["confidence"] for row in validation if row.get("confidence") is not None]
-    reference.answers = [plain_answer(row["parsed"]) for row in validation]
-    reference.inputs = [row["input"] for row in validation if row.get("input")]
+    held_out = [row for split in splits for row in _rows(run, local, split)] or _rows(run, local, "test")
+    reference.confidences = [row["confidence"] for row in held_out if row.get("confidence") is not None]
+    reference.answers = [plain_answer(row["parsed"]) for row in held_out]
+    reference.inputs = [row["input"] for row in held_out if row.get("input")]
     llm_rows = {row["id"]: row for row in _rows(run, metrics.llm, "test")}
     for row in _rows(run, local, "test"):
         other = llm_rows.get(row["id"])

@@ -4,10 +4,10 @@ Per task (one routing.yaml each) and per window (`--window`, or the whole range 
 served under that routing:
 - figures: requests, tier mix, escalation rate, shadow agreement, estimated quality, p95 latency, cost per 1k;
 - checks (slmtier.monitor.checks), each with its statistic and a sentence: shadow quality against the LLM,
-  estimated quality from the confidences (CBPE), confidence drift, output drift (predicted labels, or each
-  extraction field's null share), input length drift, and with `--log-inputs` logs the domain classifier and the
-  input script; the escalation rate against the routing's expectation; LLM answers that name no label; cost and
-  p95 latency against the projection. The statistical checks of a window share its false-alarm budget
+  estimated quality from the confidences (CBPE), confidence drift, output drift (predicted labels and each one's
+  share, or each extraction field's null share), input length drift, and with `--log-inputs` logs the domain
+  classifier and the input script; the escalation rate against the routing's expectation; LLM answers that name
+  no label; cost and p95 latency against the projection. The statistical checks of a window share its false-alarm budget
   (`family_alpha`, Bonferroni): on undrifted traffic a window alarms with chance at most 5% by default;
 - human labels (`labels`: request id -> gold) turn the estimate into measured quality for those requests.
 """
@@ -77,6 +77,8 @@ def monitor_task(reference: Reference, records: pd.DataFrame, settings: Settings
         "tier": reference.tier,
         "local_tier": reference.local,
         "run_dir": str(reference.run.path),
+        "reference_splits": list(reference.splits),
+        "reference_n": len(reference.answers),
         "windows": windows,
         "fired": [f"{w['label']}: {c['sentence']}" for w in windows for c in w["checks"] if c["fired"]],
         "refit": None,  # a cascade's (slmtier.monitor.refit), and the proposed routing.yaml it wrote
@@ -161,6 +163,11 @@ def statistical_checks(reference: Reference, requests, shadows, labels: dict | N
         k, n = int(requests["escalated"].fillna(False).sum()), len(requests)
         expected = min(max(reference.expected_escalation_rate, 0.5 / max(n, 1)), 1 - 0.5 / max(n, 1))
         found.append(lambda a: checks.rate_check(k, n, expected, alpha=a, min_n=min_n))
+    unparsed, answered = llm_unparsed(requests, shadows) if reference.llm_unparsed is not None else (0, 0)
+    if answered:
+        expected = min(max(reference.llm_unparsed, 0.5 / answered), 1 - 0.5 / answered)
+        found.append(lambda a: checks.rate_check(unparsed, answered, expected, alpha=a, min_n=min_n,
+                                                 name="LLM answers the parser cannot read"))  # fmt: skip
     if labels:
         measured = labelled_scores(reference, requests, labels)
         benchmark = reference.gold_scores
@@ -175,7 +182,8 @@ def output_drift(reference: Reference, answers: list, min_n: int) -> list:
     if kind == "classification":
         window = ["(none)" if answer is None else str(answer) for answer in answers]
         base = ["(none)" if answer is None else str(answer) for answer in reference.answers]
-        return [lambda a: checks.category_drift(base, window, alpha=a, min_n=min_n)]
+        return [lambda a: checks.category_drift(base, window, alpha=a, min_n=min_n),
+                lambda a: checks.category_share(base, window, alpha=a, min_n=min_n)]  # fmt: skip
     if kind == "extraction":
         found = []
         for spec in reference.task.fields:
@@ -185,6 +193,16 @@ def output_drift(reference: Reference, answers: list, min_n: int) -> list:
                 b, w, alpha=a, name=f"field {name} null share", min_n=min_n))  # fmt: skip
         return found
     return []
+
+
+def llm_unparsed(requests: pd.DataFrame, shadows: pd.DataFrame) -> tuple[int, int]:
+    """(answers of the LLM the task's parser could not read, answers of the LLM) in the window: the requests it
+    answered and its shadow answers (a failed call is an error, not an answer, and counts in neither)."""
+    served = requests[requests["tier"] == "llm"]
+    unparsed = int((~served["parsed"].fillna(False).astype(bool)).sum())
+    answered = shadows[shadows["error"].isna() | (shadows["error"] == "")]
+    unread = sum(decode(answer) is None for answer in answered["answer"])
+    return unparsed + unread, len(served) + len(answered)
 
 
 def _null_or_set(answer, name: str) -> str:
