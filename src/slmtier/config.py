@@ -314,6 +314,13 @@ class DataConfig:
     # With no validation file: hold out this many train rows (>= 1) or this fraction of them (< 1) as the
     # validation split (random, fixed by sample_seed), for calibration, the cascade and sweeps. null = none.
     validation_holdout: float | None = None
+    # Where the train and validation splits' answers come from: `gold` (the target field of every row) or `llm`
+    # (the LLM tier answers their inputs, parsed by the task's parser: distillation; the target field may be
+    # absent, and where a row has one it is only compared with the LLM's). The test split keeps its gold.
+    train_targets: str = "gold"
+    # llm: the most the labelling may spend (USD, at the LLM tier's price); null = no cap. The estimate is
+    # shown before any call, and the labelling stops before a call that could exceed the cap.
+    teacher_max_usd: float | None = None
 
 
 @dataclass

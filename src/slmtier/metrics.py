@@ -85,6 +85,9 @@ class RunMetrics:
     hardware: dict
     decision: Decision
     generation: dict | None = None
+    # Where the local tiers' training targets came from: {"source": "gold"}, or the teacher's data card
+    # ({"source": "llm", "model": ..., "labelled": ..., "dropped": {...}, "spent_usd": ...}).
+    targets: dict = field(default_factory=lambda: {"source": "gold"})
     schema_version: int = field(default=SCHEMA_VERSION)
 
     @property
@@ -111,7 +114,8 @@ class RunMetrics:
                 f"slmtier {raw.get('slmtier_version', 'before 0.1.0')}; rebuild it with that version, or rerun it"
             )
         names = set(cls.__dataclass_fields__)
-        missing, unknown = names - raw.keys(), raw.keys() - names
+        optional = {"targets"}  # added later, with a default: runs written before it read as gold-taught
+        missing, unknown = names - raw.keys() - optional, raw.keys() - names
         if missing or unknown:
             raise ValueError(f"fields missing {sorted(missing)}, unknown {sorted(unknown)}")
         values = dict(raw)

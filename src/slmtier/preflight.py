@@ -17,3 +17,7 @@ def check_config(cfg: RunConfig) -> None:
         raise SlmtierError("inference.constrained_json applies to extraction recipes only (JSON answers)")
     check_metric_paths(cfg.task.extra_metrics)
     check_llm_tier(cfg)
+    if cfg.data.train_targets not in ("gold", "llm"):
+        raise SlmtierError(f"data.train_targets={cfg.data.train_targets!r}: gold (each row's) or llm (the LLM's)")
+    if cfg.data.teacher_max_usd is not None and cfg.data.teacher_max_usd <= 0:
+        raise SlmtierError(f"data.teacher_max_usd={cfg.data.teacher_max_usd}: a budget in USD above 0, or null")

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def build_local(cfg: RunConfig, splits: Splits, model, tokenizer) -> Candidate:
     """`model`: the SLM's model when that tier trained (its adapter is switched off here), else the base."""
     base = cfg.baseline
-    few_shot = select_few_shot(splits.train, base.few_shot_k, seed=base.seed)
+    few_shot = select_few_shot(splits.few_shot_pool, base.few_shot_k, seed=base.seed)
     model_cfg = base.model if base.model.source else cfg.model
     if not base.model.source and slm.NAME not in cfg.tiers:  # no SLM trained: the base model as loaded
         adapter_enabled = True
@@ -51,7 +51,7 @@ def build_local(cfg: RunConfig, splits: Splits, model, tokenizer) -> Candidate:
 
 
 def build_endpoint(cfg: RunConfig, splits: Splits, model, tokenizer) -> Candidate:
-    few_shot = select_few_shot(splits.train, cfg.baseline.few_shot_k, seed=cfg.baseline.seed)
+    few_shot = select_few_shot(splits.few_shot_pool, cfg.baseline.few_shot_k, seed=cfg.baseline.seed)
     return endpoint_candidate(cfg, few_shot, tokenizer)
 
 
@@ -134,7 +134,7 @@ def check_logged_answers(cfg: RunConfig, splits: Splits) -> None:
 def record_llm_tier(cfg: RunConfig, splits: Splits, run_dir: Path) -> Path:
     """run_dir/llm_tier.json: what it takes to ask the LLM tier again as the benchmark asked it (its kind and
     its few-shot turns, drawn from the train split), so that a router can without the data."""
-    few_shot = select_few_shot(splits.train, cfg.baseline.few_shot_k, seed=cfg.baseline.seed)
+    few_shot = select_few_shot(splits.few_shot_pool, cfg.baseline.few_shot_k, seed=cfg.baseline.seed)
     record = {"kind": cfg.baseline.kind, "few_shot": [dataclasses.asdict(example) for example in few_shot]}
     return write_json_atomic(Path(run_dir) / LLM_TIER_FILE, record)
 

@@ -58,11 +58,12 @@ def run_benchmark(
     return run
 
 
-def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, tiers: dict[str, Prepared],
-                  run: BenchmarkRun, *, generation: dict | None = None) -> RunMetrics:  # fmt: skip
+def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, tiers: dict[str, Prepared], run: BenchmarkRun,
+                  *, generation: dict | None = None, targets: dict | None = None) -> RunMetrics:  # fmt: skip
     """metrics.json of a run: what ran on what, each tier's block (its training, calibration), the
-    candidates' metrics, each tier's comparison with the LLM, cascade and costs, the decision, and the
-    generation budget (slmtier.tiers.slm.fit_generation_budget)."""
+    candidates' metrics, each tier's comparison with the LLM, cascade and costs, the decision, the
+    generation budget (slmtier.tiers.slm.fit_generation_budget), and where the training targets came from
+    (`targets`: gold, or the teacher's data card, slmtier.baselines.teacher)."""
     paths = {"train": cfg.data.train, "validation": cfg.data.validation, "test": cfg.data.test}
     data = {
         split: SplitData(
@@ -76,12 +77,14 @@ def summarise_run(cfg: RunConfig, recipe: str, task, splits: Splits, tiers: dict
         task, run, recipe=recipe, data=data, llm=cfg.baseline.name, policy=cfg.decision, hardware=cfg.hardware,
         entries={name: TIERS[name].complete_entry(tier.entry, run.test_rows[name]) for name, tier in tiers.items()},
         prices={name: functools.partial(TIERS[name].price, cfg.hardware) for name in tiers}, generation=generation,
+        targets=targets or {"source": "gold"},
     )  # fmt: skip
 
 
 def assemble_metrics(task, run: BenchmarkRun, *, recipe: str, data: dict[str, SplitData], entries: dict[str, dict],
                      prices: dict[str, Callable], llm: str, policy: DecisionConfig,
-                     hardware: HardwareConfig, generation: dict | None = None) -> RunMetrics:  # fmt: skip
+                     hardware: HardwareConfig, generation: dict | None = None,
+                     targets: dict | None = None) -> RunMetrics:  # fmt: skip
     """The verdict over the benchmarked candidates (`entries`: each local tier's training block, `prices`:
     each local tier's price as a function of its measured throughput), as metrics.json's record."""
     assessment = assess(task, run.results, run.test_rows, run.validation_rows, tiers=prices, llm=llm,
@@ -100,4 +103,5 @@ def assemble_metrics(task, run: BenchmarkRun, *, recipe: str, data: dict[str, Sp
         hardware=asdict(hardware),
         decision=assessment.decision,
         generation=generation,
+        targets=targets or {"source": "gold"},
     )

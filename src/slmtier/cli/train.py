@@ -14,6 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from slmtier.baselines import teacher
 from slmtier.baselines.tier import build_llm_tier, check_logged_answers, record_llm_tier
 from slmtier.benchmark.run import run_benchmark, summarise_run
 from slmtier.cli.errors import exit_on_user_error
@@ -58,11 +59,15 @@ def main(dict_cfg: DictConfig) -> float | None:
         report_long_inputs(splits, cfg.task.max_input_words)
         check_logged_answers(cfg, splits)
         slm.check_base_model(cfg)
+        base = functools.cache(lambda: slm.load_base_model(cfg))
+        targets = {"source": "gold"}
+        if teacher.needs_teacher(cfg):  # distillation: the LLM tier answers the train and validation inputs
+            splits = teacher.check_shots(cfg, splits)
+            splits, targets = teacher.teach(cfg, task, splits, teacher.build_teacher(cfg, splits, base))
         cfg, generation = slm.fit_generation_budget(cfg, task, splits)  # inference.max_new_tokens: null = from the task
 
         # --- Train each local tier, or resume it, or load its finished training (the encoder first: a fresh
         # process trains it at full speed). The SLM's base model is loaded once, for the SLM and the LLM tier.
-        base = functools.cache(lambda: slm.load_base_model(cfg))
         tiers = {name: TIERS[name].prepare(cfg, task, splits, run_dir.path, base=base) for name in requested(cfg)}
         if not is_main_process():  # multi-process training (torchrun / accelerate launch): rank 0 carries on
             return
@@ -78,7 +83,7 @@ def main(dict_cfg: DictConfig) -> float | None:
 
         # --- Decide and report
         metrics = summarise_run(cfg, HydraConfig.get().runtime.choices["recipe"], task, splits, tiers, benchmark,
-                                generation=generation)  # fmt: skip
+                                generation=generation, targets=targets)  # fmt: skip
         run_dir.write_metrics(metrics)
         write_reports(run_dir.path)
         log_run(cfg.tracking.report_to, run_dir=run_dir.path, metrics=metrics,

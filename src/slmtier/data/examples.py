@@ -23,3 +23,11 @@ class Splits:
     train: list[Example]
     validation: list[Example]
     test: list[Example]
+    # The examples an LLM's few-shot turns are drawn from: None = train. With LLM-taught targets, the train rows
+    # that carry a gold answer, so the LLM is shown gold, and the same turns when it teaches and when it is
+    # benchmarked.
+    shots: list[Example] | None = None
+
+    @property
+    def few_shot_pool(self) -> list[Example]:
+        return self.train if self.shots is None else self.shots

@@ -38,6 +38,7 @@ def load_records(
     query_field: str | None = None,
     check_target: Callable[[Any], str | None],
     key: str = "data.*",
+    target_required: bool = True,
 ) -> list[Example]:
     """Examples from one JSONL or CSV file, or a hub dataset split (`hub:<repo>@<split>`); raises DataError
     listing every bad row as file:line (hub rows: `hub:<repo>@<split>:<row number>`). `key` is the config
@@ -46,7 +47,9 @@ def load_records(
         file, rows = Path(path), _read_hub_rows(path)
     else:
         file = find_data_file(path, key)
-        fields = {"data.id_field": id_field, "data.text_field": text_field, "data.target_field": target_field}
+        fields = {"data.id_field": id_field, "data.text_field": text_field}
+        if target_required:
+            fields["data.target_field"] = target_field
         check_csv_header(file, fields)
         rows = read_rows(file)
     problems: list[str] = []
@@ -62,7 +65,8 @@ def load_records(
             readable += 1
             lacks_id = id_field is not None and _lookup(row, id_field) is _MISSING
             fields = (None if lacks_id else id_field, text_field, target_field, query_field)
-            example, problem = _build_example(row, fields, check_target, default_id=f"{file.stem}-{line_no}")
+            example, problem = _build_example(row, fields, check_target, default_id=f"{file.stem}-{line_no}",
+                                              target_required=target_required)  # fmt: skip
         if lacks_id:
             without_id.append(line_no)
             bad_lines.add(line_no)
@@ -141,10 +145,12 @@ def _build_example(
     check_target: Callable[[Any], str | None],
     *,
     default_id: str,
+    target_required: bool = True,
 ) -> tuple[Example | None, str | None]:
     id_field, text_field, target_field, query_field = fields
     values = {name: _lookup(row, name) for name in fields if name}
-    missing = [name for name, value in values.items() if value is _MISSING and name != query_field]
+    optional = {query_field} if target_required else {query_field, target_field}
+    missing = [name for name, value in values.items() if value is _MISSING and name not in optional]
     if missing:
         keys = {id_field: "data.id_field", text_field: "data.text_field", target_field: "data.target_field"}
         named_by = ", ".join(keys[name] for name in missing)
@@ -161,7 +167,9 @@ def _build_example(
         query = None
     if query is not None and not isinstance(query, str):
         return None, f"field {query_field!r} must be a string, got {type(query).__name__}"
-    if values[target_field] is None:
+    if values[target_field] in (None, _MISSING):
+        if not target_required:
+            return Example(id=str(row_id), input=text, target=None, query=query), None
         return None, f"field {target_field!r} is null; every row needs its gold answer"
     problem = check_target(values[target_field])
     if problem:
@@ -197,8 +205,11 @@ def load_splits(cfg: DataConfig, check_target: Callable[[Any], str | None]) -> S
         raise DataError("data.validation_holdout applies only when data.validation is null; set one of them")
     # Every split is read before any error is raised: a mistake made in all files (no ids, a misnamed field) is
     # then reported for all of them in one run, not one file per run.
+    if cfg.train_targets not in ("gold", "llm"):
+        raise DataError(f"data.train_targets={cfg.train_targets!r}: gold (the rows' own answers) or llm (the LLM's)")
     loaded: dict[str, list[Example]] = {}
     errors: list[str] = []
+    taught = cfg.train_targets == "llm"
     for split, path in (("train", cfg.train), ("validation", cfg.validation), ("test", cfg.test)):
         if not path:
             loaded[split] = []
@@ -212,6 +223,7 @@ def load_splits(cfg: DataConfig, check_target: Callable[[Any], str | None]) -> S
                 query_field=cfg.query_field,
                 check_target=check_target,
                 key=f"data.{split}",
+                target_required=not (taught and split != "test"),
             )
         except DataError as err:
             errors.append(str(err))

@@ -14,6 +14,7 @@ import jinja2
 
 from slmtier.metrics import RunMetrics
 from slmtier.report.markdown import code_span, escape_markdown
+from slmtier.report.routing import trained_on
 from slmtier.run_dir import RunDir, write_text_atomic
 from slmtier.tasks.extraction import as_json_object
 
@@ -57,6 +58,7 @@ def _context(run: RunFiles) -> dict:
         "llm_failed": llm_failures(metrics),
         "metric_labels": METRIC_LABELS,
         "metric_rows": METRIC_ROWS,
+        "trained_on": trained_on(metrics),
         **reference_words(metrics),
     }
 

@@ -31,6 +31,7 @@ Schema (version 2):
     shadow:                         # when a local tier answers: the share of its requests the router also
       rate: 0.0                     # sends to the LLM after answering (hash of the request id), for the
       max_usd: null                 # monitor; the LLM's spend on them stops at max_usd (null: no cap)
+    trained_on: <what the local tiers learnt from: gold answers, or the LLM's (teacher, labelled, dropped, USD)>
     llm:                            # the fallback (tier llm or cascade), the shadow's LLM, or the tier kept
       kind: openai_compatible | predictions | local
       base_url / model              # for an endpoint
@@ -96,8 +97,21 @@ def build_routing(metrics: RunMetrics, config: dict, run_dir: Path) -> dict:
         routing["llm"] = _llm_entry(config["baseline"], candidates[metrics.llm])
     if answering is not None:  # a share of the local answers also asked of the LLM, off the request path
         routing["shadow"] = {"rate": 0.0, "max_usd": None}
+    routing["trained_on"] = trained_on(metrics)  # the local tiers, deployed or not: what the verdict weighed
     routing["expected"] = _expected(metrics)
     return routing
+
+
+def trained_on(metrics: RunMetrics) -> str:
+    """What the local tiers were taught by, in words: the report and routing.yaml both say it."""
+    targets = metrics.targets
+    if targets.get("source") != "llm":
+        return f"gold answers ({metrics.data['train']['n']:,} train rows)"
+    dropped = sum((targets.get("dropped") or {}).values())
+    spent = targets.get("spent_usd")
+    paid = f", {spent:.4f} USD paid" if spent else ""
+    return (f"the LLM's answers: {targets['model']} labelled {targets['labelled']:,} of {targets['asked']:,} train and "
+            f"validation inputs ({dropped:,} dropped{paid})")  # fmt: skip
 
 
 def _llm_entry(baseline: dict, candidate: dict) -> dict:
