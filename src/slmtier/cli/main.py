@@ -6,6 +6,7 @@ slmtier serve RUN_DIR        serve the run's fine-tuned SLM over the OpenAI chat
 slmtier route ROUTING.yaml...   serve tasks as decided, behind one OpenAI-compatible endpoint; log every request
 slmtier monitor LOG... --routing ROUTING.yaml --out DIR   logged traffic against the benchmark (exit 1: an alarm)
 slmtier replay SPLIT --router URL --model TASK   send a data split through a running router (drift optional)
+slmtier import-logs LOG... --recipe NAME --out DIR   an LLM's logged answers as train/validation/test, by time
 slmtier launch [opts] -- ARGS   run train.py ARGS on rented GPUs through SkyPilot (--dry-run prints the task)
 slmtier recipes              list the shipped recipes
 slmtier train recipe=NAME    same as `python train.py recipe=NAME` (Hydra overrides follow)
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from slmtier.baselines.api_keys import check_command_line
 from slmtier.cli.errors import exit_on_config_error, exit_on_user_error
+from slmtier.cli.import_logs import add_import_logs_command
 from slmtier.cli.launch import add_launch_command
 from slmtier.cli.monitor import add_monitor_command
 from slmtier.cli.replay import add_replay_command
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     add_route_command(commands)
     add_monitor_command(commands)
     add_replay_command(commands)
+    add_import_logs_command(commands)
     add_launch_command(commands)
     commands.add_parser("train", help="fine-tune, benchmark and decide: slmtier train recipe=NAME [overrides]")
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ from slmtier.benchmark.run import run_benchmark, summarise_run
 from slmtier.cli.errors import exit_on_user_error
 from slmtier.config import CONFIG_DIR, RunConfig, register_configs, to_run_config
 from slmtier.data import load_splits, report_long_inputs
+from slmtier.data.log_import import logged_targets
 from slmtier.errors import NoVerdict
 from slmtier.preflight import check_config
 from slmtier.report import complete_reports, write_reports
@@ -60,7 +61,7 @@ def main(dict_cfg: DictConfig) -> float | None:
         check_logged_answers(cfg, splits)
         slm.check_base_model(cfg)
         base = functools.cache(lambda: slm.load_base_model(cfg))
-        targets = {"source": "gold"}
+        targets = logged_targets(cfg.data.train) or {"source": "gold"}  # `slmtier import-logs` files: the LLM's
         if teacher.needs_teacher(cfg):  # distillation: the LLM tier answers the train and validation inputs
             splits = teacher.check_shots(cfg, splits)
             splits, targets = teacher.teach(cfg, task, splits, teacher.build_teacher(cfg, splits, base))

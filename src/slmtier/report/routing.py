@@ -105,6 +105,10 @@ def build_routing(metrics: RunMetrics, config: dict, run_dir: Path) -> dict:
 def trained_on(metrics: RunMetrics) -> str:
     """What the local tiers were taught by, in words: the report and routing.yaml both say it."""
     targets = metrics.targets
+    if targets.get("source") == "logs":
+        models = ", ".join(targets.get("models") or {}) or "model not logged"
+        return (f"the LLM's logged answers ({models}; {metrics.data['train']['n']:,} train rows logged "
+                f"{targets.get('first')} to {targets.get('last')})")  # fmt: skip
     if targets.get("source") != "llm":
         return f"gold answers ({metrics.data['train']['n']:,} train rows)"
     dropped = sum((targets.get("dropped") or {}).values())
