@@ -242,10 +242,14 @@ def load_splits(cfg: DataConfig, check_target: Callable[[Any], str | None]) -> S
 
 
 def sample(examples: list[Example], limit: int | None, *, seed: int) -> list[Example]:
-    """A random subset of `limit` examples fixed by seed, in file order (files are often sorted by label)."""
+    """A random subset of `limit` examples fixed by seed, in file order (files are often sorted by label).
+    Nested: the first `limit` of one seeded permutation, so a smaller sample lies inside every larger one (the
+    points of a learning curve differ only by the examples added)."""
     if limit is None or limit >= len(examples):
         return examples
-    keep = set(random.Random(seed).sample(range(len(examples)), limit))
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    keep = set(order[:limit])
     return [example for index, example in enumerate(examples) if index in keep]
 
 

@@ -76,7 +76,39 @@ def _summarise_task(runs: list[RunFiles]) -> dict:
             for name, rows in chosen.predictions.items()
         },
         "price": m.candidates[m.llm]["source"].get("price"),
+        "learning_curve": learning_curve(runs),
     }
+
+
+def learning_curve(runs: list[RunFiles]) -> dict | None:
+    """Quality against train size, when a task's runs differ in it (`python train.py -m ...
+    data.max_train_examples=50,100,200,null`, nested samples): per local tier (and base model) each run's
+    test quality with its interval and whether it passes the non-inferiority check against the LLM
+    (gap's lower bound above -margin); the LLM's line; and per tier the smallest size at which every run of
+    it passes. None when every run trained on the same number of rows."""
+    sizes = {run.metrics.data["train"]["n"] for run in runs}
+    if len(sizes) < 2:
+        return None
+    tiers: dict[str, list[dict]] = {}
+    llm = []
+    for run in sorted(runs, key=lambda run: run.metrics.data["train"]["n"]):
+        m, n = run.metrics, run.metrics.data["train"]["n"]
+        interval = m.candidates[m.llm]["quality"]["interval"]
+        llm.append({"n": n, "quality": interval["value"], "low": interval["low"], "high": interval["high"]})
+        for name, tier in m.tiers.items():
+            interval, gap = m.candidates[name]["quality"]["interval"], tier.comparison["gap"]
+            key = f"{name} ({tier.training['base_model']})"
+            tiers.setdefault(key, []).append({
+                "n": n, "quality": interval["value"], "low": interval["low"], "high": interval["high"],
+                "gap_low": gap["low"], "passes": gap["low"] > -tier.comparison["margin"], "run": str(run.run_dir),
+                "targets": m.targets.get("source", "gold"),
+            })  # fmt: skip
+    smallest = {}
+    for key, points in tiers.items():
+        passing = [n for n in sorted({p["n"] for p in points}) if all(p["passes"] for p in points if p["n"] == n)]
+        smallest[key] = passing[0] if passing else None
+    return {"sizes": sorted(sizes), "tiers": tiers, "llm": llm, "smallest_passing": smallest,
+            "margin": runs[0].metrics.lead.comparison["margin"]}  # fmt: skip
 
 
 def _model_point(run: RunFiles, tier: str, selection_score: float) -> dict:

@@ -106,3 +106,24 @@ def plot_reliability(confidence_before: list[float], confidence_after: list[floa
     axis.legend(fontsize=8, loc="upper left")
     axis.grid(alpha=0.3)
     return to_data_uri(figure)
+
+
+def plot_learning_curve(curve: dict, metric: str) -> str:
+    """Test quality against train size per local tier, its 95% interval as a band, and the LLM's quality with
+    its interval: where each tier's band reaches the LLM's line (less the margin) is the data the task needs."""
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    llm = curve["llm"]
+    sizes = [point["n"] for point in llm]
+    axis.plot(sizes, [p["quality"] for p in llm], "--", color=COLOURS["llm"], label="LLM")
+    axis.fill_between(sizes, [p["low"] for p in llm], [p["high"] for p in llm], color=COLOURS["llm"], alpha=0.1)
+    for key, points in curve["tiers"].items():
+        colour = COLOURS.get(key.split(" ")[0], COLOURS["local"])
+        ns = [p["n"] for p in points]
+        axis.plot(ns, [p["quality"] for p in points], "o-", color=colour, label=key)
+        axis.fill_between(ns, [p["low"] for p in points], [p["high"] for p in points], color=colour, alpha=0.15)
+    axis.set_xscale("log")
+    axis.set_xlabel("train examples (log scale)")
+    axis.set_ylabel(f"{metric} on the test split (95% CI)")
+    axis.legend(fontsize=8, loc="lower right")
+    axis.grid(alpha=0.3)
+    return to_data_uri(figure)

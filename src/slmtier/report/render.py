@@ -234,7 +234,7 @@ def _whole(path: Path) -> bool:
 
 def render_aggregate(summary: dict) -> tuple[str, str]:
     """(report.md, report.html) of an aggregate summary (report/aggregate.py); figures only in the HTML."""
-    from slmtier.report.plots import plot_cascade, plot_frontier, plot_latency
+    from slmtier.report.plots import plot_cascade, plot_frontier, plot_latency, plot_learning_curve
 
     plots: dict[str, dict[str, str]] = {}
     for name, task in summary["tasks"].items():
@@ -254,6 +254,8 @@ def render_aggregate(summary: dict) -> tuple[str, str]:
             plots[name]["cascade"] = plot_cascade(task["cascade"], task["metric"], tier=task["tier"])
         if any(task["latency_samples"].values()):
             plots[name]["latency"] = plot_latency(task["latency_samples"])
+        if task["learning_curve"]:
+            plots[name]["learning_curve"] = plot_learning_curve(task["learning_curve"], task["metric"])
     context = {"s": summary, "plots": plots}
     markdown = _environment(False).get_template("aggregate.md.j2").render(**context)
     html = _environment(True).get_template("aggregate.html.j2").render(**context)
