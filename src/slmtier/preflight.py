@@ -19,5 +19,12 @@ def check_config(cfg: RunConfig) -> None:
     check_llm_tier(cfg)
     if cfg.data.train_targets not in ("gold", "llm"):
         raise SlmtierError(f"data.train_targets={cfg.data.train_targets!r}: gold (each row's) or llm (the LLM's)")
+    if cfg.data.train_targets == "llm" and cfg.baseline.kind == "local":
+        raise SlmtierError(
+            "data.train_targets=llm learns from the LLM tier, and baseline.kind=local is the SLM's own untuned base "
+            "model: nothing to learn from. Point the baseline at an LLM (baseline=openai_compatible: your LLM, or a "
+            "bigger model behind `transformers serve` or `slmtier serve`), or at its logged answers "
+            "(baseline=predictions)"
+        )
     if cfg.data.teacher_max_usd is not None and cfg.data.teacher_max_usd <= 0:
         raise SlmtierError(f"data.teacher_max_usd={cfg.data.teacher_max_usd}: a budget in USD above 0, or null")

@@ -14,6 +14,7 @@ from helpers.fault_server import FaultServer
 from helpers.files import TICKETS, read_jsonl, write_jsonl
 from helpers.processes import run_train_cli
 from helpers.tiny import tiny_overrides
+from slmtier.run_dir import RunDir
 
 SIZES = {"train": 24, "validation": 8, "test": 12}
 
@@ -27,6 +28,10 @@ def unlabelled_data(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
         gold |= {row["text"]: row["label"] for row in rows}
         if split != "test":
             rows = [{key: value for key, value in row.items() if key != "label"} for row in rows]
+        if split == "validation":  # numbered like the train file's first rows: ids are unique per file only
+            rows = [row | {"id": f"train-{i:03d}"} for i, row in enumerate(rows)]
+        if split == "train":
+            rows = [row | {"id": f"train-{i:03d}"} for i, row in enumerate(rows)]
         data[split] = write_jsonl(folder / f"{split}.jsonl", rows)
     return data, gold
 
@@ -66,7 +71,10 @@ def test_the_llm_teaches_the_local_tiers_once_and_the_run_says_so(tiny_model_dir
         assert targets["train"] == 24 - len(unsure & set(taught_inputs[:24])) == metrics["data"]["train"]["n"]
         assert targets["spent_usd"] == pytest.approx(26 * 3 * 1000 / 1e6 + 6 * 3 * 1000 / 1e6)  # 3 tokens each
         assert targets["estimated_usd"] <= targets["most_usd"]
-        # The students learnt the teacher's answers: its parsed labels are the train targets the SLM saw.
+        # Each input got its own answer as its target, though train and validation share ids: the validation
+        # predictions hold the targets the tiers were checked and calibrated against.
+        validation = RunDir(tmp_path / "run").read_predictions("slm", "validation")
+        assert validation and all(row["gold"] == gold[row["input"]] for row in validation)
         report = (tmp_path / "run" / "report.md").read_text()
         assert "Taught by: the LLM's answers: teacher" in report and "26 of 32" in report
         routing = yaml.safe_load((tmp_path / "run" / "routing.yaml").read_text())
@@ -111,3 +119,9 @@ def test_few_shot_turns_need_gold_rows(tiny_model_dir, tmp_path):
         assert result.returncode == 2
         assert "baseline.few_shot_k=2 few-shot turns need as many train rows with a gold answer, and 0" in result.stderr
         assert [text for text, _, _ in server.seen if text in gold] == []
+
+
+def test_the_local_stand_in_is_no_teacher(tiny_model_dir, tmp_path):
+    data, _ = unlabelled_data(tmp_path)
+    result = run_train_cli(*tiny_overrides(tiny_model_dir, data, tmp_path / "run"), "data.train_targets=llm")
+    assert result.returncode == 2 and "baseline.kind=local is the SLM's own untuned base model" in result.stderr

@@ -111,6 +111,27 @@ def test_duplicates_go_the_earliest_stays_and_the_test_split_is_the_latest(tmp_p
     assert card["splits"]["test"]["first"] == "2026-09-23T14:13:20+00:00"  # T0 + 48 hours
 
 
+def test_a_batch_style_response_body_and_a_time_in_a_string_are_read(tmp_path):
+    completion = gateway_line("Cancel my plan", "cancellation", T0)["response"] | {"created": str(int(T0 + 9))}
+    log = write(tmp_path / "batch.jsonl", [{"custom_id": "r1", "request": {"messages": [{"role": "user",
+                "content": "Cancel my plan"}]}, "response": {"status_code": 200, "body": completion}}])  # fmt: skip
+    [row] = read_logged_answers([log], TASK).rows
+    assert (row.input, row.answer, row.time, row.model) == ("Cancel my plan", "cancellation", T0 + 9,
+                                                           "gpt-4o-mini-2024")  # fmt: skip
+
+
+def test_inputs_that_differ_in_their_digits_stay_when_their_answers_differ(tmp_path):
+    """An order number changes nothing; a quantity an extraction reads changes the answer: both rows stay."""
+    log = write(tmp_path / "log.jsonl", [gateway_line("Order 1234 arrived broken, refund please", "refund", T0),
+                                         gateway_line("Order 9876 arrived broken, refund please", "refund", T0 + 1),
+                                         gateway_line("Order 5555 arrived broken, refund please", "complaint", T0 + 2),
+                                         gateway_line("Please cancel", "cancellation", T0 + 3),
+                                         gateway_line("Please cancel it", "cancellation", T0 + 4)])  # fmt: skip
+    card = import_logs([log], TASK, tmp_path / "out", validation=0.0, test=0.25)
+    assert card["dropped"] == {"exact duplicate": 1} and card["kept"] == 4
+    assert not (tmp_path / "out" / "validation.jsonl").exists()  # --validation-share 0: no file
+
+
 def test_answers_without_a_time_cannot_be_split_by_it(tmp_path):
     exchange = [{"role": "user", "content": "I cannot log in"}, {"role": "assistant", "content": "account_access"}]
     log = write(tmp_path / "log.jsonl", [{"messages": exchange}])

@@ -21,6 +21,7 @@ from slmtier.monitor.checks import (
     rate_check,
     script_of,
     shadow_quality,
+    two_rate_check,
 )
 
 ALPHA = 0.05
@@ -257,6 +258,15 @@ def test_rate_check() -> None:
     assert "significantly lower" in rate_check(10, 200, 0.3, alpha=ALPHA, name="parse failure rate").sentence
 
 
+def test_two_rate_check_counts_the_references_own_uncertainty() -> None:
+    # 0 of 160 on test is no promise of 0%: 5 of 1,000 live is within chance (a one-sample test against a rate
+    # clamped near 0 would fire), 30 of 1,000 is not.
+    assert not two_rate_check(5, 1000, 0, 160, alpha=ALPHA, name="LLM answers the parser cannot read").fired
+    check = two_rate_check(30, 1000, 0, 160, alpha=ALPHA, name="LLM answers the parser cannot read")
+    assert check.fired and check.details == {"k": 30, "reference_k": 0, "reference_n": 160}
+    assert "3.0% (95% CI 2.1-4.3%, 30 of 1,000) against 0.0% (0 of 160)" in check.sentence
+
+
 def test_limit_check() -> None:
     over = limit_check(850, 600, name="p95 latency", unit="ms")
     assert over.fired and over.p_value is None and over.sentence == "P95 latency 850 ms is over the limit of 600 ms."
@@ -285,6 +295,7 @@ SMALL = [
     lambda: category_drift(["a"] * 100, ["b"] * 10, alpha=ALPHA),
     lambda: category_share(["a"] * 100, ["b"] * 10, alpha=ALPHA),
     lambda: rate_check(10, 10, 0.1, alpha=ALPHA),
+    lambda: two_rate_check(1, 10, 1, 100, alpha=ALPHA, name="x"),
 ]
 
 

@@ -96,7 +96,7 @@ def test_an_undrifted_window_raises_no_alarm_and_a_drifted_one_says_what_moved(t
 
 def test_llm_answers_the_parser_cannot_read_are_counted_against_the_benchmarks_share(tmp_path):
     """The LLM changing its wording (a model update naming labels its own way) shows as unreadable answers."""
-    reference = crafted_reference(tmp_path, np.random.default_rng(1), llm_unparsed=0.01)
+    reference = crafted_reference(tmp_path, np.random.default_rng(1), llm_unparsed=(2, 200))
     calm = monitor_task(reference, crafted_records(np.random.default_rng(2), 400), Settings(), labels=None)
     [check] = [c for c in calm["windows"][0]["checks"] if c["name"] == "LLM answers the parser cannot read"]
     records = crafted_records(np.random.default_rng(2), 400)
@@ -110,7 +110,11 @@ def test_llm_answers_the_parser_cannot_read_are_counted_against_the_benchmarks_s
     result = monitor_task(reference, changed, Settings(), labels=None)
     [check] = [c for c in result["windows"][0]["checks"] if c["name"] == "LLM answers the parser cannot read"]
     assert check["fired"] and check["details"]["k"] == len(unreadable) + len(escalated)
-    assert check["sentence"].startswith("LLM answers the parser cannot read ")
+    assert check["sentence"].startswith("LLM answers the parser cannot read: ")
+    assert "against 1.0% (2 of 200) on the benchmark split" in check["sentence"]
+    # The escalation check keeps its own expected rate beside this one (each check binds its own figures).
+    [escalation] = [c for c in result["windows"][0]["checks"] if c["name"] == "escalation rate"]
+    assert escalation["reference"] == pytest.approx(reference.expected_escalation_rate) and not escalation["fired"]
 
 
 def test_windows_are_judged_apart(tmp_path):

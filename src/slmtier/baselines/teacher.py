@@ -74,22 +74,29 @@ def teach(cfg: RunConfig, task, splits: Splits, teacher) -> tuple[Splits, dict]:
     if isinstance(teacher, EndpointCandidate):
         card |= plan_cost(cfg, task, teacher, examples)
         answers = ask_within_budget(cfg, task, teacher, examples, card)
-    else:
+    else:  # logged answers: what they cost was paid in production, not by this run
         answers = answer(teacher, task, examples)
-        card |= {"spent_usd": _spent(answers)}
-    taught, dropped, gold_pairs = {}, Counter(), []
+        card |= {"spent_usd": 0.0, "logged_usd": round(_spent(answers), 6)}
+    # By position, not id: a train and a validation file may both number their rows 1, 2, ...
+    targets, dropped, gold_pairs = [], Counter(), []
+    failed = "request failed" if isinstance(teacher, EndpointCandidate) else "no answer (not logged)"
     for example, reply in zip(examples, answers, strict=True):
+        target = None
         if reply.generation.error:
-            dropped["request failed"] += 1
+            dropped[failed] += 1
         elif reply.parsed is None:
             dropped["unparseable answer"] += 1
         else:
             target = plain_answer(reply.parsed)
-            taught[example.id] = target
             if example.target is not None:
                 gold_pairs.append(task.score_example(reply.parsed, example.target))
-    keep = lambda split: [dataclasses.replace(e, target=taught[e.id]) for e in split if e.id in taught]  # noqa: E731
-    train, validation = keep(splits.train), keep(splits.validation)
+        targets.append(target)
+    relabelled = [dataclasses.replace(e, target=t) if t is not None else None for e, t in zip(examples, targets,
+                                                                                              strict=True)]  # fmt: skip
+    cut = len(splits.train)
+    train = [e for e in relabelled[:cut] if e is not None]
+    validation = [e for e in relabelled[cut:] if e is not None]
+    taught = train + validation
     card |= {
         "labelled": len(taught),
         "dropped": dict(dropped),
@@ -151,10 +158,10 @@ def ask_within_budget(cfg: RunConfig, task, teacher: EndpointCandidate, examples
     answers, spent = [], 0.0
     for start in range(0, len(examples), step):
         chunk = examples[start : start + step]
-        asking = [e for e in chunk if e.id in pending]
+        asking = [index for index in range(start, start + len(chunk)) if index in pending]
         if cap is not None and asking:
-            dearest = sum(price.cost(estimate_prompt_tokens(pending[e.id], teacher.count_tokens),
-                                     teacher.endpoint.max_tokens) for e in asking)  # fmt: skip
+            dearest = sum(price.cost(estimate_prompt_tokens(pending[index], teacher.count_tokens),
+                                     teacher.endpoint.max_tokens) for index in asking)  # fmt: skip
             if spent + dearest > cap:
                 raise BudgetReached(
                     f"the teacher labelling stopped at {start} of {len(examples)} inputs: {spent:.4f} USD spent, and "
@@ -169,17 +176,18 @@ def ask_within_budget(cfg: RunConfig, task, teacher: EndpointCandidate, examples
     return answers
 
 
-def uncached(teacher: EndpointCandidate, task, examples: list[Example]) -> dict[str, list[dict]]:
-    """id -> conversation, for the examples whose answer the response cache does not hold."""
+def uncached(teacher: EndpointCandidate, task, examples: list[Example]) -> dict[int, list[dict]]:
+    """position -> conversation, for the examples whose answer the response cache does not hold (by position:
+    ids are unique within a split only)."""
     params = build_request_params(teacher.endpoint)
     cache = ResponseCache(teacher.cache_path)
     try:
         pending = {}
-        for example in examples:
+        for index, example in enumerate(examples):
             messages = task.build_messages(example, few_shot=teacher.few_shot)
             key = build_cache_key(teacher.endpoint.base_url, teacher.endpoint.model, messages, params)
             if cache.get(key) is None:
-                pending[example.id] = messages
+                pending[index] = messages
         return pending
     finally:
         cache.close()

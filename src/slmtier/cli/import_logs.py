@@ -65,6 +65,11 @@ def run_import_logs(args: argparse.Namespace) -> None:
                        for name, part in card["splits"].items())  # fmt: skip
     dropped = ", ".join(f"{n:,} {why}" for why, n in card["dropped"].items()) or "none"
     print(f"{card['kept']:,} rows of {card['read_lines']:,} log lines: {splits}; dropped: {dropped}")
-    print(f"train: python train.py recipe={args.recipe} data.train={args.out / 'train.jsonl'} "
-          f"data.validation={args.out / 'validation.jsonl'} data.test={args.out / 'test.jsonl'}")  # fmt: skip
+    files = " ".join(f"data.{split}={args.out / f'{split}.jsonl'}" for split, part in card["splits"].items()
+                     if part["rows"])  # fmt: skip
+    # The files' own field names, whatever the recipe reads from its shipped data (banking77: category, ...).
+    print(
+        f"train: python train.py recipe={args.recipe} {files} data.id_field=id data.text_field=text "
+        "data.target_field=label data.query_field=null data.validation_holdout=null"
+    )
     print(json.dumps({"out": str(args.out), "kept": card["kept"], "dropped": card["dropped"]}))

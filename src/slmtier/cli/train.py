@@ -61,7 +61,8 @@ def main(dict_cfg: DictConfig) -> float | None:
         check_logged_answers(cfg, splits)
         slm.check_base_model(cfg)
         base = functools.cache(lambda: slm.load_base_model(cfg))
-        targets = logged_targets(cfg.data.train) or {"source": "gold"}  # `slmtier import-logs` files: the LLM's
+        # `slmtier import-logs` files hold the LLM's answers; a teacher gives its own; else the rows' gold.
+        targets = logged_targets(cfg.data.train, cfg.data.test) or {"source": "gold"}
         if teacher.needs_teacher(cfg):  # distillation: the LLM tier answers the train and validation inputs
             splits = teacher.check_shots(cfg, splits)
             splits, targets = teacher.teach(cfg, task, splits, teacher.build_teacher(cfg, splits, base))

@@ -176,20 +176,25 @@ def _response_text(record: dict) -> tuple[str | None, str | None]:
 
 def read_time(record: dict) -> float | None:
     """Unix seconds from the record's time (Unix seconds or milliseconds, or ISO 8601), or None."""
-    for key in TIME_KEYS:
-        value = record.get(key)
-        if value is None and isinstance(record.get("response"), dict):
-            value = record["response"].get(key)
-        if isinstance(value, bool) or value is None:
+    places = [record, record.get("response"), _first(record, ("response", "body")), record.get("request")]
+    for place in places:
+        if not isinstance(place, dict):
             continue
-        if isinstance(value, (int, float)):
-            return float(value) / 1000 if value > 1e11 else float(value)
-        if isinstance(value, str):
-            try:
-                moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
+        for key in TIME_KEYS:
+            value = place.get(key)
+            if isinstance(value, bool) or value is None:
                 continue
-            return (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp()
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    try:
+                        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                    except ValueError:
+                        continue
+                    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp()
+            if isinstance(value, (int, float)):
+                return float(value) / 1000 if value > 1e11 else float(value)
     return None
 
 
@@ -206,44 +211,55 @@ def compile_pattern(pattern: str | None) -> re.Pattern | None:
 
 
 def duplicate_key(text: str) -> str:
-    """Case, spacing and digits aside: "Order 48213 late" and "order 99120  late" are one request."""
+    """Case, spacing and digits aside: "Order 48213 late" and "order 99120  late" read alike."""
     return re.sub(r"\d+", "0", " ".join(text.casefold().split()))
 
 
 def remove_duplicates(rows: list[LoggedAnswer], near: float, dropped: Counter) -> list[LoggedAnswer]:
-    """The rows in time order with exact and near duplicates removed, each group's earliest kept."""
+    """The rows in time order with duplicates removed, each group's earliest kept: the same text (case and
+    spacing aside); the same text but for its digits with the same answer (an order number changes nothing, a
+    quantity an extraction reads does); near duplicates with the same answer."""
     rows = sorted(rows, key=lambda row: (row.time is None, row.time or 0.0))
     seen, unique = set(), []
     for row in rows:
-        key = duplicate_key(row.input)
-        if key in seen:
+        keys = (" ".join(row.input.casefold().split()),
+                (duplicate_key(row.input), json.dumps(row.answer, sort_keys=True)))  # fmt: skip
+        if any(key in seen for key in keys):
             dropped["exact duplicate"] += 1
             continue
-        seen.add(key)
+        seen.update(keys)
         unique.append(row)
     if near >= 1.0 or len(unique) < 2:
         return unique
     keep = near_duplicate_keep(unique, near)
-    dropped["near duplicate"] += int((~keep).sum())
+    if (~keep).any():
+        dropped["near duplicate"] += int((~keep).sum())
     return [row for row, kept in zip(unique, keep, strict=True) if kept]
 
 
 def near_duplicate_keep(rows: list[LoggedAnswer], near: float, chunk: int = 512) -> np.ndarray:
-    """A row is dropped when an earlier kept row's TF-IDF vector (word uni- and bigrams) has cosine >= near
-    with it. Chunked sparse products: memory grows with chunk x rows, not rows squared."""
+    """A row is dropped when an earlier kept row with the same answer has a TF-IDF vector (word uni- and bigrams)
+    at cosine >= near with its own. Chunked sparse products: memory grows with chunk x rows, not rows squared;
+    only the close pairs reach Python."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vectors = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform(
         [duplicate_key(row.input) for row in rows]
     )
+    answers = np.array([json.dumps(row.answer, sort_keys=True) for row in rows], dtype=object)
     keep = np.ones(len(rows), dtype=bool)
     for start in range(0, len(rows), chunk):
         stop = min(start + chunk, len(rows))
         similar = (vectors[start:stop] @ vectors[:stop].T).tocoo()
+        i, j = similar.row + start, similar.col
+        close = (similar.data >= near) & (j < i)
+        i, j = i[close], j[close]
+        same = answers[i] == answers[j]
+        i, j = i[same], j[same]
         # By row, then by the earlier row it resembles: an earlier row's fate is settled before it is looked up.
-        for i, j, value in sorted(zip(similar.row + start, similar.col, similar.data, strict=True)):
-            if j < i and value >= near and keep[j]:
-                keep[i] = False
+        for row, earlier in sorted(zip(i.tolist(), j.tolist(), strict=True)):
+            if keep[earlier]:
+                keep[row] = False
     return keep
 
 
@@ -252,7 +268,7 @@ def split_by_time(rows: list[LoggedAnswer], validation: float, test: float) -> d
     if not 0 < test < 1 or not 0 <= validation < 1 or validation + test >= 1:
         raise SlmtierError(f"--validation-share {validation} and --test-share {test}: shares above 0 summing below 1")
     n = len(rows)
-    n_test, n_validation = max(1, round(n * test)), round(n * validation)
+    n_test, n_validation = max(1, round(n * test)), max(1, round(n * validation)) if validation > 0 else 0
     if n - n_test - n_validation < 1:
         raise DataError(f"only {n} usable rows: too few to split into train, validation and test")
     return {
@@ -294,7 +310,8 @@ def import_logs(paths: list[Path], task, out: Path, *, input_pattern: str | None
     splits = split_by_time(rows, validation, test)
     out.mkdir(parents=True, exist_ok=True)
     for split, part in splits.items():
-        write_split(out / f"{split}.jsonl", split, part)
+        if part:  # no validation file with --validation-share 0
+            write_split(out / f"{split}.jsonl", split, part)
     card = {
         "source": "logs",
         "files": [str(path) for path in paths],
@@ -314,14 +331,18 @@ def import_logs(paths: list[Path], task, out: Path, *, input_pattern: str | None
     return card
 
 
-def logged_targets(train_path: str | None) -> dict | None:
+def logged_targets(train_path: str | None, test_path: str | None) -> dict | None:
     """metrics.json `targets` for a train file written by `slmtier import-logs` (its data card beside it): the
-    LLM's logged answers, their period and models; None for any other file."""
+    LLM's logged answers, their period and models, and whether the test split is the import's too (then its
+    answers are the LLM's: agreement, not accuracy); None for any other train file."""
     if not train_path or train_path.startswith("hub:"):
         return None
     from slmtier.data import resolve_data_path
 
-    card_path = resolve_data_path(train_path).parent / CARD_FILE
+    train_file = resolve_data_path(train_path)
+    card_path = train_file.parent / CARD_FILE
+    if train_file.name != "train.jsonl":
+        return None
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -330,4 +351,6 @@ def logged_targets(train_path: str | None) -> dict | None:
         return None
     train = card.get("splits", {}).get("train", {})
     return {"source": "logs", "card": str(card_path), "models": card.get("models", {}), "first": train.get("first"),
-            "last": train.get("last"), "rows": train.get("rows"), "test_targets": "llm"}  # fmt: skip
+            "last": train.get("last"), "rows": train.get("rows"),
+            "test_targets": "llm" if test_path and resolve_data_path(test_path) == train_file.parent / "test.jsonl"
+            else "gold"}  # fmt: skip

@@ -555,6 +555,28 @@ def rate_check(
     return Check(name, fired, rate, p_value, alpha, sentence, rate, expected, interval, n, {"k": k})
 
 
+def two_rate_check(k: int, n: int, k_reference: int, n_reference: int, *, alpha: float, name: str,
+                   min_n: int = 30) -> Check:  # fmt: skip
+    """Is k of n in the window off k_reference of n_reference measured before (both samples, so the reference's
+    own uncertainty counts)? Fisher's exact test, two-sided; the window's interval is Wilson's 95%."""
+    _check_alpha(alpha)
+    if not 0 <= k <= n or not 0 <= k_reference <= n_reference:
+        raise ValueError(f"need 0 <= k <= n on both sides, got {k}/{n} and {k_reference}/{n_reference}")
+    if skipped := _skip_if_small(name, alpha, min_n, window=n, reference=n_reference):
+        return skipped
+    p_value = float(fisher_exact([[k, n - k], [k_reference, n_reference - k_reference]]).pvalue)
+    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    interval, rate, before = (float(ci.low), float(ci.high)), k / n, k_reference / n_reference
+    fired = p_value < alpha
+    verdict = ("significantly higher" if rate > before else "significantly lower") if fired else "within chance"
+    sentence = (
+        f"{_capital(name)}: {rate:.1%} (95% CI {_share_range(interval)}, {k:,} of {n:,}) against {before:.1%} "
+        f"({k_reference:,} of {n_reference:,}) on {REFERENCE}: {verdict} (Fisher's exact test, {_p(p_value)})."
+    )
+    return Check(name, fired, rate, p_value, alpha, sentence, rate, before, interval, n,
+                 {"k": k, "reference_k": k_reference, "reference_n": n_reference})  # fmt: skip
+
+
 def limit_check(value: float, limit: float, *, name: str, unit: str, tolerance: float = 0.0, n: int = 0) -> Check:
     """Is a figure over its limit (cost per 1k requests against the projection, p95 latency against the SLO)?
 

@@ -44,7 +44,7 @@ class Reference:
     expected: dict  # routing.yaml `expected`
     gold_scores: list[float] = field(default_factory=list)  # the deployed tier's per-example test score vs gold
     splits: tuple[str, ...] = SPLITS  # the splits the confidences, answers and inputs come from
-    llm_unparsed: float | None = None  # the LLM's share of answers the task's parser could not read, on test
+    llm_unparsed: tuple[int, int] | None = None  # (the LLM's answers its parser could not read, answers) on test
 
     @property
     def name(self) -> str:
@@ -93,12 +93,15 @@ def load_reference(path: Path, splits: tuple[str, ...] = SPLITS) -> Reference:
     )  # fmt: skip
     llm_test = [row for row in _rows(run, metrics.llm, "test") if not row.get("error")]
     if llm_test:
-        reference.llm_unparsed = sum(row["parsed"] is None for row in llm_test) / len(llm_test)
+        reference.llm_unparsed = (sum(row["parsed"] is None for row in llm_test), len(llm_test))
     tier_rows = _rows(run, local or metrics.llm, "test")
     reference.gold_scores = [n / d if d else 1.0 for n, d in (row["score_parts"] for row in tier_rows)]
     if local is None:
         return reference
-    held_out = [row for split in splits for row in _rows(run, local, split)] or _rows(run, local, "test")
+    held_out = [row for split in splits for row in _rows(run, local, split)]
+    if not held_out:
+        raise SlmtierError(f"{run.path}: no predictions of the {local} tier on its {' or '.join(splits)} split: "
+                           "choose another --reference-splits, or rerun the benchmark")  # fmt: skip
     reference.confidences = [row["confidence"] for row in held_out if row.get("confidence") is not None]
     reference.answers = [plain_answer(row["parsed"]) for row in held_out]
     reference.inputs = [row["input"] for row in held_out if row.get("input")]

@@ -162,12 +162,13 @@ def statistical_checks(reference: Reference, requests, shadows, labels: dict | N
     if reference.tier == "cascade" and reference.expected_escalation_rate is not None:
         k, n = int(requests["escalated"].fillna(False).sum()), len(requests)
         expected = min(max(reference.expected_escalation_rate, 0.5 / max(n, 1)), 1 - 0.5 / max(n, 1))
-        found.append(lambda a: checks.rate_check(k, n, expected, alpha=a, min_n=min_n))
+        found.append(lambda a, k=k, n=n, e=expected: checks.rate_check(k, n, e, alpha=a, min_n=min_n))
     unparsed, answered = llm_unparsed(requests, shadows) if reference.llm_unparsed is not None else (0, 0)
     if answered:
-        expected = min(max(reference.llm_unparsed, 0.5 / answered), 1 - 0.5 / answered)
-        found.append(lambda a: checks.rate_check(unparsed, answered, expected, alpha=a, min_n=min_n,
-                                                 name="LLM answers the parser cannot read"))  # fmt: skip
+        # Against the test split's count, not its rate taken as exact: 0 of 160 there is no promise of 0%.
+        base_k, base_n = reference.llm_unparsed
+        found.append(lambda a: checks.two_rate_check(unparsed, answered, base_k, base_n, alpha=a, min_n=min_n,
+                                                     name="LLM answers the parser cannot read"))  # fmt: skip
     if labels:
         measured = labelled_scores(reference, requests, labels)
         benchmark = reference.gold_scores
