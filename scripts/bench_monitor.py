@@ -114,6 +114,14 @@ def degrade(run: Path, copy: Path, scale: float) -> None:
     save_file(tensors, str(weights), metadata={"format": "pt"})
 
 
+def point_at(run: Path, base_url: str) -> None:
+    """The run's LLM tier asked at `base_url`: the stand-in listens on a new port in each benchmark process, and
+    a run benchmarked by an earlier one still names the old port, where nothing answers."""
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["baseline"]["endpoint"]["base_url"] = base_url
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
 def with_fresh_cache(run: Path, copy: Path) -> Path:
     """A copy of the run whose LLM tier caches its answers in a file of its own (empty)."""
     if copy.exists():
@@ -305,6 +313,7 @@ def tickets_domain(args, llm: StandInLLM, server: FaultServer) -> Domain:
     llm.learn([(e.input, e.target) for e in splits.train + splits.validation + splits.test], list(task.labels))
     run = args.work / "run"
     benchmark_against(args.run, run, server.base_url, "stand-in-2pct")
+    point_at(run, server.base_url)
     pool = [Replayed(e.input, e.target) for e in splits.test]
     foreign = [row["text"] for row in read_csv(BANKING77 / "test.csv")]
     return Domain("tickets", run, pool, foreign, "banking77", ("validation",), 50)
@@ -340,6 +349,7 @@ def banking77_domain(args, llm: StandInLLM, server: FaultServer) -> Domain:
         done = subprocess.run(command, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"})
         if done.returncode not in (0, 3):
             sys.exit(f"training the banking77 encoder failed ({done.returncode})")
+    point_at(run, server.base_url)
     pool = [Replayed(row["text"], row["category"]) for row in halves[0]]
     banking = set(json.loads((CLINC150 / "domains.json").read_text())["banking"])
     with (CLINC150 / "test.jsonl").open(encoding="utf-8") as handle:
