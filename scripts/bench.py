@@ -799,7 +799,7 @@ def monitor_rows(monitor: dict | None) -> list[str]:
             f"A month of logs: {month['requests']:,} requests ({month['records']:,} records with the shadow answers) "
             f"in {month['files']:,} hourly files of two replicas, {month['log_gb']} GB of JSON lines: `slmtier monitor "
             f"--window 1d` read and judged them ({month['windows']} windows) in {month['monitor_wall_s']:.0f} s, "
-            f"peak RSS {month['peak_rss_mb']:,} MB.",
+            f"peak RSS {month['peak_rss_mb']:,} MB{month.get('when', '')}.",
         ]
     return lines
 

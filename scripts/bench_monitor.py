@@ -208,14 +208,17 @@ def run_scenario(name: str, routing: Path, work: Path, windows, settings: Settin
 
 
 def cascade_quality(reference, records, test, llm, threshold: float) -> float:
-    """The cascade's accuracy on `test` (the replayed pool) at `threshold`, from the logged local answers and
-    confidences (the local tier as served) and the stand-in LLM's answer for the escalated."""
+    """The cascade's accuracy on the examples of `test` (the replayed pool) that were sent, at `threshold`, from
+    the logged local answers and confidences (the local tier as served) and the stand-in LLM's answer for the
+    escalated."""
     local = {}
     for row in records[records["kind"] == "request"].itertuples():
         if isinstance(row.input, str):
             local[row.input] = (row.local_confidence, json.loads(row.local_answer))
     right = []
     for example in test:
+        if example.input not in local:  # never drawn into a window (banking77's pool is larger than the draws)
+            continue
         confidence, answer = local[example.input]
         chosen = llm(example.input) if confidence < threshold else answer
         right.append(chosen == example.target)
@@ -362,8 +365,9 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def simulate(domain: Domain, args, llm: StandInLLM, names: list[str]) -> dict:
-    """The scenarios `names` on one domain; (d) last, since it changes the stand-in."""
+def simulate(domain: Domain, args, llm: StandInLLM, names: list[str], on_scenario=None) -> dict:
+    """The scenarios `names` on one domain; (d) last, since it changes the stand-in. `on_scenario(result)` after
+    each, so a crash later keeps the figures measured."""
     work = args.work / domain.name
     work.mkdir(parents=True, exist_ok=True)
     rng, settings = np.random.default_rng(0), Settings()
@@ -402,6 +406,8 @@ def simulate(domain: Domain, args, llm: StandInLLM, names: list[str]) -> dict:
         outcome["shifted_label"] = shift if name == "a_label_shift" else None
         result[name] = outcome
         print(domain.name, name, json.dumps(outcome), flush=True)
+        if on_scenario:
+            on_scenario(result)
         if name == "c_degraded_tier":
             fitted = refit(reference, records, None)
             before = cascade_quality(reference, records, domain.pool, llm, reference.escalate_below)
@@ -450,9 +456,12 @@ def main() -> None:
         builders = {"tickets": tickets_domain, "banking77": banking77_domain}
         domains = [builders[name](args, llm, server) for name in args.domains]
         for domain in domains:
-            outcome = simulate(domain, args, llm, args.scenarios or SCENARIOS)
-            result.setdefault("domains", {}).setdefault(domain.name, {}).update(outcome)
-            args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+
+            def keep(outcome: dict, name: str = domain.name) -> None:
+                result.setdefault("domains", {}).setdefault(name, {}).update(outcome)
+                args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+
+            keep(simulate(domain, args, llm, args.scenarios or SCENARIOS, on_scenario=keep))
         if args.month and not args.scenarios and "tickets" in args.domains:
             routing = args.work / "tickets" / "tickets.yaml"
             result["month"] = measure_scale(routing, args.work, args.month)
