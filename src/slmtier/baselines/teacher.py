@@ -54,16 +54,13 @@ def check_shots(cfg: RunConfig, splits: Splits) -> Splits:
     return dataclasses.replace(splits, shots=gold)
 
 
-def build_teacher(cfg: RunConfig, splits: Splits, base):
-    """The LLM tier as the benchmark builds it; `base()` loads the SLM's base model (weights and tokenizer),
-    needed in full only by a local stand-in: an endpoint or a log only counts tokens with its tokenizer."""
+def build_teacher(cfg: RunConfig, splits: Splits):
+    """The LLM tier as the benchmark builds it: an endpoint or a log (the local stand-in is refused at start-up,
+    slmtier.preflight), which needs only the SLM's tokenizer, to count tokens."""
     from slmtier.baselines.tier import build_llm_tier
 
-    if cfg.baseline.kind == "local":
-        model, tokenizer = base()
-    else:
-        model, tokenizer = None, load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
-    return build_llm_tier(cfg, splits, model, tokenizer)
+    tokenizer = load_tokenizer(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
+    return build_llm_tier(cfg, splits, None, tokenizer)
 
 
 def teach(cfg: RunConfig, task, splits: Splits, teacher) -> tuple[Splits, dict]:
@@ -72,8 +69,9 @@ def teach(cfg: RunConfig, task, splits: Splits, teacher) -> tuple[Splits, dict]:
     examples = splits.train + splits.validation
     card = {"source": "llm", "teacher": teacher.name, "model": teacher.model, "asked": len(examples)}
     if isinstance(teacher, EndpointCandidate):
-        card |= plan_cost(cfg, task, teacher, examples)
-        answers = ask_within_budget(cfg, task, teacher, examples, card)
+        pending = uncached(teacher, task, examples)
+        card |= plan_cost(cfg, task, teacher, examples, pending)
+        answers = ask_within_budget(cfg, task, teacher, examples, pending, card)
     else:  # logged answers: what they cost was paid in production, not by this run
         answers = answer(teacher, task, examples)
         card |= {"spent_usd": 0.0, "logged_usd": round(_spent(answers), 6)}
@@ -91,11 +89,12 @@ def teach(cfg: RunConfig, task, splits: Splits, teacher) -> tuple[Splits, dict]:
             if example.target is not None:
                 gold_pairs.append(task.score_example(reply.parsed, example.target))
         targets.append(target)
-    relabelled = [dataclasses.replace(e, target=t) if t is not None else None for e, t in zip(examples, targets,
-                                                                                              strict=True)]  # fmt: skip
+
+    def keep(part: list[Example], part_targets: list) -> list[Example]:
+        return [dataclasses.replace(e, target=t) for e, t in zip(part, part_targets, strict=True) if t is not None]
+
     cut = len(splits.train)
-    train = [e for e in relabelled[:cut] if e is not None]
-    validation = [e for e in relabelled[cut:] if e is not None]
+    train, validation = keep(splits.train, targets[:cut]), keep(splits.validation, targets[cut:])
     taught = train + validation
     card |= {
         "labelled": len(taught),
@@ -117,11 +116,12 @@ def teach(cfg: RunConfig, task, splits: Splits, teacher) -> tuple[Splits, dict]:
     return dataclasses.replace(splits, train=train, validation=validation), card
 
 
-def plan_cost(cfg: RunConfig, task, teacher: EndpointCandidate, examples: list[Example]) -> dict:
+def plan_cost(cfg: RunConfig, task, teacher: EndpointCandidate, examples: list[Example],
+              pending: dict[int, list[dict]]) -> dict:  # fmt: skip
     """The answers not yet in the response cache, and what they should cost (answers as long as the task's
     usual answer) and at most (every answer max_tokens long); refused up front when the estimate exceeds the
-    cap. Token counts come from the SLM's tokenizer: another model's tokenizer counts a little differently."""
-    pending = uncached(teacher, task, examples)
+    cap. `pending`: the uncached conversations by position (`uncached`). Token counts come from the SLM's
+    tokenizer: another model's tokenizer counts a little differently."""
     card = {"cached": len(examples) - len(pending), "price": teacher.price.to_dict() if teacher.price else None}
     if teacher.price is None:
         if cfg.data.teacher_max_usd is not None:
@@ -149,12 +149,12 @@ def plan_cost(cfg: RunConfig, task, teacher: EndpointCandidate, examples: list[E
     return card | {"estimated_usd": round(estimated, 6), "most_usd": round(most, 6), "max_usd": cap}
 
 
-def ask_within_budget(cfg: RunConfig, task, teacher: EndpointCandidate, examples: list[Example], card: dict) -> list:
+def ask_within_budget(cfg: RunConfig, task, teacher: EndpointCandidate, examples: list[Example],
+                      pending: dict[int, list[dict]], card: dict) -> list:  # fmt: skip
     """The teacher's answers, a step at a time; before each step the spend so far plus the step's dearest case
     is checked against the cap. Cached answers cost nothing and are taken whatever the cap."""
     cap, price = cfg.data.teacher_max_usd, teacher.price
     step = max(1, teacher.endpoint.max_concurrency * STEP_PER_CONNECTION)
-    pending = uncached(teacher, task, examples)
     answers, spent = [], 0.0
     for start in range(0, len(examples), step):
         chunk = examples[start : start + step]

@@ -65,7 +65,7 @@ def main(dict_cfg: DictConfig) -> float | None:
         targets = logged_targets(cfg.data.train, cfg.data.test) or {"source": "gold"}
         if teacher.needs_teacher(cfg):  # distillation: the LLM tier answers the train and validation inputs
             splits = teacher.check_shots(cfg, splits)
-            splits, targets = teacher.teach(cfg, task, splits, teacher.build_teacher(cfg, splits, base))
+            splits, targets = teacher.teach(cfg, task, splits, teacher.build_teacher(cfg, splits))
         cfg, generation = slm.fit_generation_budget(cfg, task, splits)  # inference.max_new_tokens: null = from the task
 
         # --- Train each local tier, or resume it, or load its finished training (the encoder first: a fresh
