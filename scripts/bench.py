@@ -23,7 +23,9 @@ data, one after another:
   into the work folder when missing): parity with the benchmark, the encoder's latency at concurrency 1, 8
   and 32 against offline batches, the router's overhead, the live cascade with `transformers serve` of the
   embedded model as the LLM, and 2,000 requests with 20% LLM faults;
-- monitor: `slmtier monitor` by simulation (scripts/bench_monitor.py; docs/monitor.md shows it).
+- monitor: `slmtier monitor` by simulation (scripts/bench_monitor.py; docs/monitor.md shows it);
+- distill: students of a served teacher, learning curves, and the router's log back into training
+  (scripts/bench_distill.py, after monitor: it reads its logs; docs/distillation.md shows it).
 Writes bench/results.json and bench/results.md; `--readme docs/speed.md` (with `--render-only`: no measuring) puts the
 table between the bench markers of docs/speed.md, the manual's speed page.
 """
@@ -44,7 +46,7 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ["matmul", "train", "demo", "classify", "generate", "serve", "tiers", "router", "monitor"]
+PARTS = ["matmul", "train", "demo", "classify", "generate", "serve", "tiers", "router", "monitor", "distill"]
 TRAIN_SETTINGS = ["reference", "trl_plain"]
 
 
@@ -503,6 +505,12 @@ def main() -> None:
         subprocess.run([sys.executable, "scripts/bench_monitor.py", "--run", str(args.work / "demo"), "--out",
                         str(out), "--work", str(Path(args.work) / "monitor")], check=True, cwd=REPO)  # fmt: skip
         results["monitor"] = json.loads(out.read_text())
+    if "distill" in args.only and (args.work / "demo" / "metrics.json").is_file():
+        out = Path(args.work) / "distill.json"
+        page = ["--page", str(args.readme.with_name("distillation.md"))] if args.readme else []
+        subprocess.run([sys.executable, "scripts/bench_distill.py", "--run", str(args.work / "demo"), "--out",
+                        str(out), "--work", str(Path(args.work) / "distill"), *page], check=True, cwd=REPO)  # fmt: skip
+        results["distill"] = json.loads(out.read_text())
     results["bench_wall_s"] = round(time.perf_counter() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -517,7 +525,7 @@ def finish(results: dict, args) -> None:
     monitor_table = "\n".join(monitor_rows(results.get("monitor")))
     (args.out.parent / "results.md").write_text(table + "\n" + router + "\n" + monitor_table)
     print(table + "\n" + router + "\n" + monitor_table)
-    if args.readme and any(part in results for part in PARTS if part not in ("router", "monitor")):
+    if args.readme and any(part in results for part in PARTS if part not in ("router", "monitor", "distill")):
         replace_block(args.readme, table, "bench")
     if args.readme and router:
         replace_block(args.readme, f"Measured {results['date']} on {results['machine']}.\n\n{router}", "bench-router")

@@ -12,9 +12,11 @@ from a router's log to a trained tier.
 - curves: `+curve=default`-style sweeps over nested train sizes against a stand-in LLM on loopback (the gold
   label, wrong on a fixed 2%, as in bench_monitor.py): ticket_classifier both tiers (50, 100, 200, 480 rows)
   and banking77's encoder (250, 1,000, 4,000, 9,503 rows); the smallest size at which each tier passes.
-- logs: the monitor benchmark's router log of undrifted traffic (bench/work/monitor/tickets, `--log-inputs`, half
-  the local answers shadowed, every escalated one answered by the stand-in LLM) through `slmtier import-logs`,
-  an encoder trained on the result and benchmarked on its later split against the LLM's logged answers.
+- logs: per domain of the monitor benchmark (tickets, banking77), its router log of undrifted traffic
+  (`--log-inputs`, half the local answers shadowed, every escalated one answered by the stand-in LLM) through
+  `slmtier import-logs`, an encoder trained on the earlier answers and benchmarked on the latest ones against
+  the LLM's logged answers (agreement, not accuracy).
+`--page docs/distillation.md` puts the figures between that page's bench-distill markers.
 """
 
 from __future__ import annotations
@@ -120,29 +122,133 @@ def curve_part(work: Path) -> dict:
     return result
 
 
+LOG_DOMAINS = {  # the monitor benchmark's domain -> (recipe, its tiers)
+    "tickets": ("ticket_classifier", "[encoder]"),
+    "banking77": ("banking77", "[encoder]"),
+}
+
+
 def logs_part(work: Path) -> dict:
-    # The undrifted scenario's log: the drifted ones hold other domains' inputs and a degraded LLM.
-    logs = sorted((REPO / "bench" / "work" / "monitor" / "tickets").glob("monitor-undrifted-log"))
-    if not logs:
-        sys.exit("no router log from the monitor benchmark: run scripts/bench_monitor.py first")
-    data = work / "from-logs"
-    command = [sys.executable, "-m", "slmtier", "import-logs", *map(str, logs), "--recipe", "ticket_classifier",
-               "--out", str(data)]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"import-logs failed: {done.stderr[-2000:]}")
-    card = json.loads((data / "data_card.json").read_text())
-    run = work / "from-logs-run"
-    if not (run / "metrics.json").is_file():
-        train("recipe=ticket_classifier", "tiers=[encoder]", f"hydra.run.dir={run}",
-              f"data.train={data / 'train.jsonl'}", f"data.validation={data / 'validation.jsonl'}",
-              f"data.test={data / 'test.jsonl'}",
-              "baseline=predictions", f"baseline.predictions.path={data / 'test.jsonl'}",
-              "baseline.predictions.output_field=label", "baseline.predictions.model=stand-in-2pct")  # fmt: skip
-    metrics = RunDir(run).read_metrics()
-    interval = metrics.candidates["encoder"]["quality"]["interval"]
-    return {"card": card, "encoder_agreement": interval["value"], "interval": [interval["low"], interval["high"]],
-            "verdict": metrics.verdict, "reason": metrics.decision.reason, "targets": metrics.targets}  # fmt: skip
+    """Per domain of the monitor benchmark: its undrifted router log (the drifted ones hold other domains'
+    inputs and a degraded LLM) -> `slmtier import-logs` -> an encoder trained on the earlier answers ->
+    benchmarked on the latest ones, against the LLM's logged answers to them (validation + test: the cascade's
+    threshold is fitted on the validation split)."""
+    result = {}
+    for domain, (recipe, tiers) in LOG_DOMAINS.items():
+        logs = REPO / "bench" / "work" / "monitor" / domain / "monitor-undrifted-log"
+        if not logs.is_dir():
+            print(f"no router log of {domain} from the monitor benchmark (scripts/bench_monitor.py): skipped")
+            continue
+        data = work / f"from-logs-{domain}"
+        command = [sys.executable, "-m", "slmtier", "import-logs", *map(str, sorted(logs.glob("*.jsonl"))),
+                   "--recipe", recipe, "--out", str(data)]  # fmt: skip
+        began = time.perf_counter()
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"import-logs failed: {done.stderr[-2000:]}")
+        import_s = time.perf_counter() - began
+        card = json.loads((data / "data_card.json").read_text())
+        answers = data / "llm-answers.jsonl"  # the LLM's logged answers to the held-out splits, by id
+        answers.write_text((data / "validation.jsonl").read_text() + (data / "test.jsonl").read_text())
+        run = work / f"from-logs-{domain}-run"
+        if not (run / "metrics.json").is_file():
+            train(f"recipe={recipe}", f"tiers={tiers}", f"hydra.run.dir={run}",
+                  f"data.train={data / 'train.jsonl'}", f"data.validation={data / 'validation.jsonl'}",
+                  f"data.test={data / 'test.jsonl'}", "data.id_field=id", "data.text_field=text",
+                  "data.target_field=label", "data.query_field=null", "data.validation_holdout=null",
+                  "baseline=predictions", f"baseline.predictions.path={answers}",
+                  "baseline.predictions.output_field=label")  # fmt: skip
+        metrics = RunDir(run).read_metrics()
+        interval = metrics.candidates["encoder"]["quality"]["interval"]
+        cascade = metrics.tiers["encoder"].cascade or {}
+        result[domain] = {
+            "card": card, "import_s": round(import_s, 1), "run": str(run.relative_to(REPO)),
+            "encoder_agreement": interval["value"], "interval": [interval["low"], interval["high"]],
+            "cascade": {key: cascade.get(key) for key in ("threshold", "quality", "escalation_rate")},
+            "verdict": metrics.verdict, "reason": metrics.decision.reason, "targets": metrics.targets,
+        }  # fmt: skip
+    return result
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def interval(point: float, low: float, high: float) -> str:
+    return f"{pct(point)} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def render(result: dict) -> str:
+    """The figures as the markdown block of docs/distillation.md (between the bench-distill markers)."""
+    lines = [f"Measured {result.get('date', '?')} with `python scripts/bench_distill.py` (2-core CPU, no GPU)."]
+    teacher = result.get("teacher")
+    if teacher:
+        card = teacher["targets"]
+        lines += [
+            "",
+            f"**Students of a served teacher.** The teacher: the demo's fine-tuned SLM behind `slmtier serve`, asked "
+            f"zero-shot through the OpenAI-compatible client like any LLM; {pct(teacher['teacher_accuracy'])} on the "
+            f"160 gold test tickets. It labelled {card['labelled']} of {card['asked']} train and validation tickets "
+            f"(dropped: {', '.join(f'{k} {v}' for k, v in card['dropped'].items()) or 'none'}; "
+            f"agreement with the gold labels nobody gave it: {pct(card.get('agreement_with_gold'))}). At "
+            f"gpt-4o-mini's list price those answers would have cost {card['spent_usd']:.4f} USD "
+            f"(estimated before any call: {card['estimated_usd']:.4f}, at most {card['most_usd']:.4f}).",
+            "",
+            "| student | trained on | test accuracy vs gold [95% CI] | agreement with the teacher on test | "
+            "the same tier trained on gold |",
+            "|---|---|---|---|---|",
+        ]
+        for tier, row in teacher["students"].items():
+            lines.append(
+                f"| {tier} | {row['train_rows']} teacher labels | {interval(row['accuracy'], *row['interval'])} | "
+                f"{pct(row['agreement_with_teacher'])} | "
+                f"{interval(row['gold_trained_accuracy'], *row['gold_trained_interval'])} |"
+            )
+    for name, curve in (result.get("curves") or {}).items():
+        if not isinstance(curve, dict) or "tiers" not in curve:
+            continue
+        lines += ["", f"**Learning curve, {name}** (test quality [95% CI] per train size; ✓ passes against the "
+                  f"stand-in LLM at margin {curve['margin']}):", ""]  # fmt: skip
+        sizes = curve["sizes"]
+        lines += ["| tier | " + " | ".join(f"{n:,}" for n in sizes) + " | smallest passing |",
+                  "|---|" + "---|" * (len(sizes) + 1)]  # fmt: skip
+        for tier, points in curve["tiers"].items():
+            by_n = {p["n"]: p for p in points}
+            cells = [
+                interval(by_n[n]["quality"], by_n[n]["low"], by_n[n]["high"]) + (" ✓" if by_n[n]["passes"] else "")
+                if n in by_n
+                else "–"
+                for n in sizes
+            ]
+            smallest = curve["smallest_passing"].get(tier)
+            lines.append(f"| {tier} | " + " | ".join(cells) + f" | {'none' if smallest is None else f'{smallest:,}'} |")
+        llm = {p["n"]: p for p in curve["llm"]}
+        lines.append(
+            "| LLM (stand-in) | "
+            + " | ".join(interval(llm[n]["quality"], llm[n]["low"], llm[n]["high"]) if n in llm else "–" for n in sizes)
+            + " | |"
+        )
+    for domain, logs in (result.get("logs") or {}).items():
+        if not isinstance(logs, dict) or "card" not in logs:
+            continue
+        lines += [
+            "",
+            f"**From the router's log to a trained tier, {domain}.** {card_summary(logs['card'])} The encoder trained "
+            f"on the import's train split agrees with the LLM's logged answers on "
+            f"{interval(logs['encoder_agreement'], *logs['interval'])} of the later test split "
+            f"({logs['run']}); verdict `{logs['verdict']}`: {logs['reason']}",
+        ]
+    return "\n".join(lines)
+
+
+def card_summary(card: dict) -> str:
+    splits = ", ".join(f"{name} {card['splits'][name]['rows']:,}" for name in ("train", "validation", "test")
+                       if name in card.get("splits", {}))  # fmt: skip
+    dropped = ", ".join(f"{reason} {count:,}" for reason, count in card.get("dropped", {}).items()) or "none"
+    return (
+        f"`slmtier import-logs` read {card['read_lines']:,} log lines, kept {card['kept']:,} of "
+        f"{card['usable']:,} usable LLM answers (dropped: {dropped}) and split them by time ({splits})."
+    )
 
 
 def main() -> None:
@@ -151,8 +257,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "distill")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "work" / "distill.json")
     parser.add_argument(
-        "--parts", nargs="+", default=["teacher", "curves", "logs"], choices=["teacher", "curves", "logs"]
+        "--parts", nargs="*", default=["teacher", "curves", "logs"], choices=["teacher", "curves", "logs"]
     )
+    parser.add_argument("--page", type=Path, help="put the figures between this page's bench-distill markers")
     args = parser.parse_args()
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -166,6 +273,10 @@ def main() -> None:
         result[part]["wall_s"] = round(time.perf_counter() - began)
         args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
         print(part, json.dumps(result[part], default=str)[:2000], flush=True)
+    if args.page:
+        from bench import replace_block
+
+        replace_block(args.page, render(result), "bench-distill")
 
 
 if __name__ == "__main__":

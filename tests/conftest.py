@@ -47,3 +47,11 @@ def tiny_run(tiny_model_dir, tmp_path_factory) -> TinyRun:
     result = run_train_cli(*tiny_overrides(tiny_model_dir, data, folder / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
     return TinyRun(folder / "run", data, result.stdout)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding a `slow` test first, the rest in their usual order: `make test` hands whole files to its two
+    workers (--dist loadfile) in this order, and a long file drawn last leaves one worker idle while the other
+    finishes it (longest first: the suite took 689 s with the long files among the last, ...)."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

@@ -60,7 +60,7 @@ def test_each_format_is_read_and_what_is_not_usable_is_counted(tmp_path):
         {"time": T0 + 6, "request_id": "b", "task": "tickets", "tier": "encoder", "answer": "billing",
          "input": "Invoice wrong"},
         {"time": T0 + 7, "request_id": "b", "task": "tickets", "kind": "shadow", "tier": "llm", "answer": "billing",
-         "error": None, "input": "Invoice wrong"},
+         "model": "gpt-4o (0-shot)", "error": None, "input": "Invoice wrong"},
         {"time": T0 + 8, "request_id": "c", "task": "tickets", "tier": "llm", "answer": "refund"},  # no input logged
     ])  # fmt: skip
     found = read_logged_answers([gateway, finetune, router], TASK)
@@ -69,6 +69,8 @@ def test_each_format_is_read_and_what_is_not_usable_is_counted(tmp_path):
         ("Parcel never came", "shipping"), ("Invoice wrong", "billing"),
     ]  # fmt: skip
     assert found.rows[0].model == "gpt-4o-mini-2024" and found.rows[0].time == T0
+    # A router record names its LLM (records written before it did: none).
+    assert [row.model for row in found.rows[2:]] == [None, "gpt-4o (0-shot)"]
     assert found.rows[1].time == dt.datetime(2026, 9, 21, 10, tzinfo=dt.timezone.utc).timestamp()  # ISO, UTC
     assert found.dropped == {"the task's parser cannot read the answer": 1, "unreadable line": 1,
                              "no answer (an error response, or none logged)": 1,

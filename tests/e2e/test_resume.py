@@ -81,6 +81,7 @@ def saved_rows(run_dir: Path) -> int:
     return sum(len(p.read_text().splitlines()) for p in (run_dir / "predictions").glob("*.progress"))
 
 
+@pytest.mark.slow
 def test_killed_runs_resume_to_the_uninterrupted_result(tiny_model_dir, data, tmp_path):
     rng = random.Random(7)
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
@@ -373,6 +374,7 @@ def fill_the_disk(cmd: list[str], run_dir: Path, size: int, out: Path) -> tuple[
 
 
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -m` and tmpfs mounts (root in a sandbox)")
+@pytest.mark.slow
 def test_a_full_disk_is_one_message_and_the_rerun_finishes(reference, tmp_path):
     cmd, reference = reference
     theirs = json.loads((reference / "metrics.json").read_text())

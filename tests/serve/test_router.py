@@ -112,6 +112,10 @@ def test_the_cascade_escalates_below_its_threshold_and_answers_as_the_benchmarke
     local = {row["parsed"] for row in run.read_predictions("slm")}
     assert records and all(r["local_answer"] in local for r in records)
     assert sum(r["escalated"] for r in records) >= escalated
+    # An answer the LLM gave names the LLM (`slmtier import-logs` keeps it with the answers it trains on).
+    llm_model = metrics.candidates[metrics.llm]["model"]
+    assert {r["model"] for r in records if r["tier"] == "llm"} == {llm_model}
+    assert {r["model"] for r in records if r["tier"] == "slm"} == {None}
 
 
 def test_failure_policy_never_a_500(router, llm_endpoint):
@@ -201,6 +205,7 @@ def test_shadow_sampling_takes_its_exact_share_and_never_changes_an_answer(route
     assert {r["request_id"] for r in requests if r["shadow"]} == expected
     assert {r["request_id"] for r in shadows} == expected and len(shadows) == len(expected)
     assert all(r["error"] and "HTTP 500" in r["error"] and r["agrees"] is None for r in shadows)
+    assert all(r["model"] for r in shadows)
 
 
 def test_classify_speaks_vllms_classification_api(router):

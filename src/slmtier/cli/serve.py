@@ -38,8 +38,9 @@ def add_server_arguments(command, *, max_batch_size: int, max_wait_ms: float = 5
 def run_serve(args: argparse.Namespace) -> None:
     from slmtier.models import resolve_generate_bf16
     from slmtier.run_dir import RunDir
-    from slmtier.serve import BatchingEngine, build_app
     from slmtier.serve.api import run_server
+    from slmtier.serve.app import build_app
+    from slmtier.serve.engine import BatchingEngine
     from slmtier.serve.vllm import build_vllm_command
     from slmtier.tiers.slm import load_run_model, recorded_max_new_tokens
 

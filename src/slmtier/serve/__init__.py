@@ -1,6 +1,4 @@
-"""The SLM tier as an OpenAI-compatible HTTP service (`slmtier serve RUN_DIR`)."""
+"""The SLM tier as an OpenAI-compatible HTTP service (`slmtier serve RUN_DIR`), and the router (`slmtier route`).
 
-from slmtier.serve.app import build_app
-from slmtier.serve.engine import BatchingEngine
-
-__all__ = ["BatchingEngine", "build_app"]
+The package imports nothing itself: `python train.py` needs slmtier.serve.routes (the answer a route gives)
+but not the web framework behind it."""

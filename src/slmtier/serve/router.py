@@ -282,6 +282,8 @@ async def route_request(route: TaskRoute, example: Example, deadline: float | No
         if chosen is not None
         else None,
         "cost_usd": chosen.generation.cost_usd if chosen is not None and tier == "llm" else None,
+        # Who gave the answer an LLM gave (`slmtier import-logs` records it with the answers it trains on).
+        "model": route.llm.model if tier == "llm" else None,
         "errors": errors,
         "latency_ms": latency,
     }
@@ -309,6 +311,7 @@ async def shadow_request(route: TaskRoute, example: Example, served: dict, reque
         "answer": llm_answer,
         "local_answer": served["answer"],
         "agrees": None if error else llm_answer == served["answer"],
+        "model": route.llm.model,
         "cost_usd": cost,
         "error": error,
         "latency_ms": {"llm": round((time.perf_counter() - began) * 1000, 3)},
