@@ -22,6 +22,7 @@ from a router's log to a trained tier.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -29,15 +30,27 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench_monitor import BANKING77, StandInLLM  # noqa: E402
+from bench_monitor import (  # noqa: E402
+    BANKING77,
+    StandInLLM,
+    cascade_routing,
+    point_at,
+    read_csv,
+    run_scenario,
+    windows_of,
+)
 from bench_router import Process, free_port  # noqa: E402
 
 from helpers.fault_server import FaultServer  # noqa: E402
 from slmtier.data import load_splits  # noqa: E402
+from slmtier.monitor.refit import refit  # noqa: E402
+from slmtier.monitor.run import Settings  # noqa: E402
 from slmtier.run_dir import RunDir  # noqa: E402
 from slmtier.tasks import build_task  # noqa: E402
 
@@ -91,31 +104,33 @@ def teacher_part(demo: Path, work: Path) -> dict:
     return result
 
 
-def curve_part(work: Path) -> dict:
+@contextlib.contextmanager
+def stand_in():
+    """The stand-in LLM on loopback (bench_monitor.StandInLLM: the gold answer, wrong on a fixed 2% of inputs),
+    knowing the ticket splits and banking77: yields (the train.py overrides that benchmark against it, its URL)."""
     llm = StandInLLM()
-    result = {}
     with FaultServer(lambda text, attempt: "ok", port=free_port(), answer=llm) as server:
         cfg = RunDir(REPO / "bench" / "work" / "demo").read_config()
         task = build_task(cfg.task)
         splits = load_splits(cfg.data, task.check_target)
         llm.learn([(e.input, e.target) for e in splits.train + splits.validation + splits.test], list(task.labels))
-        import csv
+        rows = [row for name in ("train.csv", "test.csv") for row in read_csv(BANKING77 / name)]
+        llm.learn([(row["text"], row["category"]) for row in rows], sorted({row["category"] for row in rows}))
+        overrides = [*endpoint(server.base_url, "stand-in-2pct"), "baseline.endpoint.price_input_per_1m=0.15",
+                     "baseline.endpoint.price_output_per_1m=0.6", "baseline.endpoint.max_concurrency=4"]  # fmt: skip
+        yield overrides, server.base_url
 
-        labels = None
-        for name in ("train.csv", "test.csv"):
-            with (BANKING77 / name).open(encoding="utf-8", newline="") as handle:
-                rows = list(csv.DictReader(handle))
-            labels = labels or sorted({row["category"] for row in rows})
-            llm.learn([(row["text"], row["category"]) for row in rows], labels)
-        stand_in = [*endpoint(server.base_url, "stand-in-2pct"), "baseline.endpoint.price_input_per_1m=0.15",
-                    "baseline.endpoint.price_output_per_1m=0.6", "baseline.endpoint.max_concurrency=4"]  # fmt: skip
-        for name, overrides, sizes in (
+
+def curve_part(work: Path) -> dict:
+    result = {}
+    with stand_in() as (overrides, _):
+        for name, recipe, sizes in (
             ("ticket_classifier", ["recipe=ticket_classifier"], "50,100,200,null"),
             ("banking77", ["recipe=banking77", "tiers=[encoder]"], "250,1000,4000,null"),
         ):
             sweep = work / f"curve-{name}"
             if not (sweep / "report.json").is_file():
-                train(*overrides, *stand_in, "+curve=default", f"data.max_train_examples={sizes}",
+                train(*recipe, *overrides, "+curve=default", f"data.max_train_examples={sizes}",
                       f"hydra.sweep.dir={sweep}", multirun=True)  # fmt: skip
             [task_summary] = json.loads((sweep / "report.json").read_text())["tasks"].values()
             result[name] = task_summary["learning_curve"]
@@ -131,43 +146,64 @@ LOG_DOMAINS = {  # the monitor benchmark's domain -> (recipe, its tiers)
 def logs_part(work: Path) -> dict:
     """Per domain of the monitor benchmark: its undrifted router log (the drifted ones hold other domains'
     inputs and a degraded LLM) -> `slmtier import-logs` -> an encoder trained on the earlier answers ->
-    benchmarked on the latest ones, against the LLM's logged answers to them (validation + test: the cascade's
-    threshold is fitted on the validation split)."""
+    benchmarked on the latest ones against the LLM's logged answers, with the LLM's endpoint as its LLM tier ->
+    the new cascade served by `slmtier route` on those later inputs, half of the local answers shadowed ->
+    `slmtier monitor`'s checks and re-fit on its log."""
     result = {}
-    for domain, (recipe, tiers) in LOG_DOMAINS.items():
-        logs = REPO / "bench" / "work" / "monitor" / domain / "monitor-undrifted-log"
-        if not logs.is_dir():
-            print(f"no router log of {domain} from the monitor benchmark (scripts/bench_monitor.py): skipped")
-            continue
-        data = work / f"from-logs-{domain}"
-        command = [sys.executable, "-m", "slmtier", "import-logs", *map(str, sorted(logs.glob("*.jsonl"))),
-                   "--recipe", recipe, "--out", str(data)]  # fmt: skip
-        began = time.perf_counter()
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"import-logs failed: {done.stderr[-2000:]}")
-        import_s = time.perf_counter() - began
-        card = json.loads((data / "data_card.json").read_text())
-        answers = data / "llm-answers.jsonl"  # the LLM's logged answers to the held-out splits, by id
-        answers.write_text((data / "validation.jsonl").read_text() + (data / "test.jsonl").read_text())
-        run = work / f"from-logs-{domain}-run"
-        if not (run / "metrics.json").is_file():
-            train(f"recipe={recipe}", f"tiers={tiers}", f"hydra.run.dir={run}",
-                  f"data.train={data / 'train.jsonl'}", f"data.validation={data / 'validation.jsonl'}",
-                  f"data.test={data / 'test.jsonl'}", "data.id_field=id", "data.text_field=text",
-                  "data.target_field=label", "data.query_field=null", "data.validation_holdout=null",
-                  "baseline=predictions", f"baseline.predictions.path={answers}",
-                  "baseline.predictions.output_field=label")  # fmt: skip
-        metrics = RunDir(run).read_metrics()
-        interval = metrics.candidates["encoder"]["quality"]["interval"]
-        cascade = metrics.tiers["encoder"].cascade or {}
-        result[domain] = {
-            "card": card, "import_s": round(import_s, 1), "run": str(run.relative_to(REPO)),
-            "encoder_agreement": interval["value"], "interval": [interval["low"], interval["high"]],
-            "cascade": {key: cascade.get(key) for key in ("threshold", "quality", "escalation_rate")},
-            "verdict": metrics.verdict, "reason": metrics.decision.reason, "targets": metrics.targets,
-        }  # fmt: skip
+    with stand_in() as (overrides, base_url):
+        for domain, (recipe, tiers) in LOG_DOMAINS.items():
+            logs = REPO / "bench" / "work" / "monitor" / domain / "monitor-undrifted-log"
+            if not logs.is_dir():
+                print(f"no router log of {domain} from the monitor benchmark (scripts/bench_monitor.py): skipped")
+                continue
+            data = work / f"from-logs-{domain}"
+            command = [sys.executable, "-m", "slmtier", "import-logs", *map(str, sorted(logs.glob("*.jsonl"))),
+                       "--recipe", recipe, "--out", str(data)]  # fmt: skip
+            began = time.perf_counter()
+            done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"import-logs failed: {done.stderr[-2000:]}")
+            import_s = time.perf_counter() - began
+            card = json.loads((data / "data_card.json").read_text())
+            run = work / f"from-logs-{domain}-run"
+            if not (run / "metrics.json").is_file():
+                train(f"recipe={recipe}", f"tiers={tiers}", f"hydra.run.dir={run}",
+                      f"data.train={data / 'train.jsonl'}", f"data.validation={data / 'validation.jsonl'}",
+                      f"data.test={data / 'test.jsonl'}", "data.id_field=id", "data.text_field=text",
+                      "data.target_field=label", "data.query_field=null", "data.validation_holdout=null",
+                      *overrides)  # fmt: skip
+            point_at(run, base_url)  # a rerun of this script listens on another port
+            metrics = RunDir(run).read_metrics()
+            quality = metrics.candidates["encoder"]["quality"]["interval"]
+            result[domain] = {
+                "card": card, "import_s": round(import_s, 1), "run": str(run.relative_to(REPO)),
+                "encoder_agreement": quality["value"], "interval": [quality["low"], quality["high"]],
+                "llm_agreement": metrics.candidates[metrics.llm]["quality"]["value"],
+                "verdict": metrics.verdict, "reason": metrics.decision.reason, "targets": metrics.targets,
+                "redeployed": redeploy(run, data, work / "redeployed", domain),
+            }  # fmt: skip
     return result
+
+
+def redeploy(run: Path, data: Path, work: Path, domain: str, windows: int = 10) -> dict:
+    """The run's encoder cascade behind `slmtier route` (half of the local answers shadowed), sent `windows`
+    windows of the import's test inputs (the latest traffic); the monitor's per-window checks (against the
+    run's validation predictions: no replayed input is in the reference) and its re-fit on the log."""
+    work.mkdir(parents=True, exist_ok=True)
+    routing = cascade_routing(run, work, f"{domain}-from-logs", shadow_rate=0.5)
+    test = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines() if line.strip()]
+    texts, labels = [row["text"] for row in test], [row["label"] for row in test]
+    sent = list(windows_of(texts, labels, np.random.default_rng(0), windows, min(150, len(texts))))
+    outcome = run_scenario(f"{domain}-from-logs", routing, work, sent, Settings(), ("validation",))
+    records, reference = outcome.pop("records"), outcome.pop("reference")
+    fitted = refit(reference, records, None)
+    return {
+        "routing": str(routing.relative_to(REPO)),
+        "log": str((work / f"monitor-{domain}-from-logs-log").relative_to(REPO)),
+        "threshold": reference.escalate_below, "windows": outcome,
+        "refit": {"advice": fitted.get("sentence"), "next_step": fitted.get("next_step"), "pairs": fitted["pairs"],
+                  "threshold_after": (fitted.get("fitted") or {}).get("threshold")},
+    }  # fmt: skip
 
 
 def pct(value: float | None) -> str:
@@ -233,11 +269,22 @@ def render(result: dict) -> str:
             continue
         lines += [
             "",
-            f"**From the router's log to a trained tier, {domain}.** {card_summary(logs['card'])} The encoder trained "
-            f"on the import's train split agrees with the LLM's logged answers on "
-            f"{interval(logs['encoder_agreement'], *logs['interval'])} of the later test split "
-            f"({logs['run']}); verdict `{logs['verdict']}`: {logs['reason']}",
+            f"**From the router's log back to a served tier, {domain}.** (1) {card_summary(logs['card'])} "
+            f"(2) An encoder trained on the import's train split agrees with the LLM's logged answers on "
+            f"{interval(logs['encoder_agreement'], *logs['interval'])} of the later test split (the LLM with "
+            f"itself: {pct(logs['llm_agreement'])}; `{logs['run']}`); verdict `{logs['verdict']}`: {logs['reason']}",
         ]
+        deployed = logs.get("redeployed")
+        if deployed:
+            windows, fit = deployed["windows"], deployed["refit"]
+            after = "none fitted" if fit["threshold_after"] is None else f"{fit['threshold_after']:.4f}"
+            lines[-1] += (
+                f" (3) Its cascade (escalating below {deployed['threshold']:.4f}) served by `slmtier route` on "
+                f"{windows['windows']} windows of {windows['window_size']} of those later inputs, half of the local "
+                f"answers shadowed (`{deployed['log']}`): {windows['alarms']} of {windows['windows']} windows "
+                f"alarmed. (4) `slmtier monitor`'s re-fit on {fit['pairs']:,} logged pairs: threshold "
+                f"{deployed['threshold']:.4f} -> {after}; {fit['advice']}"
+            )
     return "\n".join(lines)
 
 
