@@ -226,7 +226,8 @@ def render(result: dict) -> str:
             f"zero-shot through the OpenAI-compatible client like any LLM; {pct(teacher['teacher_accuracy'])} on the "
             f"160 gold test tickets. It labelled {card['labelled']} of {card['asked']} train and validation tickets "
             f"(dropped: {', '.join(f'{k} {v}' for k, v in card['dropped'].items()) or 'none'}; "
-            f"agreement with the gold labels nobody gave it: {pct(card.get('agreement_with_gold'))}). At "
+            f"its labels match the gold ones, which the students never saw, on {pct(card.get('agreement_with_gold'))}: "
+            "more than on test, since the teacher was tuned on these very tickets). At "
             f"gpt-4o-mini's list price those answers would have cost {card['spent_usd']:.4f} USD "
             f"(estimated before any call: {card['estimated_usd']:.4f}, at most {card['most_usd']:.4f}).",
             "",

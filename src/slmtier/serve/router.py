@@ -282,7 +282,7 @@ async def route_request(route: TaskRoute, example: Example, deadline: float | No
         if chosen is not None
         else None,
         "cost_usd": chosen.generation.cost_usd if chosen is not None and tier == "llm" else None,
-        # Who gave the answer an LLM gave (`slmtier import-logs` records it with the answers it trains on).
+        # The LLM that answered, as the run names it (`slmtier import-logs` keeps it with the answers it trains on).
         "model": route.llm.model if tier == "llm" else None,
         "errors": errors,
         "latency_ms": latency,
