@@ -273,7 +273,7 @@ def render(result: dict) -> str:
             f"**From the router's log back to a served tier, {domain}.** (1) {card_summary(logs['card'])} "
             f"(2) An encoder trained on the import's train split agrees with the LLM's logged answers on "
             f"{interval(logs['encoder_agreement'], *logs['interval'])} of the later test split (the LLM with "
-            f"itself: {pct(logs['llm_agreement'])}; `{logs['run']}`); verdict `{logs['verdict']}`: {logs['reason']}",
+            f"itself: {pct(logs['llm_agreement'])}; `{logs['run']}`); verdict `{logs['verdict']}`: {logs['reason']}.",
         ]
         deployed = logs.get("redeployed")
         if deployed:
@@ -284,7 +284,7 @@ def render(result: dict) -> str:
                 f"{windows['windows']} windows of {windows['window_size']} of those later inputs, half of the local "
                 f"answers shadowed (`{deployed['log']}`): {windows['alarms']} of {windows['windows']} windows "
                 f"alarmed. (4) `slmtier monitor`'s re-fit on {fit['pairs']:,} logged pairs: threshold "
-                f"{deployed['threshold']:.4f} -> {after}; {fit['advice']}"
+                f'{deployed["threshold"]:.4f} -> {after}, advice `{fit["next_step"]}`: "{fit["advice"]}"'
             )
     return "\n".join(lines)
 
@@ -293,9 +293,11 @@ def card_summary(card: dict) -> str:
     splits = ", ".join(f"{name} {card['splits'][name]['rows']:,}" for name in ("train", "validation", "test")
                        if name in card.get("splits", {}))  # fmt: skip
     dropped = ", ".join(f"{reason} {count:,}" for reason, count in card.get("dropped", {}).items()) or "none"
+    models = ", ".join(f"{model} {count:,}" for model, count in card.get("models", {}).items())
     return (
         f"`slmtier import-logs` read {card['read_lines']:,} log lines, kept {card['kept']:,} of "
-        f"{card['usable']:,} usable LLM answers (dropped: {dropped}) and split them by time ({splits})."
+        f"{card['usable']:,} usable LLM answers (dropped: {dropped}; answered by: {models}) and split them by "
+        f"time ({splits})."
     )
 
 
