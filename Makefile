@@ -24,15 +24,17 @@ demo: setup
 	$(BIN)/python train.py recipe=$(RECIPE)
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 # slmtier against plain baselines measured in the same run: training (vs Trainer + peft padded to max_length),
 # label scoring and batched generation (vs generate() one example at a time), `make demo` end to end, the
 # LLM-tier client against `slmtier serve`, and `slmtier route` (parity, latency, live cascade, load; it trains an
-# order_extractor run first, ~10 min, then ~20 min of routing); writes bench/results.{json,md}.
+# order_extractor run first, ~10 min, then ~20 min of routing), `slmtier monitor` by simulation, and learning from
+# the LLM (scripts/bench_distill.py: a served teacher's students, learning curves, the router's log back into
+# training; ~75 min); writes bench/results.{json,md}.
 # `scripts/bench.py --render-only --readme docs/speed.md` puts the latest table in the manual's speed page.
 bench: setup
 	$(BIN)/python scripts/bench.py

@@ -51,7 +51,7 @@ def tiny_run(tiny_model_dir, tmp_path_factory) -> TinyRun:
 
 def pytest_collection_modifyitems(config, items):
     """Files holding a `slow` test first, the rest in their usual order: `make test` hands whole files to its two
-    workers (--dist loadfile) in this order, and a long file drawn last leaves one worker idle while the other
-    finishes it (longest first: the suite took 689 s with the long files among the last, ...)."""
+    workers in this order (--dist loadfile --no-loadscope-reorder; xdist's own order, by number of tests, put
+    the long files with few tests last, and one worker sat idle while the other finished them)."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
