@@ -92,10 +92,10 @@ def teacher_part(demo: Path, work: Path) -> dict:
     result = {"targets": metrics.targets, "teacher_accuracy": metrics.candidates[metrics.llm]["accuracy"],
               "teacher": metrics.candidates[metrics.llm]["model"], "students": {}}  # fmt: skip
     for tier in metrics.tiers:
-        interval = metrics.candidates[tier]["quality"]["interval"]
+        taught = metrics.candidates[tier]["quality"]["interval"]
         gold_interval = gold.candidates[tier]["quality"]["interval"]
         result["students"][tier] = {
-            "accuracy": interval["value"], "interval": [interval["low"], interval["high"]],
+            "accuracy": taught["value"], "interval": [taught["low"], taught["high"]],
             "agreement_with_teacher": agreement(run, tier, metrics.llm),
             "gold_trained_accuracy": gold_interval["value"],
             "gold_trained_interval": [gold_interval["low"], gold_interval["high"]],
@@ -314,7 +314,8 @@ def main() -> None:
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    result["date"] = time.strftime("%Y-%m-%d")
+    if args.parts:  # a render alone (--parts with no names) keeps the date the figures were measured
+        result["date"] = time.strftime("%Y-%m-%d")
     for part in args.parts:
         began = time.perf_counter()
         parts = {"teacher": lambda: teacher_part(args.run.resolve(), args.work),
