@@ -99,7 +99,7 @@ class TrainerConfig:
     warmup_steps: float = 0.05  # < 1 = a fraction of all steps, >= 1 = a number of steps
     weight_decay: float = 0.0
     max_length: int = 512  # tokens per training example; longer ones are cut (and counted)
-    bf16: bool | None = None  # null = on where the hardware computes bf16 natively (CUDA, AVX512-BF16/AMX CPUs)
+    bf16: bool | None = None  # null = on where bf16 is native and faster (models.resolve_bf16)
     # random | group_by_length | sequential. Every batch is padded only to its own longest example either way.
     # group_by_length (batches of similar length) trained 1.34x faster on the ticket recipe but reached lower
     # validation accuracy (87.5% vs 93.8%, one epoch): similar lengths made batches of similar tickets.
@@ -140,7 +140,7 @@ class EncoderConfig:
     lr_scheduler_type: str = "linear"
     warmup_steps: float = 0.1  # < 1 = a fraction of all steps
     weight_decay: float = 0.01
-    bf16: bool | None = None  # null = on where the hardware computes bf16 natively
+    bf16: bool | None = None  # null = on where bf16 is native and faster (models.resolve_bf16)
     save_steps: int = 200  # checkpoints in run_dir/encoder_trainer, for resuming a killed run; 0 = none
     logging_steps: int = 50
     seed: int = 42
@@ -158,7 +158,7 @@ class InferenceConfig:
     # to the task once per run: the longest train answer (as the task writes it) in the SLM's tokens, + 25%,
     # at least + 8. Answers stopped by this limit are counted (metrics.json candidates.<name>.hit_limit).
     max_new_tokens: int | None = None
-    bf16: bool | None = None  # autocast to bf16; null = on where the hardware computes bf16 natively
+    bf16: bool | None = None  # autocast to bf16; null = where bf16 is native and faster (measured)
     # Greedy decoding (extraction, summarization, classification without label scoring, `slmtier serve`):
     # null = bf16 autocast on a bf16 GPU only. On this 2-core CPU bf16 decoded order_extractor 1.6x faster in
     # batches, but made an answer depend on the batch it is decoded in, so the router (which batches whatever

@@ -10,7 +10,8 @@ import torch
 from slmtier.benchmark.candidates import LocalCandidate
 from slmtier.config import FieldSpec, ModelConfig, RunConfig, TaskConfig
 from slmtier.data import Example
-from slmtier.models import load_model, load_tokenizer, resolve_generate_bf16
+from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_generate_bf16
+from slmtier.models import loading
 from slmtier.tasks import build_task
 from slmtier.tiers import slm
 
@@ -23,6 +24,27 @@ def test_decoding_is_fp32_on_a_cpu_and_bf16_on_a_bf16_gpu_unless_asked(monkeypat
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert resolve_generate_bf16(None) is True
     assert resolve_generate_bf16(False) is False
+
+
+def test_cpu_bf16_needs_the_instructions_and_a_measured_speedup(monkeypatch):
+    """On a CPU, null means bf16 only where it is native (AVX512-BF16 or AMX) and a bf16 matmul measured faster
+    than fp32: one AVX512-BF16 Xeon ran bf16 matmuls at half the fp32 speed."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    probes = []
+    monkeypatch.setattr(loading, "cpu_bf16_speedup", lambda: probes.append(1) or speedup)
+    for native, speedup, expected in ((True, 2.4, True), (True, 0.52, False), (True, 1.1, False), (False, 3.0, False)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+        probes.clear()
+        assert resolve_bf16(None) is expected, (native, speedup)
+        assert len(probes) == (1 if native else 0)  # no instructions: nothing to measure
+        assert resolve_bf16(True) is True and resolve_bf16(False) is False
+
+
+def test_the_bf16_probe_measures_this_cpu():
+    loading.cpu_bf16_speedup.cache_clear()
+    speedup = loading.cpu_bf16_speedup()
+    assert 0 < speedup < 100 and loading.cpu_bf16_speedup() == speedup  # measured once per process
 
 
 def test_the_slm_tier_takes_its_decoding_precision_from_generate_bf16(monkeypatch):

@@ -6,7 +6,9 @@ Safetensors only (`use_safetensors=True`): a pickle checkpoint can run code when
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -40,19 +42,47 @@ def resolve_source(source: str, key: str, resolve_embedded_name) -> str:
 
 
 def resolve_bf16(requested: bool | None) -> bool:
-    """bf16 as asked, or (None) where it is native: a bf16 CUDA GPU, or a CPU with AVX512-BF16 or AMX.
+    """bf16 as asked, or (None) where it is native and faster: a bf16 CUDA GPU, or a CPU with AVX512-BF16 or AMX
+    on which a bf16 matmul measures at least BF16_MIN_SPEEDUP times the fp32 one (`cpu_bf16_speedup`).
 
-    On this project's 2-core AVX512-BF16 CPU, bf16 autocast trained 1.2-1.5x faster than fp32 with
-    the same loss curve (measured with scripts/bench.py); on CPUs without it, bf16 is emulated and slower.
+    The flags alone do not say: on one 2-core AVX512-BF16 CPU (AMD EPYC) bf16 autocast trained 1.5x faster than
+    fp32 (matmul 398 against 167 GFLOP/s), on another (an Intel Xeon with the same flag, no AMX) the bf16 matmul
+    ran at half the fp32 speed (164 against 318 GFLOP/s) and bf16 autocast trained 1.6x slower and scored labels
+    1.6x slower (scripts/bench.py, docs/speed.md). CPUs without the instructions emulate bf16: never faster.
     """
     if requested is not None:
         return requested
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     cpu = torch.cpu
-    return any(
+    native = any(
         getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     )
+    return native and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
+
+
+BF16_MIN_SPEEDUP = 1.2  # below this, fp32 keeps the precision for little or no speed
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """How many times faster a (512 x 1024) @ (1024 x 1024) matmul runs in bf16 than in fp32 on this CPU, with
+    the threads torch uses: the best of a few rounds each (~0.1 s, once per process). Logged, because it
+    decides the precision every local tier trains and answers in when `bf16` is null."""
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(512, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
+        a @ b  # warm-up: the kernel's first call pays its set-up
+        times = []
+        for _ in range(4):
+            began = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - began)
+        best[dtype] = min(times)
+    speedup = best[torch.float32] / best[torch.bfloat16]
+    log.info("bf16 matmul on this CPU: %.2fx the fp32 speed (bf16 autocast when null: %s)", speedup,
+             "on" if speedup >= BF16_MIN_SPEEDUP else "off")  # fmt: skip
+    return speedup
 
 
 def resolve_generate_bf16(requested: bool | None) -> bool:
