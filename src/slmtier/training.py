@@ -29,6 +29,15 @@ from slmtier.models import resolve_bf16
 
 log = logging.getLogger(__name__)
 
+# The order the Trainer draws training examples in (TrainingArguments.train_sampling_strategy): random, batches of
+# similar length (fewer padding tokens), or the file's order.
+SAMPLING_STRATEGIES = ("random", "group_by_length", "sequential")
+
+
+def check_sampling_strategy(key: str, value: str) -> None:
+    if value not in SAMPLING_STRATEGIES:
+        raise SlmtierError(f"{key} {value!r} is not one of {list(SAMPLING_STRATEGIES)}")
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -41,6 +50,7 @@ class TrainResult:
     truncated_examples: int  # examples longer than trainer.max_length, cut at the end before training
     world_size: int = 1  # processes that trained together (torchrun / accelerate launch: data-parallel)
     resumed_from_step: int | None = None  # the checkpoint this run carried on from, after a crash or kill
+    bf16: bool | None = None  # trained under bf16 autocast (trainer.bf16, or what null resolved to here)
 
 
 def build_sft_dataset(
@@ -220,6 +230,7 @@ def train_adapter(
         truncated_examples=truncated,
         world_size=int(trainer.args.world_size),
         resumed_from_step=before.get("global_step"),
+        bf16=bool(trainer.args.bf16),
     )
     log.info(
         "trained %d steps in %.0f s: loss %.3f, %.0f tokens/s",

@@ -340,3 +340,29 @@ def test_batches_run_in_few_shapes_and_filler_rows_change_no_answer(tiny_encoder
     single = torch.cat([predict_logits(model, tokenizer, [text], batch_size=1, max_length=128, bf16=False)[0]
                         for text in texts])  # fmt: skip
     assert torch.allclose(batched, single, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "mistake"),
+    [
+        ("train_sampling_strategy", "by_length", "encoder.train_sampling_strategy 'by_length' is not one of"),
+        ("finetune", "adapter", "encoder.finetune 'adapter' is not one of"),
+        ("class_weights", "inverse", "encoder.class_weights 'inverse' is not one of"),
+    ],
+)
+def test_encoder_settings_are_checked_at_start_up(key, value, mistake):
+    from slmtier.errors import SlmtierError
+    from slmtier.tiers.encoder import check_encoder_config
+
+    check_encoder_config(EncoderConfig(name="x", source="y"), "classification")  # the defaults pass
+    with pytest.raises(SlmtierError, match=mistake):
+        check_encoder_config(EncoderConfig(name="x", source="y", **{key: value}), "classification")
+
+
+def test_the_slm_tiers_sampling_strategy_is_checked_at_start_up():
+    from slmtier.config import RunConfig, TrainerConfig
+    from slmtier.errors import SlmtierError
+    from slmtier.tiers import slm
+
+    with pytest.raises(SlmtierError, match="trainer.train_sampling_strategy 'shuffled' is not one of"):
+        slm.check(RunConfig(trainer=TrainerConfig(train_sampling_strategy="shuffled")))

@@ -39,7 +39,13 @@ from slmtier.models.embedded import resolve_embedded_encoder
 from slmtier.models.loading import resolve_source
 from slmtier.run_dir import write_json_atomic
 from slmtier.tiers.prepared import Prepared
-from slmtier.training import find_last_checkpoint, is_main_process, read_trainer_state, trainer_arguments
+from slmtier.training import (
+    check_sampling_strategy,
+    find_last_checkpoint,
+    is_main_process,
+    read_trainer_state,
+    trainer_arguments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,7 @@ class EncoderTrainResult:
     total_params: int
     class_weights: list[float] | None = None  # per label, in the recipe's order; None = unweighted
     resumed_from_step: int | None = None
+    bf16: bool | None = None  # trained under bf16 autocast (encoder.bf16, or what null resolved to here)
 
 
 def check(cfg: RunConfig) -> None:
@@ -122,6 +129,7 @@ def check_encoder_config(cfg: EncoderConfig, task_kind: str) -> None:
         raise SlmtierError(f"the encoder tier classifies; a {task_kind} recipe cannot use it (remove it from tiers)")
     if cfg.finetune not in FINETUNE_MODES:
         raise SlmtierError(f"encoder.finetune {cfg.finetune!r} is not one of {list(FINETUNE_MODES)}")
+    check_sampling_strategy("encoder.train_sampling_strategy", cfg.train_sampling_strategy)
     if cfg.class_weights not in CLASS_WEIGHTS:
         raise SlmtierError(f"encoder.class_weights {cfg.class_weights!r} is not one of {list(CLASS_WEIGHTS)}")
     if cfg.max_length < 8 or cfg.batch_size < 1 or cfg.per_device_train_batch_size < 1:
@@ -218,7 +226,8 @@ def train_encoder(model, tokenizer, train: list[Example], labels: list[str], cfg
         )
         model = get_peft_model(model, adapter)
     weights = balanced_class_weights(train, labels) if cfg.class_weights == "balanced" else None
-    args = TrainingArguments(**trainer_arguments(cfg, output_dir=work_dir, report_to=report_to))
+    args = TrainingArguments(**trainer_arguments(cfg, output_dir=work_dir, report_to=report_to),
+                             train_sampling_strategy=cfg.train_sampling_strategy)  # fmt: skip
     trainer = Trainer(
         model=model,
         args=args,
@@ -251,6 +260,7 @@ def train_encoder(model, tokenizer, train: list[Example], labels: list[str], cfg
         total_params=sum(p.numel() for p in trained.parameters()),
         class_weights=[round(w, 6) for w in weights] if weights else None,
         resumed_from_step=before.get("global_step"),
+        bf16=bool(args.bf16),
     )
     log.info("encoder trained %d steps in %.0f s: loss %.3f", steps, runtime, result.train_loss)
     return trained, result

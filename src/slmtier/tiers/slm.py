@@ -28,7 +28,14 @@ from slmtier.models.loading import check_4bit_supported
 from slmtier.run_dir import RunDir, write_json_atomic
 from slmtier.tasks import build_task
 from slmtier.tiers.prepared import Prepared
-from slmtier.training import TrainResult, build_sft_dataset, is_main_process, save_adapter, train_adapter
+from slmtier.training import (
+    TrainResult,
+    build_sft_dataset,
+    check_sampling_strategy,
+    is_main_process,
+    save_adapter,
+    train_adapter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,7 @@ def check(cfg: RunConfig) -> None:
         raise SlmtierError("trainer.max_train_examples must be at least 1 (null = the whole train split)")
     if cfg.trainer.finetune not in FINETUNE_MODES:
         raise SlmtierError(f"trainer.finetune {cfg.trainer.finetune!r} is not one of {list(FINETUNE_MODES)}")
+    check_sampling_strategy("trainer.train_sampling_strategy", cfg.trainer.train_sampling_strategy)
     if cfg.trainer.finetune == "full" and cfg.lora.load_in_4bit:
         raise SlmtierError("trainer.finetune=full and lora=qlora exclude each other: 4-bit weights are not trained")
     if cfg.lora.load_in_4bit:
