@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 PARTS = ["matmul", "train", "demo", "classify", "generate", "encoder", "profile", "serve", "tiers", "router", "monitor",
          "distill"]  # fmt: skip
 TRAIN_SETTINGS = ["reference", "trl_plain"]
+ROUTER_PARTS = ["parity", "numerics", "latency", "cascade", "load"]
 
 
 # ---------------------------------------------------------------- children: one measurement each
@@ -524,22 +525,24 @@ def run_serve(args, demo: dict) -> dict:
 
 def run_router(args, demo_dir: Path) -> dict:
     """scripts/bench_router.py on the demo's run and an order_extractor run (trained here when missing), with
-    `transformers serve` of the recipe's embedded base model as the live cascade's LLM."""
+    `transformers serve` of the recipe's embedded base model as the live cascade's LLM. `--router-only` runs
+    some of its parts (the extraction run is then trained only for the numerics part, and used when present)."""
     from slmtier.models import resolve_model_path
 
+    parts = args.router_only or ROUTER_PARTS
     extract = Path(args.work) / "extract"
-    if not (extract / "metrics.json").is_file():
+    if not (extract / "metrics.json").is_file() and (args.router_only is None or "numerics" in parts):
         subprocess.run([sys.executable, "train.py", f"recipe={args.generate_recipe}", f"hydra.run.dir={extract}"],
                        check=True, cwd=REPO)  # fmt: skip
     cfg = load_recipe(args.recipe)
     llm_model = resolve_model_path(cfg.model, cfg.cache_dir)
     out = Path(args.work) / "router.json"
     out.unlink(missing_ok=True)
-    command = [sys.executable, "scripts/bench_router.py", "--classify-run", str(demo_dir), "--extract-run",
-               str(extract), "--llm-model", str(llm_model), "--out", str(out),
-               "--work", str(Path(args.work) / "router")]  # fmt: skip
+    command = [sys.executable, "scripts/bench_router.py", "--classify-run", str(demo_dir), "--llm-model",
+               str(llm_model), "--out", str(out), "--work", str(Path(args.work) / "router"), "--only", *parts,
+               *(["--extract-run", str(extract)] if (extract / "metrics.json").is_file() else [])]  # fmt: skip
     subprocess.run(command, check=True, cwd=REPO)
-    return json.loads(out.read_text())
+    return {**json.loads(out.read_text()), "parts": parts}
 
 
 def main() -> None:
@@ -555,6 +558,12 @@ def main() -> None:
     parser.add_argument("--serve-n", type=int, default=48, help="requests per concurrency in the serve part")
     parser.add_argument("--tiers-run", type=Path, help="the run whose tiers the tiers part times (default: the demo's)")
     parser.add_argument("--tiers-n", type=int, default=200, help="test examples of the tiers part")
+    parser.add_argument(
+        "--router-only",
+        nargs="+",
+        choices=ROUTER_PARTS,
+        help="some parts of the router benchmark (the manual's router block keeps the last full run)",
+    )
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
     parser.add_argument(
@@ -626,7 +635,8 @@ def finish(results: dict, args) -> None:
     print(table + "\n" + router + "\n" + monitor_table)
     if args.readme and any(part in results for part in PARTS if part not in ("router", "monitor", "distill")):
         replace_block(args.readme, table, "bench")
-    if args.readme and router:
+    full_router = results.get("router", {}).get("parts", ROUTER_PARTS) == ROUTER_PARTS
+    if args.readme and router and full_router:
         replace_block(args.readme, f"Measured {results['date']} on {results['machine']}.\n\n{router}", "bench-router")
     monitor = "\n".join(monitor_rows(results.get("monitor")))
     if args.readme and monitor:  # the monitor's page, beside the speed page

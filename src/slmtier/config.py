@@ -140,9 +140,11 @@ class EncoderConfig:
     lr_scheduler_type: str = "linear"
     warmup_steps: float = 0.1  # < 1 = a fraction of all steps
     weight_decay: float = 0.01
-    # random | group_by_length | sequential (as trainer.train_sampling_strategy); every batch is padded to its own
-    # longest input either way.
-    train_sampling_strategy: str = "random"
+    # group_by_length | random | sequential (as trainer.train_sampling_strategy); every batch is padded to its own
+    # longest input either way. banking77 (MiniLM, 4 epochs, fp32, 2 cores): batches of similar length ran 154k
+    # useful tokens as 163k instead of 446k, trained in 6.0 min, and reached 92.5% test accuracy where random order
+    # reached 92.0-92.4% (docs/speed.md).
+    train_sampling_strategy: str = "group_by_length"
     bf16: bool | None = None  # null = on where bf16 is native and faster (models.resolve_bf16)
     save_steps: int = 200  # checkpoints in run_dir/encoder_trainer, for resuming a killed run; 0 = none
     logging_steps: int = 50
