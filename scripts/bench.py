@@ -315,38 +315,24 @@ def child_generate(args) -> dict:
 
 
 def child_tiers(args) -> dict:
-    """The demo's two local tiers on the ticket test set: one request at a time (each request's own latency,
-    p50/p95) and in the run's batches (examples/s)."""
-    from slmtier.benchmark.candidates import LocalCandidate
+    """The demo's two local tiers on the ticket test set, loaded as the router loads them: one request at a
+    time (each request's own latency, p50/p95) and in the run's batches (examples/s)."""
     from slmtier.benchmark.summary import percentile
     from slmtier.data import load_splits
-    from slmtier.models import resolve_bf16
     from slmtier.run_dir import RunDir
-    from slmtier.serve.engine import load_run_model
     from slmtier.tasks import build_task
-    from slmtier.tiers.encoder import ENCODER, EncoderCandidate, load_trained_encoder
+    from slmtier.tiers import encoder, slm
 
     run_dir = args.tiers_run or Path(args.work) / "demo"
     cfg = RunDir(run_dir).read_config()
     task = build_task(cfg.task)
     test = load_splits(cfg.data, task.check_target).test[: args.tiers_n]
-    bf16 = resolve_bf16(cfg.inference.bf16)
-    encoder_model, encoder_tokenizer = load_trained_encoder(run_dir / ENCODER, cfg.encoder, list(task.labels))
-    slm_model, slm_tokenizer = load_run_model(run_dir, cfg)
-
-    def encoder(batch_size):
-        return EncoderCandidate(ENCODER, cfg.encoder.name, encoder_model, encoder_tokenizer, list(task.labels),
-                                batch_size=batch_size, max_length=cfg.encoder.max_length, bf16=bf16)  # fmt: skip
-
-    def slm(batch_size):
-        return LocalCandidate("slm", cfg.model.name, slm_model, slm_tokenizer, batch_size=batch_size, bf16=bf16,
-                              label_scoring=True, chat_template_kwargs=cfg.model.chat_template_kwargs)  # fmt: skip
-
     result = {"n": len(test), "recipe": cfg_recipe(run_dir), "run_dir": str(run_dir)}
-    for name, build, batch in (("encoder", encoder, cfg.encoder.batch_size), ("slm", slm, cfg.inference.batch_size)):
-        single = build(1).predict(task, test)
+    for name, tier in (("encoder", encoder), ("slm", slm)):
+        candidate = tier.load(run_dir, cfg)
+        single = replace(candidate, batch_size=1).predict(task, test)
         began = time.perf_counter()
-        batched = build(batch).predict(task, test)
+        batched = candidate.predict(task, test)
         wall = time.perf_counter() - began
         latencies = [generation.latency_ms for generation in single]
         correct = [task.parse(g.raw_output) == e.target for g, e in zip(batched, test, strict=True)]
@@ -354,10 +340,11 @@ def child_tiers(args) -> dict:
             "model": cfg.encoder.name if name == "encoder" else cfg.model.name,
             "per_request_p50_ms": round(percentile(latencies, 50), 1),
             "per_request_p95_ms": round(percentile(latencies, 95), 1),
-            "batch_size": batch,
+            "batch_size": candidate.batch_size,
             "batched_examples_per_s": round(len(test) / wall, 2),
             "accuracy": round(sum(correct) / len(test), 4),
         }
+        del candidate
     return result
 
 

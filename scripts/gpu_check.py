@@ -14,6 +14,12 @@ Settings, each on the same examples:
 - qlora: the same with the base in 4-bit NF4 (bitsandbytes).
 Useful tokens are the examples' own (no padding). Weights are random, so losses mean nothing; speed and
 memory are those of the real shapes.
+
+Then, for the same sizes (`--parts` picks): label scoring (slmtier.label_scoring, batches of 16, the shared
+instruction run once) against generate() one example at a time (the plain way, 6 new tokens), on prompts of a
+shared 8-label instruction and a ticket-length text each; and the encoder tier's shape (BERT-base, random
+weights): training examples/s grouped by length and padded per batch under bf16 autocast against fp32 padded to
+128 tokens, and per-request latency one at a time against examples/s in batches of 32.
 """
 
 from __future__ import annotations
@@ -40,6 +46,13 @@ SIZES = {
 }  # fmt: skip
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SETTINGS = ["reference", "lora_bf16", "qlora"]
+PARTS = ["train", "label_scoring", "encoder"]
+LABELS = ["billing", "refund", "shipping", "account_access", "technical_issue", "product_question", "cancellation",
+          "complaint"]  # fmt: skip
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 
 def build_model(size: str, setting: str, device: str, folder: Path):
@@ -125,10 +138,137 @@ def measure(size: str, setting: str, *, device: str, steps: int, batch: int, seq
     }
 
 
+def random_texts(n: int, words: int, seed: int) -> list[str]:
+    generator = torch.Generator().manual_seed(seed)
+    vocabulary = [f"w{i}" for i in range(500)] + LABELS
+    return [" ".join(vocabulary[j] for j in torch.randint(0, len(vocabulary), (words,), generator=generator).tolist())
+            for _ in range(n)]  # fmt: skip
+
+
+def build_tokenizer(folder: Path, vocab: int):
+    """A byte-level BPE with a ChatML template, trained here on the words the prompts use (nothing downloaded)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    specials = ["<|im_start|>", "<|im_end|>", "<unk>"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=min(2000, vocab), special_tokens=specials, initial_alphabet=alphabet, show_progress=False
+    )
+    bpe.train_from_iterator(random_texts(400, 40, seed=1), trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|im_end|>",
+                                        unk_token="<unk>")  # fmt: skip
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def measure_label_scoring(size: str, *, device: str, n: int) -> dict:
+    from slmtier.inference import generate_batched
+    from slmtier.label_scoring import score_labels
+
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer = build_tokenizer(Path(folder), SIZES[size]["vocab_size"])
+        model = build_model(size, "reference", device, Path(folder))
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        instruction = "Classify the ticket into one of: " + ", ".join(LABELS) + ". " + random_texts(1, 120, seed=2)[0]
+        conversations = [[{"role": "system", "content": instruction}, {"role": "user", "content": text}]
+                         for text in random_texts(n, 40, seed=3)]  # fmt: skip
+        bf16 = device == "cuda"
+        timings = {}
+        methods = {
+            "generate_per_example": lambda: generate_batched(model, tokenizer, conversations, batch_size=1,
+                                                             max_new_tokens=6, bf16=bf16),
+            "label_scoring": lambda: score_labels(model, tokenizer, conversations, LABELS, batch_size=16, bf16=bf16),
+        }  # fmt: skip
+        for name, predict in methods.items():
+            predict()  # warm-up (kernels, allocator)
+            synchronize(device)
+            began = time.perf_counter()
+            predict()
+            synchronize(device)
+            timings[name] = round(n / (time.perf_counter() - began), 2)
+    ratio = timings["label_scoring"] / timings["generate_per_example"]
+    return {"size": size, "part": "label_scoring", "examples": n, "examples_per_s": timings, "ratio": round(ratio, 1)}
+
+
+def measure_encoder(*, device: str, steps: int, tiny: bool) -> dict:
+    """BERT-base's shape (random weights): training examples/s and per-request vs batched prediction."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    shape = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128) if tiny else {}
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(num_labels=77, **shape)).to(device)
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(6, 60, (32 * (steps + 2),), generator=generator).tolist()  # banking77-like lengths
+    examples = [torch.randint(1000, 30000, (n,), generator=generator) for n in lengths]
+    labels = torch.randint(0, 77, (len(examples),), generator=generator)
+
+    def batch_of(rows: list[int], pad_to: int | None):
+        width = pad_to or max(len(examples[i]) for i in rows)
+        ids = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for position, i in enumerate(rows):
+            ids[position, : len(examples[i])], mask[position, : len(examples[i])] = examples[i], 1
+        return ids.to(device), mask.to(device), labels[rows].to(device)
+
+    result = {"part": "encoder", "model": "bert-base shape" if not tiny else "tiny"}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    for setting, grouped, pad_to, bf16 in (("reference_fp32_padded_128", False, 128, False),
+                                           ("grouped_bf16", True, None, device == "cuda")):  # fmt: skip
+        order = sorted(range(len(examples)), key=lambda i: lengths[i]) if grouped else list(range(len(examples)))
+        batches = [order[i : i + 32] for i in range(0, len(order), 32)]
+        model.train()
+        timings = []
+        for step, rows in enumerate(batches):
+            began = time.perf_counter()
+            ids, mask, gold = batch_of(rows, pad_to)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                loss = model(input_ids=ids, attention_mask=mask, labels=gold).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            synchronize(device)
+            if step >= 2:
+                timings.append(time.perf_counter() - began)
+        result[f"train_{setting}_examples_per_s"] = round(32 * len(timings) / sum(timings), 1)
+    result["train_ratio"] = round(result["train_grouped_bf16_examples_per_s"]
+                                  / result["train_reference_fp32_padded_128_examples_per_s"], 2)  # fmt: skip
+    model.eval()
+    single = []
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        for i in range(min(200, len(examples))):
+            began = time.perf_counter()
+            model(*batch_of([i], None)[:2])
+            synchronize(device)
+            single.append((time.perf_counter() - began) * 1000)
+        rows = sorted(range(len(examples)), key=lambda i: lengths[i])
+        began = time.perf_counter()
+        for start in range(0, len(rows), 32):
+            model(*batch_of(rows[start : start + 32], None)[:2])
+        synchronize(device)
+        batched = len(rows) / (time.perf_counter() - began)
+    single.sort()
+    result.update(per_request_p50_ms=round(single[len(single) // 2], 2),
+                  per_request_p95_ms=round(single[int(0.95 * (len(single) - 1))], 2),
+                  batched_examples_per_s=round(batched, 1))  # fmt: skip
+    return result
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["0.5b", "7b"], choices=sorted(SIZES))
     parser.add_argument("--settings", nargs="+", default=SETTINGS, choices=SETTINGS)
+    parser.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS)
+    parser.add_argument("--prompts", type=int, default=64, help="examples of the label scoring part")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--tiny", action="store_true", help="the tiny shape only, no QLoRA (a smoke run)")
     parser.add_argument("--steps", type=int, default=10)
@@ -141,7 +281,7 @@ def main() -> None:
     sizes = ["tiny"] if args.tiny else args.sizes
     settings = [s for s in args.settings if not (args.tiny and s == "qlora")]
     results = []
-    for size in sizes:
+    for size in sizes if "train" in args.parts else []:
         rows = {}
         for setting in settings:
             rows[setting] = measure(size, setting, device=args.device, steps=args.steps, batch=args.batch, seq=args.seq)
@@ -151,6 +291,13 @@ def main() -> None:
                 )
             print(json.dumps(rows[setting]), flush=True)
         results += rows.values()
+    if "label_scoring" in args.parts:
+        for size in sizes:
+            results.append(measure_label_scoring(size, device=args.device, n=args.prompts))
+            print(json.dumps(results[-1]), flush=True)
+    if "encoder" in args.parts:
+        results.append(measure_encoder(device=args.device, steps=args.steps, tiny=args.tiny))
+        print(json.dumps(results[-1]), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         device = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"

@@ -10,8 +10,7 @@ import torch
 from slmtier.benchmark.candidates import LocalCandidate
 from slmtier.config import FieldSpec, ModelConfig, RunConfig, TaskConfig
 from slmtier.data import Example
-from slmtier.models import load_model, load_tokenizer, resolve_bf16, resolve_generate_bf16
-from slmtier.models import loading
+from slmtier.models import load_model, load_tokenizer, loading, resolve_bf16, resolve_generate_bf16
 from slmtier.tasks import build_task
 from slmtier.tiers import slm
 
