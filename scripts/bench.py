@@ -389,6 +389,7 @@ def child_profile(args) -> dict:
     """Where the time goes: torch.profiler's top operators (self time) over steps 3-6 of slmtier's SLM training
     on the recipe, and over label scoring of 48 test examples with the demo's adapter."""
     import torch
+    from peft import PeftModel
     from transformers import TrainerCallback
 
     from slmtier.data import load_splits
@@ -419,8 +420,6 @@ def child_profile(args) -> dict:
     train_adapter(model, tokenizer, dataset, trainer_cfg=trainer_cfg, lora_cfg=cfg.lora,
                   work_dir=Path(args.work) / "profile", model_targets=cfg.model.lora_target_modules,
                   callbacks=[Profiled()])  # fmt: skip
-    from peft import PeftModel
-
     model, tokenizer = load_base_model(cfg)
     model = PeftModel.from_pretrained(model, str(Path(args.work) / "demo" / "adapter"), is_trainable=False)
     conversations = [task.build_messages(example) for example in splits.test[:48]]
@@ -767,14 +766,11 @@ def target_rows(results: dict) -> list[str]:
             f">= {TARGETS['router_c32_share']}",
             f"{wide['requests_per_s'] / offline:.2f} ({wide['requests_per_s']:.0f}/s)", f"offline {offline:.0f}/s",
             quality, wide["requests_per_s"] / offline >= TARGETS["router_c32_share"])  # fmt: skip
-    gpu = results.get("gpu")
-    gpu_line = (f"GPU (`scripts/gpu_check.py`, {gpu['device']}): see bench/gpu.json." if gpu
-                else "GPU (`scripts/gpu_check.py`): not run in this measurement (no CUDA device here).")  # fmt: skip
     if not rows:
         return []
     lines = ["**Targets** (each measured in this run against the reference beside it):", "",
              "| target | goal | measured | same-run reference | quality | met |", "|---|---|---|---|---|---|",
-             *rows, "", gpu_line, ""]  # fmt: skip
+             *rows, "", "GPU: `scripts/gpu_check.py` runs apart, on a CUDA machine (see GPU below).", ""]  # fmt: skip
     profile = results.get("profile")
     if profile:
         for part, label in (("training", "SLM training (steps 3-6)"), ("label_scoring", "label scoring")):

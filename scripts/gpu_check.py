@@ -199,6 +199,8 @@ def measure_encoder(*, device: str, steps: int, tiny: bool) -> dict:
     """BERT-base's shape (random weights): training examples/s and per-request vs batched prediction."""
     from transformers import BertConfig, BertForSequenceClassification
 
+    from slmtier.benchmark.summary import percentile
+
     shape = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128) if tiny else {}
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(num_labels=77, **shape)).to(device)
@@ -251,10 +253,9 @@ def measure_encoder(*, device: str, steps: int, tiny: bool) -> dict:
             model(*batch_of(rows[start : start + 32], None)[:2])
         synchronize(device)
         batched = len(rows) / (time.perf_counter() - began)
-    single.sort()
-    result.update(per_request_p50_ms=round(single[len(single) // 2], 2),
-                  per_request_p95_ms=round(single[int(0.95 * (len(single) - 1))], 2),
-                  batched_examples_per_s=round(batched, 1))  # fmt: skip
+    result["per_request_p50_ms"] = round(percentile(single, 50), 2)
+    result["per_request_p95_ms"] = round(percentile(single, 95), 2)
+    result["batched_examples_per_s"] = round(batched, 1)
     return result
 
 

@@ -18,18 +18,19 @@ from helpers.processes import run_train_cli
 from helpers.servers import Router, routing_as
 from helpers.tiny import tiny_overrides
 from slmtier.candidate import answer
-from slmtier.config import EncoderConfig, EncoderLoraConfig
+from slmtier.config import EncoderConfig, EncoderLoraConfig, RunConfig, TrainerConfig
 from slmtier.data import Example, load_splits
-from slmtier.errors import ModelSourceError
+from slmtier.errors import ModelSourceError, SlmtierError
 from slmtier.run_dir import RunDir
 from slmtier.serve.router import build_router
 from slmtier.serve.routes import load_route
 from slmtier.tasks import build_task
-from slmtier.tiers import TIERS
+from slmtier.tiers import TIERS, slm
 from slmtier.tiers.encoder import (
     ENCODER,
     SHAPE_STEP,
     balanced_class_weights,
+    check_encoder_config,
     load_encoder,
     load_trained_encoder,
     padded_rows,
@@ -351,18 +352,11 @@ def test_batches_run_in_few_shapes_and_filler_rows_change_no_answer(tiny_encoder
     ],
 )
 def test_encoder_settings_are_checked_at_start_up(key, value, mistake):
-    from slmtier.errors import SlmtierError
-    from slmtier.tiers.encoder import check_encoder_config
-
     check_encoder_config(EncoderConfig(name="x", source="y"), "classification")  # the defaults pass
     with pytest.raises(SlmtierError, match=mistake):
         check_encoder_config(EncoderConfig(name="x", source="y", **{key: value}), "classification")
 
 
 def test_the_slm_tiers_sampling_strategy_is_checked_at_start_up():
-    from slmtier.config import RunConfig, TrainerConfig
-    from slmtier.errors import SlmtierError
-    from slmtier.tiers import slm
-
     with pytest.raises(SlmtierError, match="trainer.train_sampling_strategy 'shuffled' is not one of"):
         slm.check(RunConfig(trainer=TrainerConfig(train_sampling_strategy="shuffled")))
