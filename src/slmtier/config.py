@@ -130,6 +130,9 @@ class EncoderConfig:
     trust_remote_code: bool = False
     params_m: float | None = None  # parameters, millions (documentation)
     max_length: int = 128  # tokens per input; longer inputs are cut (and counted)
+    # cls: the head as transformers builds it (BERT: a dense layer over the first token) | mean: the mean of the
+    # last hidden states over the real tokens (how sentence-transformers checkpoints represent a text; BERT family)
+    pooling: str = "cls"
     finetune: str = "full"  # full (every weight) | lora (peft adapter + the new head; the base stays frozen)
     lora: EncoderLoraConfig = field(default_factory=EncoderLoraConfig)
     # transformers.TrainingArguments fields (same names)

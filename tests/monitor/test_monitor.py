@@ -22,7 +22,7 @@ from helpers.servers import Router, benchmark_tiny_run, routing_as
 from slmtier.benchmark.cascade import build_curve
 from slmtier.config import TaskConfig
 from slmtier.monitor.reference import Reference
-from slmtier.monitor.refit import Pairs, refit, weighted_curve
+from slmtier.monitor.refit import Pairs, _advice, refit, weighted_curve
 from slmtier.monitor.run import Settings, monitor_task
 from slmtier.report.routing import routing_id
 from slmtier.run_dir import RunDir
@@ -165,6 +165,27 @@ def test_the_refit_picks_the_cheapest_threshold_that_reaches_the_target_by_hand(
     gold = refit(reference, hand_case(), labels, min_pairs=1)
     assert gold["reference"] == "human labels"
     assert gold["target_quality"] == pytest.approx((0 + 1 + 0 + 2 + 2) / 8 - 0.1)  # the LLM was wrong on e1 and s1
+
+
+@pytest.mark.parametrize(
+    ("current_interval", "fitted_interval", "step", "confirmed"),
+    [
+        ((0.90, 0.97), (0.980, 0.990), "refit", True),  # the deployed one shown to miss, the re-fit to reach
+        ((0.90, 0.97), (0.975, 0.990), "refit", False),  # shown to miss; the re-fit not shown to reach
+        ((0.97, 0.99), (0.975, 0.990), "more_data", False),  # neither shown either way
+        ((0.98, 0.99), (0.975, 0.990), "keep", True),  # the deployed one still shown to reach
+    ],
+)
+def test_the_advice_reads_both_intervals(current_interval, fitted_interval, step, confirmed):
+    target = 0.98
+    current = {"threshold": 0.5, "quality": 0.975, "quality_interval": list(current_interval), "escalation_rate": 0.3}
+    fitted = {"threshold": 0.6, "quality": 0.981, "quality_interval": list(fitted_interval), "escalation_rate": 0.35,
+              "usd_per_1k": 0.5}  # fmt: skip
+    holds = current_interval[0] >= target
+    got, sentence = _advice(holds, current, fitted, target, {"local_usd": 0.1, "llm_usd": 1.0})
+    assert got == step
+    assert ("reaches below the target too" in sentence) == (step == "refit" and not confirmed)
+    assert ("not confirmed" in sentence) == (step == "more_data")
 
 
 # ---------------------------------------------------------------- end to end, over a real router's log

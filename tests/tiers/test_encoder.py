@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import replace
 
 import httpx
 import openai
@@ -36,6 +37,8 @@ from slmtier.tiers.encoder import (
     padded_rows,
     predict_logits,
     prepare_encoder,
+    save_encoder,
+    train_encoder,
     weighted_loss,
 )
 
@@ -326,10 +329,11 @@ def test_real_minilm_learns_the_ticket_task(tmp_path):
         assert calibration["errors"] == 0 and calibration["temperature"] == 1.0
 
 
-def test_batches_run_in_few_shapes_and_filler_rows_change_no_answer(tiny_encoder_dir):
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_batches_run_in_few_shapes_and_filler_rows_change_no_answer(tiny_encoder_dir, pooling):
     """A server batches whatever arrives; the encoder runs each batch padded to one of ~90 shapes (so the CPU
     kernels' per-shape buffers stop growing), and the filler rows and tokens change no row's logits."""
-    model, tokenizer = load_encoder(tiny_config(tiny_encoder_dir), LABELS)
+    model, tokenizer = load_encoder(tiny_config(tiny_encoder_dir, pooling=pooling), LABELS)
     assert {padded_rows(n) for n in range(1, 33)} == {1, 2, 3, 4, 5, 6, 7, 8, 16, 24, 32}
     texts = [example.input for example in ticket_examples("test", 11)]
     shapes = []
@@ -343,9 +347,36 @@ def test_batches_run_in_few_shapes_and_filler_rows_change_no_answer(tiny_encoder
     assert torch.allclose(batched, single, atol=1e-4)
 
 
+def test_mean_pooling_by_hand_survives_saving_and_is_checked_on_loading(tiny_encoder_dir, tmp_path):
+    """encoder.pooling=mean: the head reads the mean of the last hidden states over the real tokens (computed here
+    by hand), the choice is saved with the weights, and loading them with another pooling is an error."""
+    cfg = tiny_config(tiny_encoder_dir, pooling="mean", max_steps=3)
+    model, tokenizer = load_encoder(cfg, LABELS)
+    texts = [example.input for example in ticket_examples("test", 5)]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    model.eval()
+    with torch.inference_mode():
+        hidden = model.bert(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        by_hand = model.classifier((hidden * mask).sum(1) / mask.sum(1))
+        assert torch.allclose(model(**batch).logits, by_hand, atol=1e-5)
+        cls_model, _ = load_encoder(replace(cfg, pooling="cls"), LABELS)
+        cls_model.eval()
+        assert not torch.allclose(cls_model(**batch).logits, by_hand, atol=1e-3)  # the head reads something else
+    trained, _ = train_encoder(model, tokenizer, ticket_examples("train", 48), LABELS, cfg, work_dir=tmp_path / "work")
+    save_encoder(trained, tokenizer, tmp_path / "saved")
+    before = predict_logits(trained, tokenizer, texts, batch_size=4, max_length=128, bf16=False)[0]
+    loaded, _ = load_trained_encoder(tmp_path / "saved", cfg, LABELS)
+    after = predict_logits(loaded, tokenizer, texts, batch_size=4, max_length=128, bf16=False)[0]
+    assert torch.allclose(before, after, atol=1e-5)
+    with pytest.raises(SlmtierError, match="was trained with encoder.pooling=mean, the config says cls"):
+        load_trained_encoder(tmp_path / "saved", replace(cfg, pooling="cls"), LABELS)
+
+
 @pytest.mark.parametrize(
     ("key", "value", "mistake"),
     [
+        ("pooling", "max", "encoder.pooling 'max' is not one of"),
         ("train_sampling_strategy", "by_length", "encoder.train_sampling_strategy 'by_length' is not one of"),
         ("finetune", "adapter", "encoder.finetune 'adapter' is not one of"),
         ("class_weights", "inverse", "encoder.class_weights 'inverse' is not one of"),

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 NAME = ENCODER = "encoder"  # candidate name and predictions/encoder.jsonl
 FINETUNE_MODES = ("full", "lora")
 CLASS_WEIGHTS = ("none", "balanced")
+POOLINGS = ("cls", "mean")
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ def check_encoder_config(cfg: EncoderConfig, task_kind: str) -> None:
     check_sampling_strategy("encoder.train_sampling_strategy", cfg.train_sampling_strategy)
     if cfg.class_weights not in CLASS_WEIGHTS:
         raise SlmtierError(f"encoder.class_weights {cfg.class_weights!r} is not one of {list(CLASS_WEIGHTS)}")
+    if cfg.pooling not in POOLINGS:
+        raise SlmtierError(f"encoder.pooling {cfg.pooling!r} is not one of {list(POOLINGS)}")
     if cfg.max_length < 8 or cfg.batch_size < 1 or cfg.per_device_train_batch_size < 1:
         raise SlmtierError("encoder.max_length must be >= 8 and the encoder's batch sizes >= 1")
     if cfg.ece_bins < 2:
@@ -169,7 +172,42 @@ def load_encoder(cfg: EncoderConfig, labels: list[str], path: str | None = None)
     if tokenizer.pad_token is None:  # some encoders' tokenizers name no pad token; any will do with a mask
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
         model.config.pad_token_id = tokenizer.pad_token_id
+    set_pooling(model, cfg.pooling, f"encoder {cfg.name!r} ({path})")
     return model, tokenizer
+
+
+def set_pooling(model, pooling: str, name: str) -> None:
+    """How the classification head sees a text. `cls`: as transformers builds the head (BERT's pooler: a dense
+    layer over the first token). `mean`: the mean of the last hidden states over the input's real tokens (the
+    attention mask), in place of the pooler's output — the representation sentence-transformers checkpoints such
+    as all-MiniLM-L6-v2 were trained to produce. `mean` needs a head that reads the base model's pooler output
+    (the BERT family). The choice is written into the model's config (`slmtier_pooling`), so an encoder saved
+    after training is loaded as it was trained, and a mismatch with the recipe is an error."""
+    saved = getattr(model.config, "slmtier_pooling", None)
+    if saved is not None and saved != pooling:
+        raise SlmtierError(f"{name} was trained with encoder.pooling={saved}, the config says {pooling}: "
+                           f"set encoder.pooling={saved}")  # fmt: skip
+    model.config.slmtier_pooling = pooling
+    if pooling == "cls":
+        return
+    body = model.base_model
+    if getattr(body, "pooler", None) is None:
+        raise SlmtierError(f"{name}: encoder.pooling=mean needs a classification head over the base model's pooler "
+                           f"(the BERT family); {type(model).__name__} has none: use encoder.pooling=cls")  # fmt: skip
+    body.register_forward_hook(_mean_pooled, with_kwargs=True)
+
+
+def _mean_pooled(module, args, kwargs, output):
+    """Forward hook on the base model: its pooler output replaced by the masked mean of its last hidden states.
+    The pooler still runs (one small matmul) so the output keeps its fields in place."""
+    hidden = output.last_hidden_state
+    mask = kwargs.get("attention_mask")
+    if mask is None:
+        output.pooler_output = hidden.mean(dim=1)
+        return output
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    output.pooler_output = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    return output
 
 
 def encode_examples(tokenizer, examples: list[Example], labels: list[str], max_length: int):
