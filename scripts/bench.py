@@ -570,7 +570,8 @@ def main() -> None:
     began = time.perf_counter()
     results = json.loads(args.out.read_text()) if args.out.is_file() and set(args.only) != set(PARTS) else {}
     results["machine"] = describe_machine()
-    results["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    started = dt.datetime.now(dt.UTC)
+    results["date"] = started.strftime("%Y-%m-%d %H:%M UTC")
     if "matmul" in args.only:
         results["matmul"] = run_child("matmul", args)
     if "train" in args.only:
@@ -606,6 +607,7 @@ def main() -> None:
                         str(out), "--work", str(Path(args.work) / "distill"), *page], check=True, cwd=REPO)  # fmt: skip
         results["distill"] = json.loads(out.read_text())
     results["bench_wall_s"] = round(time.perf_counter() - began, 1)
+    results["invocations"] = invocations(results.get("invocations", []), args.only, started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     finish(results, args)
@@ -631,6 +633,14 @@ def finish(results: dict, args) -> None:
         replace_block(page, f"Measured {when} on {results['machine']}.\n\n{monitor}", "bench-monitor")
 
 
+def invocations(earlier: list[dict], parts: list[str], started: dt.datetime) -> list[dict]:
+    """When each part's figures were measured: this invocation's parts and time span, after the earlier ones
+    less the parts it measured again (an invocation left with none is dropped)."""
+    kept = [{**item, "parts": [p for p in item["parts"] if p not in parts]} for item in earlier]
+    span = f"{started:%Y-%m-%d %H:%M}-{dt.datetime.now(dt.UTC):%H:%M} UTC"
+    return [item for item in kept if item["parts"]] + [{"parts": list(parts), "span": span}]
+
+
 def describe_machine() -> str:
     import torch
 
@@ -644,11 +654,16 @@ def describe_machine() -> str:
 
 def render_table(results: dict) -> str:
     """The Markdown docs/speed.md shows: every speed figure with its ratio and the quality it came with."""
-    lines = [
-        f"Measured {results['date']} on {results['machine']} "
-        f"(`make bench`, {results.get('bench_wall_s', 0) / 60:.0f} min in all).",
-        "",
-    ]
+    runs = results.get("invocations") or []
+    if len(runs) > 1:  # parts measured again on their own: say which figure is from when
+        when = "; ".join(f"{', '.join(item['parts'])}: {item['span']}" for item in runs)
+        lines = [f"Measured on {results['machine']} by {len(runs)} invocations of `scripts/bench.py` ({when}).", ""]
+    else:
+        lines = [
+            f"Measured {results['date']} on {results['machine']} "
+            f"(`make bench`, {results.get('bench_wall_s', 0) / 60:.0f} min in all).",
+            "",
+        ]
     matmul = results.get("matmul") or {}
     if matmul:
         lines += [
