@@ -363,6 +363,7 @@ def test_mean_pooling_by_hand_survives_saving_and_is_checked_on_loading(tiny_enc
         cls_model, _ = load_encoder(replace(cfg, pooling="cls"), LABELS)
         cls_model.eval()
         assert not torch.allclose(cls_model(**batch).logits, by_hand, atol=1e-3)  # the head reads something else
+    assert not any(p.requires_grad for p in model.bert.pooler.parameters())  # unused: not trained
     trained, _ = train_encoder(model, tokenizer, ticket_examples("train", 48), LABELS, cfg, work_dir=tmp_path / "work")
     save_encoder(trained, tokenizer, tmp_path / "saved")
     before = predict_logits(trained, tokenizer, texts, batch_size=4, max_length=128, bf16=False)[0]

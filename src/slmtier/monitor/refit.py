@@ -203,13 +203,13 @@ def _advice(holds: bool, current: dict, fitted: dict | None, target: float, cost
         # Neither threshold is shown to miss or to reach the target: the pairs are too few to tell them apart.
         return (
             "more_data",
-            f"The verdict is not confirmed: {now}; the interval contains the target. The {refitted}, does not "
-            "clear it either. Keep the deployed routing, shadow more traffic (the routing's shadow_rate) and "
-            "re-run the monitor.",
+            f"The verdict is not confirmed: {now}; the interval contains the target, and so it does at the "
+            f"{refitted}. Keep the deployed routing, shadow more traffic (the routing's shadow_rate) and re-run "
+            "the monitor.",
         )
     advice = f"The verdict no longer holds: {now}. Deploy the {refitted} (proposed routing.yaml)"
     if not confirmed:
-        advice += "; its interval reaches below the target too: re-run the monitor on more shadowed traffic to confirm it"
+        advice += "; its interval reaches below the target too: confirm it by re-running the monitor on more traffic"
     if fitted["escalation_rate"] > max(2 * current["escalation_rate"], 0.5):
         return "retrain", advice + "; it escalates far more than before: retrain the local tier on the logged traffic."
     return "refit", advice + "."

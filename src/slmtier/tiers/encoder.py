@@ -194,6 +194,7 @@ def set_pooling(model, pooling: str, name: str) -> None:
     if getattr(body, "pooler", None) is None:
         raise SlmtierError(f"{name}: encoder.pooling=mean needs a classification head over the base model's pooler "
                            f"(the BERT family); {type(model).__name__} has none: use encoder.pooling=cls")  # fmt: skip
+    body.pooler.requires_grad_(False)  # its output is replaced: no gradient, no optimizer state, no unused DDP grads
     body.register_forward_hook(_mean_pooled, with_kwargs=True)
 
 
