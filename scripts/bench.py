@@ -667,7 +667,7 @@ def render_table(results: dict) -> str:
     matmul = results.get("matmul") or {}
     if matmul:
         lines += [
-            f"Matmul peak in the same run: {matmul['fp32_gflops']:.0f} GFLOP/s fp32, "
+            f"Matmul peak, measured with the training: {matmul['fp32_gflops']:.0f} GFLOP/s fp32, "
             f"{matmul['bf16_gflops']:.0f} GFLOP/s bf16.",
             "",
         ]
@@ -783,7 +783,7 @@ def target_rows(results: dict) -> list[str]:
             quality, wide["requests_per_s"] / offline >= TARGETS["router_c32_share"])  # fmt: skip
     if not rows:
         return []
-    lines = ["**Targets** (each measured in this run against the reference beside it):", "",
+    lines = ["**Targets** (each measured against the reference beside it, in the same invocation):", "",
              "| target | goal | measured | same-run reference | quality | met |", "|---|---|---|---|---|---|",
              *rows, "", "GPU: `scripts/gpu_check.py` runs apart, on a CUDA machine (see GPU below).", ""]  # fmt: skip
     profile = results.get("profile")
