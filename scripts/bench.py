@@ -659,9 +659,11 @@ def render_table(results: dict) -> str:
         when = "; ".join(f"{', '.join(item['parts'])}: {item['span']}" for item in runs)
         lines = [f"Measured on {results['machine']} by {len(runs)} invocations of `scripts/bench.py` ({when}).", ""]
     else:
+        parts = runs[0]["parts"] if runs else PARTS
+        how = "`make bench`" if set(parts) >= set(PARTS) else f"`scripts/bench.py --only {' '.join(parts)}`"
         lines = [
             f"Measured {results['date']} on {results['machine']} "
-            f"(`make bench`, {results.get('bench_wall_s', 0) / 60:.0f} min in all).",
+            f"({how}, {results.get('bench_wall_s', 0) / 60:.0f} min in all).",
             "",
         ]
     matmul = results.get("matmul") or {}

@@ -38,6 +38,7 @@ from slmtier.tiers.encoder import (
     predict_logits,
     prepare_encoder,
     save_encoder,
+    set_pooling,
     train_encoder,
     weighted_loss,
 )
@@ -372,6 +373,15 @@ def test_mean_pooling_by_hand_survives_saving_and_is_checked_on_loading(tiny_enc
     assert torch.allclose(before, after, atol=1e-5)
     with pytest.raises(SlmtierError, match="was trained with encoder.pooling=mean, the config says cls"):
         load_trained_encoder(tmp_path / "saved", replace(cfg, pooling="cls"), LABELS)
+
+
+def test_mean_pooling_is_refused_where_the_head_reads_no_pooler(tiny_encoder_dir):
+    """Heads that pool by themselves (RoBERTa, DeBERTa, ModernBERT) have no base-model pooler to replace."""
+    model, _ = load_encoder(tiny_config(tiny_encoder_dir), LABELS)
+    model.bert.pooler = None
+    del model.config.slmtier_pooling  # as a checkpoint fresh from the hub
+    with pytest.raises(SlmtierError, match="encoder.pooling=mean needs a classification head over the base model's"):
+        set_pooling(model, "mean", "encoder 'tiny'")
 
 
 @pytest.mark.parametrize(
