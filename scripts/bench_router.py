@@ -51,8 +51,7 @@ from slmtier.candidate import answer  # noqa: E402
 from slmtier.data import load_splits  # noqa: E402
 from slmtier.run_dir import RunDir  # noqa: E402
 from slmtier.serve.request_log import read_request_log  # noqa: E402
-from slmtier.serve.routes import plain_answer  # noqa: E402
-from slmtier.tasks import build_task  # noqa: E402
+from slmtier.tasks import build_task, plain_answer  # noqa: E402
 
 LLM_PORT = 18777
 

@@ -248,7 +248,7 @@ def test_logged_answers_file_is_checked_row_by_row(tmp_path):
 
 
 def test_endpoint_candidate_estimates_missing_usage_and_prices_it(tmp_path):
-    from slmtier.baselines import EndpointCandidate
+    from slmtier.baselines.candidates import EndpointCandidate
     from slmtier.baselines.pricing import Price
     from slmtier.config import compose_config, to_run_config
     from slmtier.data import Example

@@ -172,7 +172,7 @@ def test_an_echoed_key_cached_by_an_older_version_is_masked_when_read(tmp_path):
 def test_a_key_echoed_in_answers_and_errors_is_stored_nowhere(tmp_path, monkeypatch, caplog, capsys):
     """The key comes back in 200 answers (text and model id) and in 500 error bodies, in every encoding:
     the rows, the predictions file and the response cache hold only ***; the answers' other words stay."""
-    from slmtier.baselines import EndpointCandidate
+    from slmtier.baselines.candidates import EndpointCandidate
     from slmtier.benchmark.candidates import run_candidate
     from slmtier.config import compose_config, to_run_config
     from slmtier.data import Example

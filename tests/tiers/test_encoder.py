@@ -152,11 +152,13 @@ def test_full_fine_tuning_learns_predicts_and_calibrates(tiny_encoder_dir, tmp_p
     assert torch.allclose(again.logits(test), logits, atol=1e-5)
 
 
-def test_lora_trains_an_adapter_and_the_head_only(tiny_encoder_dir, tmp_path):
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_lora_trains_an_adapter_and_the_head_only(tiny_encoder_dir, tmp_path, pooling):
     from safetensors.torch import load_file
 
     train, validation = ticket_examples("train", 96), ticket_examples("validation", 24)
-    cfg = tiny_config(tiny_encoder_dir, finetune="lora", lora=EncoderLoraConfig(r=4), num_train_epochs=4)
+    cfg = tiny_config(tiny_encoder_dir, finetune="lora", lora=EncoderLoraConfig(r=4), num_train_epochs=4,
+                      pooling=pooling)  # fmt: skip
     base_before = load_file(tiny_encoder_dir / "model.safetensors")
     candidate, entry = prepare_encoder(cfg, train, validation, LABELS, run_dir=tmp_path, bf16=False)
 
@@ -166,6 +168,8 @@ def test_lora_trains_an_adapter_and_the_head_only(tiny_encoder_dir, tmp_path):
     assert (folder / "adapter_config.json").is_file() and (folder / "adapter_model.safetensors").is_file()
     saved = load_file(folder / "adapter_model.safetensors")
     assert any("lora_A" in key for key in saved) and any("classifier" in key for key in saved), sorted(saved)[:5]
+    # The pooler gets an adapter where its output is read, none where mean pooling discards it.
+    assert any("pooler" in key and "lora_A" in key for key in saved) == (pooling == "cls"), sorted(saved)
     assert all(torch.equal(t, load_file(tiny_encoder_dir / "model.safetensors")[k]) for k, t in base_before.items())
 
     # Loaded back (adapter onto the pretrained encoder, merged), it answers exactly as the trained model did.

@@ -1,5 +1,2 @@
-"""The LLM tier: an OpenAI-compatible endpoint or a file of logged answers, as benchmark candidates."""
-
-from slmtier.baselines.candidates import EndpointCandidate, PredictionsFileCandidate
-
-__all__ = ["EndpointCandidate", "PredictionsFileCandidate"]
+"""The LLM tier: an OpenAI-compatible endpoint or a file of logged answers, as benchmark candidates
+(slmtier.baselines.candidates), its settings, keys and cache."""

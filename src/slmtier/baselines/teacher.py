@@ -24,7 +24,7 @@ from slmtier.config import RunConfig
 from slmtier.data import Example, Splits
 from slmtier.errors import SlmtierError
 from slmtier.models import load_tokenizer, resolve_model_path
-from slmtier.serve.routes import plain_answer
+from slmtier.tasks import plain_answer
 
 log = logging.getLogger(__name__)
 

@@ -14,21 +14,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from slmtier.baselines import teacher
-from slmtier.baselines.tier import build_llm_tier, check_logged_answers, record_llm_tier
-from slmtier.benchmark.run import run_benchmark, summarise_run
 from slmtier.cli.errors import exit_on_user_error
 from slmtier.config import CONFIG_DIR, RunConfig, register_configs, to_run_config
 from slmtier.data import load_splits, report_long_inputs
 from slmtier.data.log_import import logged_targets
 from slmtier.errors import NoVerdict
-from slmtier.preflight import check_config
-from slmtier.report import complete_reports, write_reports
 from slmtier.run_dir import RunDir, disk_full_as_error
 from slmtier.tasks import build_task
-from slmtier.tiers import TIERS, requested, slm
-from slmtier.tracking import log_run, sweep_objective
-from slmtier.training import is_main_process
+from slmtier.tracking import sweep_objective
 
 register_configs()
 # bitsandbytes (imported by peft) warns on every CPU start that an optional 4-bit kernel package is
@@ -39,6 +32,17 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(dict_cfg: DictConfig) -> float | None:
     """Returns the SLM's validation score: the objective a Hydra sweeper (Optuna) maximises."""
+    # The modules that bring torch, transformers, peft and datasets (seconds to import) come after Hydra has
+    # composed and checked the config: a mistyped key or option ends the command at once.
+    from slmtier.baselines import teacher
+    from slmtier.baselines.tier import build_llm_tier, check_logged_answers, record_llm_tier
+    from slmtier.benchmark.run import run_benchmark, summarise_run
+    from slmtier.preflight import check_config
+    from slmtier.report import complete_reports, write_reports
+    from slmtier.tiers import TIERS, requested, slm
+    from slmtier.tracking import log_run
+    from slmtier.training import is_main_process
+
     run_dir = RunDir(HydraConfig.get().runtime.output_dir)
     # A full disk (checkpoints, caches, prediction rows, reports) ends the run with one message naming it.
     with exit_on_user_error(), disk_full_as_error(run_dir.path, Path(str(dict_cfg.cache_dir))):

@@ -33,7 +33,7 @@ import numpy as np
 
 from slmtier.data.text import is_blank
 from slmtier.errors import DataError, SlmtierError
-from slmtier.serve.routes import plain_answer
+from slmtier.tasks import plain_answer
 
 CARD_FILE = "data_card.json"
 MAX_NAMED_LINES = 20

@@ -16,8 +16,8 @@ from typing import Any
 from slmtier.errors import SlmtierError
 from slmtier.report.routing import routing_id
 from slmtier.run_dir import RunDir
-from slmtier.serve.routes import plain_answer, read_routing
-from slmtier.tasks import build_task
+from slmtier.serve.routes import read_routing
+from slmtier.tasks import build_task, plain_answer
 from slmtier.tiers import TIERS
 
 SPLITS = ("validation", "test")

@@ -29,7 +29,8 @@ from slmtier.candidate import Answer, answer_async
 from slmtier.data import Example
 from slmtier.serve.api import ApiError, install_api_basics
 from slmtier.serve.request_log import RequestLog
-from slmtier.serve.routes import Batcher, PromptTooLong, TaskRoute, plain_answer
+from slmtier.serve.routes import Batcher, PromptTooLong, TaskRoute
+from slmtier.tasks import plain_answer
 
 SHADOW_DRAIN_S = 10.0
 # A cascade stops waiting for the LLM this long before the request's deadline, to answer locally in time.

@@ -25,7 +25,6 @@ from slmtier.candidate import Answer, Candidate, answer
 from slmtier.data import Example
 from slmtier.errors import SlmtierError
 from slmtier.report.routing import ROUTING_VERSION
-from slmtier.tasks.extraction import as_json_object
 
 log = logging.getLogger(__name__)
 INPUT_GROUP = "input"
@@ -199,11 +198,6 @@ def compile_input_rule(rule, path: Path) -> re.Pattern | None:
     if INPUT_GROUP not in compiled.groupindex:
         raise SlmtierError(f"{path}: input.pattern needs a group named {INPUT_GROUP!r}: (?P<input>...)")
     return compiled
-
-
-def plain_answer(parsed: Any) -> Any:
-    """A parsed answer as the application wants it: a label, a summary, or an extraction's JSON object."""
-    return as_json_object(parsed) if isinstance(parsed, dict) and "values" in parsed else parsed
 
 
 class Batcher:

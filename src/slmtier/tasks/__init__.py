@@ -10,7 +10,7 @@ from slmtier.config import TaskConfig
 from slmtier.data import Example
 from slmtier.errors import SlmtierError
 from slmtier.tasks.classification import Classification, check_labels
-from slmtier.tasks.extraction import FIELD_TYPES, Extraction, check_enum_values
+from slmtier.tasks.extraction import FIELD_TYPES, Extraction, as_json_object, check_enum_values
 from slmtier.tasks.summarization import Summarization
 
 
@@ -34,6 +34,11 @@ class Task(Protocol):
     def score_parts(self, parsed: Any, gold: Any) -> tuple[float, float]: ...
 
     def score(self, parsed: list[Any], gold: list[Any], *, inputs: list[str] | None = None) -> dict: ...
+
+
+def plain_answer(parsed: Any) -> Any:
+    """A parsed answer as the application wants it: a label, a summary, or an extraction's JSON object."""
+    return as_json_object(parsed) if isinstance(parsed, dict) and "values" in parsed else parsed
 
 
 def build_classification(cfg: TaskConfig) -> Classification:

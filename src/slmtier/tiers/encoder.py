@@ -198,6 +198,14 @@ def set_pooling(model, pooling: str, name: str) -> None:
     body.register_forward_hook(_mean_pooled, with_kwargs=True)
 
 
+def unused_pooler(model) -> list[str]:
+    """The full names of the pooler's modules where mean pooling discards its output (none under `cls`)."""
+    if getattr(model.config, "slmtier_pooling", "cls") != "mean":
+        return []
+    inside = {id(module) for module in model.base_model.pooler.modules()}
+    return [name for name, module in model.named_modules() if id(module) in inside]
+
+
 def _mean_pooled(module, args, kwargs, output):
     """Forward hook on the base model: its pooler output replaced by the masked mean of its last hidden states.
     The pooler still runs (one small matmul) so the output keeps its fields in place."""
@@ -262,6 +270,8 @@ def train_encoder(model, tokenizer, train: list[Example], labels: list[str], cfg
             lora_alpha=cfg.lora.lora_alpha,
             lora_dropout=cfg.lora.lora_dropout,
             target_modules=cfg.lora.target_modules or "all-linear",
+            # Under mean pooling the pooler's output is discarded: an adapter there would train to nothing.
+            exclude_modules=unused_pooler(model) or None,
         )
         model = get_peft_model(model, adapter)
     weights = balanced_class_weights(train, labels) if cfg.class_weights == "balanced" else None
