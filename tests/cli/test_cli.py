@@ -61,6 +61,17 @@ def test_config_mistake_exits_2_with_a_hint(tmp_path, override, message):
     assert not run.exists()  # stopped at start-up
 
 
+def test_a_config_mistake_ends_the_command_before_the_training_stack_is_imported(tmp_path):
+    """torch, transformers and peft take seconds to import; Hydra's check of the config comes first."""
+    heavy = "{'torch', 'transformers', 'peft'}"
+    code = (f"import atexit, sys; atexit.register(lambda: print(sorted({heavy} & set(sys.modules))));"
+            f"sys.argv = ['train.py', 'recipe=ticket_classifier', 'lora.rr=4', 'hydra.run.dir={tmp_path}'];"
+            "from slmtier.cli.main import train; train()")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "lora.rr" in result.stderr, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
 def test_missing_recipe_says_how_to_choose_one():
     result = run_train_cli()
     assert_one_message(result, "say which recipe to use: add recipe=NAME to the command")
