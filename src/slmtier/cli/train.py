@@ -19,9 +19,10 @@ from slmtier.config import CONFIG_DIR, RunConfig, register_configs, to_run_confi
 from slmtier.data import load_splits, report_long_inputs
 from slmtier.data.log_import import logged_targets
 from slmtier.errors import NoVerdict
+from slmtier.report import complete_reports, write_reports
 from slmtier.run_dir import RunDir, disk_full_as_error
 from slmtier.tasks import build_task
-from slmtier.tracking import sweep_objective
+from slmtier.tracking import log_run, sweep_objective
 
 register_configs()
 # bitsandbytes (imported by peft) warns on every CPU start that an optional 4-bit kernel package is
@@ -38,9 +39,7 @@ def main(dict_cfg: DictConfig) -> float | None:
     from slmtier.baselines.tier import build_llm_tier, check_logged_answers, record_llm_tier
     from slmtier.benchmark.run import run_benchmark, summarise_run
     from slmtier.preflight import check_config
-    from slmtier.report import complete_reports, write_reports
     from slmtier.tiers import TIERS, requested, slm
-    from slmtier.tracking import log_run
     from slmtier.training import is_main_process
 
     run_dir = RunDir(HydraConfig.get().runtime.output_dir)
